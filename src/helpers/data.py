@@ -1,0 +1,411 @@
+"""Find, scan and describe a PBC-style dataset.
+
+The PBC release (Acevedo et al. 2020) is a folder per class::
+
+    <root>/[one or two wrapper folders]/PBC_dataset_normal_DIB/<class>/<file>.jpg
+
+:func:`find_dataset_root` locates the folder that holds the class folders, whatever
+the wrapper (Mendeley zip, Kaggle copy, a reader's own copy). :func:`scan_files`
+opens every image once, so that unreadable files are found *here*, with a clear log
+line, and never deep inside TensorFlow during training.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from . import CLASSES
+from .config import ConfigError, data_dir_candidates
+from .io import text_digest
+
+log = logging.getLogger("helpers.data")
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif"}
+# What tf.io.decode_image can decode to 8-bit RGB on its own; anything else is skipped
+# by the training pipeline (the predict command converts it with Pillow instead).
+TF_NATIVE_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
+TF_NATIVE_MODES = {"RGB", "L", "RGBA", "LA", "P"}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No usable PBC-style dataset was found; the message says what to do."""
+
+
+def subtype_of(filename: str) -> str:
+    """Finer label from the PBC file-name prefix: ``SNE_123.jpg`` → ``SNE``."""
+    stem = Path(filename).stem
+    return stem.split("_", 1)[0].upper() if "_" in stem else "?"
+
+
+def _class_dirs(folder: Path, classes: Sequence[str]) -> set[str]:
+    try:
+        return {p.name for p in folder.iterdir() if p.is_dir() and p.name in classes}
+    except OSError:
+        return set()
+
+
+def find_dataset_root(root: str | os.PathLike, classes: Sequence[str] = CLASSES, depth: int = 3) -> Path:
+    """The folder under ``root`` (at most ``depth`` levels down) that holds the class folders.
+
+    Raises :class:`DataNotFoundError` when ``root`` does not exist, is not readable or
+    holds no class folders, and :class:`ConfigError` when some classes are missing.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataNotFoundError(f"The data folder {root} does not exist.")
+    if not root.is_dir():
+        raise DataNotFoundError(f"The data folder {root} is a file, not a folder.")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise DataNotFoundError(f"The data folder {root} is not readable (check its permissions).")
+    best: tuple[int, Path] | None = None
+    frontier = [root]
+    for _ in range(depth + 1):
+        nxt: list[Path] = []
+        for folder in frontier:
+            found = _class_dirs(folder, classes)
+            if found and (best is None or len(found) > best[0]):
+                best = (len(found), folder)
+            try:
+                nxt.extend(sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+            except OSError:
+                continue
+        if best and best[0] == len(classes):
+            break
+        frontier = nxt
+    if best is None:
+        raise DataNotFoundError(
+            f"No class folders ({', '.join(classes)}) were found in {root} or up to {depth} levels below it. "
+            "Point DATA_DIR / $BLOODCELLS_DATA_DIR at the unzipped PBC dataset (the folder that contains "
+            "PBC_dataset_normal_DIB).")
+    n, folder = best
+    if n < len(classes):
+        missing = sorted(set(classes) - _class_dirs(folder, classes))
+        raise ConfigError(f"The dataset at {folder} lacks class folder(s) {missing}. Every one of the "
+                          f"{len(classes)} classes is needed; is the download complete?")
+    return folder
+
+
+@dataclass
+class FileList:
+    """Candidate image files of a dataset, before they are opened."""
+
+    root: Path
+    paths: list[str]            # relative POSIX paths, e.g. "basophil/BA_1.jpg"
+    labels: list[str]
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def list_files(root: Path, classes: Sequence[str] = CLASSES) -> FileList:
+    """List candidate image files in the class folders of ``root`` (sorted, so order never depends
+    on the file system). Unknown folders, hidden files and non-image extensions are ignored and logged.
+    """
+    root = Path(root)
+    paths: list[str] = []
+    labels: list[str] = []
+    ignored: list[tuple[str, str]] = []
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if entry.is_dir() and entry.name not in classes and not entry.name.startswith("."):
+            ignored.append((entry.name + "/", "not one of the classes"))
+    for cls in classes:
+        cdir = root / cls
+        for f in sorted(cdir.rglob("*"), key=lambda p: p.as_posix()):
+            rel = f.relative_to(root).as_posix()
+            if f.is_dir():
+                continue
+            if f.name.startswith("."):
+                ignored.append((rel, "hidden file"))
+            elif f.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored.append((rel, f"not an image extension ({f.suffix or 'none'})"))
+            else:
+                paths.append(rel)
+                labels.append(cls)
+    for rel, why in ignored:
+        log.info("ignored %s: %s", rel, why)
+    return FileList(root=root, paths=paths, labels=labels, ignored=ignored)
+
+
+def _inspect(path: Path) -> dict:
+    """Open one image fully; return its facts or an ``error``."""
+    from PIL import Image, UnidentifiedImageError
+
+    out: dict = {"bytes": None, "md5": None, "width": None, "height": None, "mode": None, "format": None,
+                 "error": None}
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        out["error"] = f"cannot read file ({e.strerror})"
+        return out
+    out["bytes"] = len(data)
+    out["md5"] = hashlib.md5(data).hexdigest()
+    if not data:
+        out["error"] = "empty file (0 bytes)"
+        return out
+    try:
+        import io
+
+        with Image.open(io.BytesIO(data)) as im:
+            out.update(width=im.width, height=im.height, mode=im.mode, format=im.format)
+            im.load()  # decodes all pixels: catches truncated and corrupt files
+    except UnidentifiedImageError:
+        out["error"] = "not an image (Pillow cannot identify it)"
+    except (OSError, SyntaxError, ValueError) as e:
+        out["error"] = f"corrupt or truncated image ({e})"
+    except Image.DecompressionBombError as e:
+        out["error"] = f"image too large ({e})"
+    if out["error"] is None and (out["format"] not in TF_NATIVE_FORMATS or out["mode"] not in TF_NATIVE_MODES):
+        out["error"] = (f"{out['format']} image in mode {out['mode']} is not supported by the training pipeline; "
+                        "convert it to an 8-bit RGB JPEG or PNG")
+    return out
+
+
+@dataclass
+class ScanResult:
+    """Every usable image (``files``) and every skipped one with its reason (``skipped``)."""
+
+    root: Path
+    files: pd.DataFrame
+    skipped: pd.DataFrame
+    ignored: list[tuple[str, str]]
+
+    def summary(self) -> str:
+        counts = self.files["label"].value_counts().reindex(CLASSES, fill_value=0)
+        parts = ", ".join(f"{c} {n}" for c, n in counts.items())
+        return (f"{len(self.files)} usable images in {self.root} ({parts}); "
+                f"{len(self.skipped)} skipped, {len(self.ignored)} ignored")
+
+
+def scan_files(root: Path, paths: Sequence[str], labels: Sequence[str], *, progress: bool = True,
+               workers: int = 4) -> ScanResult:
+    """Open every listed image once (threads; Pillow releases the GIL while decoding).
+
+    Usable files get size, mode, byte md5 and sub-type; unusable ones go to ``skipped``
+    with one logged line each. Never raises for a bad file.
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(root)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        facts = list(tqdm(pool.map(_inspect, (root / p for p in paths)), total=len(paths),
+                          desc="Checking images", unit="img", disable=not progress, mininterval=2))
+    df = pd.DataFrame(facts)
+    df.insert(0, "path", list(paths))
+    df.insert(1, "label", list(labels))
+    df.insert(2, "subtype", [subtype_of(p) for p in paths])
+    bad = df["error"].notna()
+    skipped = df.loc[bad, ["path", "label", "error"]].reset_index(drop=True)
+    for row in skipped.itertuples():
+        log.warning("skipped %s: %s", row.path, row.error)
+    files = df.loc[~bad].drop(columns="error").reset_index(drop=True)
+    files[["bytes", "width", "height"]] = files[["bytes", "width", "height"]].astype("int64")
+    return ScanResult(root=root, files=files, skipped=skipped, ignored=[])
+
+
+def scan_dataset(root: str | os.PathLike, classes: Sequence[str] = CLASSES, *, progress: bool = True) -> ScanResult:
+    """Find the class folders under ``root`` and scan every image in them."""
+    droot = find_dataset_root(root, classes)
+    fl = list_files(droot, classes)
+    res = scan_files(droot, fl.paths, fl.labels, progress=progress)
+    res.ignored = fl.ignored
+    if res.files.empty:
+        raise DataNotFoundError(f"No usable images in {droot}: {len(res.skipped)} files were skipped "
+                                f"as unreadable. Re-download or re-extract the dataset.")
+    return res
+
+
+def duplicate_groups(files: pd.DataFrame, key: str = "md5") -> list[list[str]]:
+    """Groups (sorted lists of paths) of files with identical bytes, largest first then by path."""
+    groups = [sorted(g["path"]) for _, g in files.groupby(key) if len(g) > 1]
+    return sorted(groups, key=lambda g: (-len(g), g[0]))
+
+
+def duplicates_table(files: pd.DataFrame) -> pd.DataFrame:
+    """One row per duplicate file: its group number, label, and whether the group mixes classes."""
+    rows = []
+    lab = dict(zip(files["path"], files["label"]))
+    for i, g in enumerate(duplicate_groups(files), 1):
+        mixed = len({lab[p] for p in g}) > 1
+        rows.extend({"group": i, "path": p, "label": lab[p], "cross_class": mixed} for p in g)
+    return pd.DataFrame(rows, columns=["group", "path", "label", "cross_class"])
+
+
+def data_fingerprint(files: pd.DataFrame) -> str:
+    """Short sha256 over the sorted (path, md5) pairs: changes when any file changes."""
+    lines = sorted(f"{p}\t{m}" for p, m in zip(files["path"], files["md5"]))
+    return text_digest("\n".join(lines))
+
+
+def class_counts(files: pd.DataFrame, by: str | None = None) -> pd.DataFrame | pd.Series:
+    """Images per class (optionally per ``by`` column, e.g. ``split``), in :data:`CLASSES` order."""
+    if by is None:
+        return files["label"].value_counts().reindex(CLASSES, fill_value=0)
+    return pd.crosstab(files["label"], files[by]).reindex(CLASSES, fill_value=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Locating the data: parameter → environment → Kaggle input → download
+# --------------------------------------------------------------------------------------------
+PBC_DOI = "10.17632/snkd93bnjr.1"
+PBC_URL_ENV = "BLOODCELLS_PBC_URL"
+PBC_SHA256_ENV = "BLOODCELLS_PBC_SHA256"
+
+HOW_TO_GET_DATA = f"""\
+No PBC dataset was found. Do one of these, then run again:
+  1. Download "PBC_dataset_normal_DIB" from Mendeley Data (doi:{PBC_DOI}, CC BY 4.0) or Kaggle,
+     unzip it anywhere, and set DATA_DIR (notebook parameter) or the environment variable
+     BLOODCELLS_DATA_DIR to that folder.
+  2. On Kaggle: add a PBC dataset as an input of the notebook; it is found under /kaggle/input.
+  3. With internet: set {PBC_URL_ENV} to the zip's download address and {PBC_SHA256_ENV} to its
+     sha256; the zip is downloaded (checksum verified, with pooch) into the output folder."""
+
+
+def download_pbc(dest: Path, url: str | None = None, sha256: str | None = None) -> Path:
+    """Download and unzip the PBC release with a verified checksum (pooch).
+
+    The address and checksum come from arguments or ``$BLOODCELLS_PBC_URL`` /
+    ``$BLOODCELLS_PBC_SHA256``; without both nothing is downloaded (an unchecked
+    download is never made).
+    """
+    url = url or os.environ.get(PBC_URL_ENV)
+    sha256 = sha256 or os.environ.get(PBC_SHA256_ENV)
+    if not url or not sha256:
+        raise DataNotFoundError(HOW_TO_GET_DATA)
+    import pooch
+
+    try:
+        pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname="PBC_dataset_normal_DIB.zip",
+                       path=dest, processor=pooch.Unzip(extract_dir="."), progressbar=True)
+    except Exception as e:  # network errors come in many types
+        raise DataNotFoundError(f"Downloading the PBC dataset from {url} failed: {e}\n\n{HOW_TO_GET_DATA}") from e
+    return dest
+
+
+def locate_data(data_dir: str | os.PathLike | None = None, classes: Sequence[str] = CLASSES) -> Path:
+    """The dataset root to use: ``data_dir`` → ``$BLOODCELLS_DATA_DIR`` → Kaggle inputs → download.
+
+    An explicitly given folder that is unusable raises at once (a typo should not
+    trigger a 250 MB download). Otherwise a clear :class:`DataNotFoundError` says what to do.
+    """
+    candidates = data_dir_candidates(data_dir)
+    explicit = candidates[0][0] in ("parameter DATA_DIR",) or candidates[0][0].startswith("$")
+    errors = []
+    for source, path in candidates:
+        try:
+            root = find_dataset_root(path, classes)
+            log.info("using data from %s: %s", source, root)
+            return root
+        except DataNotFoundError as e:
+            if explicit:
+                raise DataNotFoundError(f"{e}\n(The folder came from {source}.)\n\n{HOW_TO_GET_DATA}") from None
+            errors.append(f"{source}: {e}")
+    dest = candidates[-1][1]
+    download_pbc(dest)
+    return find_dataset_root(dest, classes)
+
+
+# --------------------------------------------------------------------------------------------
+# One call for the chapters: locate, apply the committed split, scan
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SplitData:
+    """The usable images of a dataset with their split, plus provenance for result records."""
+
+    root: Path
+    files: pd.DataFrame          # path, label, subtype, bytes, md5, width, height, mode, format, split
+    skipped: pd.DataFrame
+    manifest_path: Path
+    split_fingerprint: str
+    data_fingerprint: str
+    max_per_class: int | None
+
+    def subset(self, split: str) -> pd.DataFrame:
+        return self.files[self.files["split"] == split].reset_index(drop=True)
+
+    def paths(self, split: str) -> list[str]:
+        """Absolute paths of one split, in manifest (path) order."""
+        return [str(self.root / p) for p in self.subset(split)["path"]]
+
+    def labels(self, split: str):
+        """Integer labels (index into :data:`CLASSES`) of one split."""
+        import numpy as np
+
+        idx = {c: i for i, c in enumerate(CLASSES)}
+        return np.array([idx[c] for c in self.subset(split)["label"]], dtype="int32")
+
+    def provenance(self) -> dict:
+        """What a result record stores about the data."""
+        from .split import SPLITS
+
+        return {"root_name": self.root.name, "data_fingerprint": self.data_fingerprint,
+                "split_fingerprint": self.split_fingerprint, "manifest": self.manifest_path.name,
+                "max_per_class": self.max_per_class, "skipped_files": int(len(self.skipped)),
+                "counts": {s: int((self.files["split"] == s).sum()) for s in SPLITS}}
+
+    def summary(self) -> str:
+        from .split import SPLITS
+
+        parts = ", ".join(f"{s} {int((self.files['split'] == s).sum())}" for s in SPLITS)
+        cap = f" (capped at {self.max_per_class} per class and split)" if self.max_per_class else ""
+        return (f"{len(self.files)} images from {self.root}{cap}: {parts}; {len(self.skipped)} skipped; "
+                f"split {self.split_fingerprint}, data {self.data_fingerprint}")
+
+
+def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.PathLike | None = None,
+               max_per_class: int | None = None, seed: int = 42, progress: bool = True) -> SplitData:
+    """Locate the data, attach the committed split and open every image that will be used.
+
+    With the committed manifest (default ``splits/pbc_split.csv``) every reader gets the
+    same split; files it does not list are logged and left out. When the manifest does
+    not match the data at all (another dataset, or test fixtures), a fresh split is made
+    with the same rules and saved in the output folder, never in the data folder.
+    """
+    from .config import output_dir, splits_dir
+    from .split import (DEFAULT_MANIFEST, EXCLUDED, apply_manifest, cap_per_class, check_split,
+                        load_manifest, make_split, manifest_fingerprint, save_manifest)
+
+    if max_per_class is not None and (not isinstance(max_per_class, int) or max_per_class < 1):
+        raise ConfigError(f"MAX_PER_CLASS must be a positive integer or None, got {max_per_class!r}")
+    root = locate_data(data_dir)
+    fl = list_files(root)
+    listing = pd.DataFrame({"path": fl.paths, "label": fl.labels})
+    mpath = Path(manifest) if manifest else splits_dir() / DEFAULT_MANIFEST
+    m = load_manifest(mpath) if mpath.is_file() else None
+    if m is not None and not listing["path"].isin(m.loc[m["split"] != EXCLUDED, "path"]).any():
+        log.warning("the split manifest %s lists none of the files in %s; making a fresh split", mpath, root)
+        m = None
+    if m is None:
+        scan = scan_files(root, fl.paths, fl.labels, progress=progress)
+        m = make_split(scan.files, seed=seed)
+        mpath = output_dir() / "splits" / f"split-{data_fingerprint(scan.files)}.csv"
+        save_manifest(m, mpath)
+        log.info("saved a fresh split manifest to %s", mpath)
+        pre = scan.files
+        skipped = scan.skipped
+    else:
+        sel = apply_manifest(listing.assign(subtype=[subtype_of(p) for p in listing["path"]]), m,
+                             log_missing=max_per_class is None)
+        sel = cap_per_class(sel, max_per_class, seed)
+        scan = scan_files(root, list(sel["path"]), list(sel["label"]), progress=progress)
+        pre = scan.files
+        skipped = scan.skipped
+    files = apply_manifest(pre, m, log_missing=False)
+    files = cap_per_class(files, max_per_class, seed)
+    if files.empty:
+        raise DataNotFoundError(f"No usable images of the split manifest {mpath.name} were found in {root} "
+                                f"({len(skipped)} skipped). Check DATA_DIR.")
+    chk = check_split(files)
+    if chk.crossing_groups:
+        raise ValueError(f"{chk.crossing_groups} group(s) of identical images fall into different splits of "
+                         f"{mpath.name}; the manifest was made for other data. Delete it to make a fresh split.")
+    for split_name in ("train", "val", "test"):
+        if not (files["split"] == split_name).any():
+            raise DataNotFoundError(f"The {split_name} split is empty ({len(files)} usable images in {root}).")
+    return SplitData(root=root, files=files, skipped=skipped, manifest_path=mpath,
+                     split_fingerprint=manifest_fingerprint(m), data_fingerprint=data_fingerprint(files),
+                     max_per_class=max_per_class)

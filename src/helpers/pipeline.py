@@ -1,0 +1,76 @@
+"""``tf.data`` input pipelines: decode → resize → cache → shuffle → batch → augment → prefetch.
+
+Why this order (chapter 2 measures it): decoding and resizing are the expensive steps and
+are the same every epoch, so they run once, in parallel, and their uint8 result is cached in
+memory; shuffling and random augmentation must differ every epoch, so they come after the
+cache; prefetching overlaps the next batch's preparation with the current training step.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
+
+
+def validate_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``64`` or ``(64, 64)`` → ``(64, 64)``; a clear error for anything else."""
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        size = (int(image_size), int(image_size))
+    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        size = (int(image_size[0]), int(image_size[1]))
+    else:
+        raise ValueError(f"IMAGE_SIZE must be an integer or a (height, width) pair, got {image_size!r}")
+    if min(size) < 8 or max(size) > 1024:
+        raise ValueError(f"IMAGE_SIZE must be between 8 and 1024 pixels, got {image_size!r}")
+    return size
+
+
+def decode_resize(path, image_size: tuple[int, int]):
+    """Read one file and return a ``uint8`` RGB tensor of ``image_size`` (TF ops; graph-safe)."""
+    import tensorflow as tf
+
+    img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    img = tf.image.resize(img, image_size, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
+def make_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndarray, image_size: int | Sequence[int] = 64,
+                 batch_size: int = 32, *, shuffle: bool = False, augment: Callable | None = None,
+                 cache: bool = True, seed: int = 42, prefetch: bool = True):
+    """A batched ``tf.data.Dataset`` of ``(float32 images in [0, 255], int32 labels)``.
+
+    ``augment`` (e.g. a ``keras.Sequential`` of random layers) runs on whole batches after the
+    cache, so every epoch sees new variants. Files must have been checked by
+    :func:`helpers.data.scan_files` (the chapters do this through ``load_split``).
+    """
+    import tensorflow as tf
+
+    size = validate_image_size(image_size)
+    if len(paths) != len(labels):
+        raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+    if len(paths) == 0:
+        raise ValueError("no images to make a dataset from (the split is empty)")
+    if int(batch_size) < 1:
+        raise ValueError(f"BATCH_SIZE must be a positive integer, got {batch_size!r}")
+    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, dtype="int32")))
+    ds = ds.map(lambda p, y: (decode_resize(p, size), y), num_parallel_calls=AUTOTUNE,
+                deterministic=True)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(min(len(paths), 20_000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size))
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    if prefetch:
+        ds = ds.prefetch(AUTOTUNE)
+    return ds
+
+
+def load_images(paths: Sequence[str], image_size: int | Sequence[int] = 64) -> np.ndarray:
+    """Decode and resize ``paths`` into one ``uint8`` array (N, H, W, 3), e.g. for figures."""
+    ds = make_dataset(paths, np.zeros(len(paths), "int32"), image_size, batch_size=256, cache=False)
+    return np.concatenate([x.numpy().astype("uint8") for x, _ in ds]) if len(paths) else np.zeros((0, 1, 1, 3))

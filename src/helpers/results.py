@@ -1,0 +1,114 @@
+"""The results registry: one JSON record per training run in ``results/`` (the "lab book").
+
+The schema is documented in ``results/README.md``. Records are written atomically, so an
+interrupted run never leaves a half-written file and never damages earlier records.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .config import results_dir as _results_dir
+from .io import atomic_write_json, git_commit
+
+log = logging.getLogger("helpers.results")
+
+SCHEMA_VERSION = 1
+REQUIRED = ("model", "image_size", "epochs", "train_seconds", "weights_source", "data", "seed",
+            "git_commit", "val", "test")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("tensorflow", "keras", "numpy", "sklearn"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # not installed or broken: the record just omits it
+            pass
+    return out
+
+
+def make_record(model: str, *, image_size: int, epochs: int, train_seconds: float, weights_source: Any,
+                data: Mapping[str, Any], seed: int, val: Mapping[str, Any], test: Mapping[str, Any] | None,
+                mode: str = "book", **extra: Any) -> dict[str, Any]:
+    """Assemble a record; ``data`` is :meth:`helpers.data.SplitData.provenance`."""
+    rec: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "model": model,
+        "mode": mode,
+        "image_size": int(image_size),
+        "epochs": int(epochs),
+        "train_seconds": round(float(train_seconds), 2),
+        "weights_source": weights_source,
+        "data": dict(data),
+        "seed": int(seed),
+        "git_commit": git_commit(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "versions": _versions(),
+        "val": dict(val),
+        "test": dict(test) if test is not None else None,
+    }
+    rec.update(extra)
+    return rec
+
+
+def validate_record(rec: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first missing field or metric."""
+    for k in REQUIRED:
+        if k not in rec:
+            raise ValueError(f"result record lacks {k!r}")
+    for block in ("val", "test"):
+        if rec[block] is not None:
+            for k in ("accuracy", "macro_f1", "per_class"):
+                if k not in rec[block]:
+                    raise ValueError(f"result record's {block!r} block lacks {k!r}")
+
+
+def write_record(rec: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Path:
+    """Validate and atomically write ``<results>/<model>.json``; returns the path."""
+    validate_record(rec)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(rec["model"]))
+    path = _results_dir(directory) / f"{safe}.json"
+    atomic_write_json(path, rec)
+    log.info("wrote %s", path)
+    return path
+
+
+def load_records(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every record in the registry, sorted by model name (unreadable files are logged, not fatal)."""
+    out = []
+    for p in sorted(_results_dir(directory).glob("*.json")):
+        try:
+            rec = json.loads(p.read_text())
+            validate_record(rec)
+            out.append(rec)
+        except (ValueError, OSError) as e:
+            log.warning("ignored result file %s: %s", p.name, e)
+    return out
+
+
+def comparison_table(records: list[Mapping[str, Any]], split: str = "test") -> pd.DataFrame:
+    """One row per model: accuracy, macro-F1, image size, epochs, training time, weights."""
+    rows = []
+    for r in records:
+        block = r.get(split) or {}
+        ws = r.get("weights_source")
+        rows.append({
+            "model": r["model"],
+            "accuracy": block.get("accuracy"),
+            "macro_f1": block.get("macro_f1"),
+            "image_size": r["image_size"],
+            "epochs": r["epochs"],
+            "train_min": round(r["train_seconds"] / 60, 1),
+            "params": r.get("params"),
+            "weights": ws.get("kind") if isinstance(ws, Mapping) else ws,
+        })
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()

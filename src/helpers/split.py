@@ -1,0 +1,160 @@
+"""The deterministic, duplicate-aware, stratified train/val/test split.
+
+Rules (chapter 1 explains why):
+
+* files with identical bytes form a *group*; a group always lands in one split;
+* a group whose files carry *different* labels is excluded (we cannot know the true label);
+* within each class, groups are ordered by a seeded hash of their first path and cut
+  at 64 % / 80 % (train / val / test = 64/16/20), so every class is stratified to within
+  one image and the result never depends on the order the file system lists files in.
+
+The split is saved as a manifest of relative paths (``splits/pbc_split.csv``) and
+committed, so every chapter and every reader trains and tests on the same files.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_write_text, text_digest
+
+log = logging.getLogger("helpers.split")
+
+SPLITS = ("train", "val", "test")
+FRACTIONS = (0.64, 0.16, 0.20)
+EXCLUDED = "excluded"
+MANIFEST_COLUMNS = ["path", "label", "subtype", "group", "split"]
+DEFAULT_MANIFEST = "pbc_split.csv"
+
+
+def _rank(key: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+
+
+def make_split(files: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = FRACTIONS,
+               dup_key: str = "md5") -> pd.DataFrame:
+    """Assign every file of ``files`` (columns ``path``, ``label``, ``subtype``, ``dup_key``) to a split.
+
+    Returns the manifest: one row per file, sorted by path, with ``group`` (first path of
+    its duplicate group, empty for unique files) and ``split``.
+    """
+    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
+    df = files[["path", "label", "subtype", dup_key]].copy()
+    first = df.groupby(dup_key)["path"].transform("min")
+    size = df.groupby(dup_key)["path"].transform("size")
+    df["group"] = first.where(size > 1, "")
+    df["_gkey"] = first
+    mixed = df.groupby("_gkey")["label"].transform("nunique") > 1
+    df["split"] = ""
+    df.loc[mixed, "split"] = EXCLUDED
+    for path in df.loc[mixed, "path"]:
+        log.warning("excluded %s: identical image appears under different labels", path)
+    bounds = (fractions[0], fractions[0] + fractions[1])
+    for _label, cls in df.loc[~mixed].groupby("label"):
+        groups = cls.groupby("_gkey").size()
+        order = sorted(groups.index, key=lambda k: _rank(k, seed))
+        n = int(groups.sum())
+        done = 0
+        assign = {}
+        for k in order:
+            centre = (done + groups[k] / 2) / n
+            assign[k] = SPLITS[0] if centre < bounds[0] else SPLITS[1] if centre < bounds[1] else SPLITS[2]
+            done += groups[k]
+        df.loc[cls.index, "split"] = cls["_gkey"].map(assign)
+    return df.sort_values("path")[MANIFEST_COLUMNS].reset_index(drop=True)
+
+
+def manifest_text(manifest: pd.DataFrame) -> str:
+    """The canonical CSV text of a manifest (sorted by path, LF line ends)."""
+    m = manifest[MANIFEST_COLUMNS].sort_values("path")
+    buf = io.StringIO()
+    m.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+def manifest_fingerprint(manifest: pd.DataFrame) -> str:
+    """Short sha256 of the manifest's canonical text: the split's identity in result records."""
+    return text_digest(manifest_text(manifest))
+
+
+def save_manifest(manifest: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the manifest atomically."""
+    return atomic_write_text(path, manifest_text(manifest))
+
+
+def load_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a manifest written by :func:`save_manifest`."""
+    m = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = set(MANIFEST_COLUMNS) - set(m.columns)
+    if missing:
+        raise ValueError(f"{path} is not a split manifest (missing columns {sorted(missing)})")
+    bad = set(m["split"]) - set(SPLITS) - {EXCLUDED}
+    if bad:
+        raise ValueError(f"{path}: unknown split names {sorted(bad)}")
+    return m
+
+
+@dataclass
+class SplitCheck:
+    """Facts about a split, all of which :func:`check_split` requires to hold."""
+
+    overlap: int            # files in more than one split
+    crossing_groups: int    # duplicate groups spread over more than one split
+    max_deviation: float    # worst |count - target| over (class, split), in images
+
+
+def check_split(assigned: pd.DataFrame, dup_key: str = "md5",
+                fractions: tuple[float, float, float] = FRACTIONS) -> SplitCheck:
+    """Verify a split on the files actually present (``path``, ``label``, ``split``, ``dup_key``)."""
+    used = assigned[assigned["split"].isin(SPLITS)]
+    overlap = int((used.groupby("path")["split"].nunique() > 1).sum())
+    crossing = int((used.groupby(dup_key)["split"].nunique() > 1).sum()) if dup_key in used else 0
+    dev = 0.0
+    for _label, cls in used.groupby("label"):
+        n = len(cls)
+        for s, f in zip(SPLITS, fractions):
+            dev = max(dev, abs((cls["split"] == s).sum() - f * n))
+    return SplitCheck(overlap=overlap, crossing_groups=crossing, max_deviation=float(dev))
+
+
+def apply_manifest(files: pd.DataFrame, manifest: pd.DataFrame, log_missing: bool = True) -> pd.DataFrame:
+    """Attach each usable file's split from the manifest.
+
+    Files on disk that the manifest does not list (e.g. the hold-out of a full download)
+    are left out, and manifest files absent from disk are counted; both are logged.
+    """
+    m = manifest.set_index("path")
+    listed = files["path"].isin(m.index)
+    extra = int((~listed).sum())
+    if extra and log_missing:
+        log.warning("%d image(s) on disk are not in the split manifest and are not used "
+                    "(e.g. %s)", extra, files.loc[~listed, "path"].iloc[0])
+    out = files.loc[listed].copy()
+    out["split"] = out["path"].map(m["split"])
+    wrong = out["label"] != out["path"].map(m["label"])
+    if wrong.any():
+        raise ValueError(f"{int(wrong.sum())} file(s) sit in a different class folder than the manifest says "
+                         f"(e.g. {out.loc[wrong, 'path'].iloc[0]}); the data and the manifest disagree.")
+    missing = int((~m.index.isin(files["path"]) & (m["split"] != EXCLUDED)).sum())
+    if missing and log_missing:
+        log.warning("%d file(s) of the manifest are absent or unusable here", missing)
+    return out[out["split"] != EXCLUDED].reset_index(drop=True)
+
+
+def cap_per_class(assigned: pd.DataFrame, max_per_class: int | None, seed: int = 42) -> pd.DataFrame:
+    """Keep at most ``max_per_class`` images of each class in each split (a seeded, stable choice)."""
+    if max_per_class is None:
+        return assigned
+    if int(max_per_class) < 1:
+        raise ValueError(f"max_per_class must be a positive integer or None, got {max_per_class!r}")
+    key = assigned["path"].map(lambda p: _rank(p, seed))
+    ordered = assigned.assign(_k=key).sort_values("_k")
+    kept = ordered.groupby(["split", "label"], sort=False).head(int(max_per_class))
+    return kept.drop(columns="_k").sort_values("path").reset_index(drop=True)
