@@ -1,0 +1,32 @@
+"""Notebook conveniences: logging that shows skipped files, and ``glue`` for numbers in prose."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Show the helpers' log lines (skipped files, data source, weights used) in notebook output."""
+    logger = logging.getLogger("helpers")
+    if not any(getattr(h, "_bloodcells", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        h._bloodcells = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the book's ``{glue}`` roles (myst-nb).
+
+    Outside a Jupyter Book environment (plain Colab) it prints the value instead, so the
+    notebook still runs.
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        print(f"{name} = {value}")
+        return
+    _glue(name, value, display=display)
