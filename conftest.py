@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))
 _TMP = Path(tempfile.mkdtemp(prefix="bloodcells-tests-"))
 
 
@@ -29,7 +30,6 @@ def pytest_configure(config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if _real_data() is None:
-        sys.path.insert(0, str(ROOT / "tests"))
         from synthetic import make_synthetic_pbc
 
         os.environ["BLOODCELLS_DATA_DIR"] = str(make_synthetic_pbc(_TMP / "synthetic", n_per_class=16))

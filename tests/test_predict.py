@@ -1,0 +1,118 @@
+"""The predict command: top-3 output, folder scoring, bad files, exit codes."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import CLASSES
+from helpers.export import BundleError, load_bundle, read_sidecar, save_bundle
+from helpers.predict import main, read_rgb
+from synthetic import make_synthetic_pbc
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    import keras
+
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(len(CLASSES), activation="softmax")(x)
+    model = keras.Model(inp, out, name="tiny")
+    d = tmp_path_factory.mktemp("bundle") / "tiny"
+    save_bundle(model, d, image_size=32, weights_source={"kind": "none (trained from scratch)"})
+    return d
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    root = make_synthetic_pbc(tmp_path_factory.mktemp("syn"), n_per_class=2, size=40)
+    return root / "PBC_dataset_normal_DIB"
+
+
+def test_bundle_roundtrip(bundle):
+    model, side = load_bundle(bundle)
+    assert side["classes"] == list(CLASSES) and side["image_size"] == 32
+    x = np.zeros((1, 32, 32, 3), "float32")
+    assert model(x).shape == (1, len(CLASSES))
+
+
+def test_bundle_errors(tmp_path):
+    with pytest.raises(BundleError, match="not a model folder"):
+        read_sidecar(tmp_path / "nope")
+    (tmp_path / "model.keras").write_bytes(b"")
+    with pytest.raises(BundleError, match="bundle.json"):
+        read_sidecar(tmp_path)
+
+
+def test_single_image_prints_top3(bundle, labelled, capsys):
+    img = next((labelled / "monocyte").iterdir())
+    assert main([str(bundle), str(img)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith(str(img)))
+    assert "1. " in line and "2. " in line and "3. " in line and "4. " not in line
+
+
+def test_labelled_folder_scored_and_csv(bundle, labelled, tmp_path, capsys):
+    out_csv = tmp_path / "pred.csv"
+    assert main([str(bundle), str(labelled), "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "confusion matrix" in out
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 2 * len(CLASSES)
+    assert {r["true"] for r in rows} == set(CLASSES)
+    assert all(r["top1"] in CLASSES for r in rows)
+
+
+def test_bad_files_reported_rest_processed(bundle, labelled, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.jpg").write_text("not an image")
+    good = next((labelled / "platelet").iterdir())
+    rc = main([str(bundle), str(bad), str(good), str(tmp_path / "missing.png")])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert "empty.jpg" in cap.err and "notes.jpg" in cap.err and "missing.png" in cap.err
+    assert "1 image(s) classified, 3 could not be read" in cap.out
+
+
+def test_nothing_readable_exits_1(bundle, tmp_path, capsys):
+    (tmp_path / "x.png").write_bytes(b"\x89PNG broken")
+    assert main([str(bundle), str(tmp_path / "x.png")]) == 1
+
+
+def test_bad_model_dir_exits_2(tmp_path, capsys):
+    assert main([str(tmp_path / "nomodel"), str(tmp_path)]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("RGBA", "PNG"), ("CMYK", "JPEG"), ("RGB", "BMP"),
+                                      ("RGB", "TIFF"), ("I;16", "PNG"), ("P", "GIF")])
+def test_read_rgb_formats(tmp_path, mode, fmt):
+    arr = (np.arange(30 * 20) % 251).reshape(20, 30).astype("uint8")
+    if mode == "I;16":
+        im = Image.fromarray(arr.astype("uint16") * 257, mode="I;16")
+    elif mode in ("L", "P"):
+        im = Image.fromarray(arr, mode="L").convert(mode)
+    else:
+        im = Image.fromarray(np.stack([arr] * 3, axis=2), mode="RGB").convert(mode)
+    p = tmp_path / f"img.{fmt.lower()}"
+    im.save(p, format=fmt)
+    rgb = read_rgb(p)
+    assert rgb.shape == (20, 30, 3) and rgb.dtype == np.uint8
+    if mode in ("L", "I;16", "RGB") and fmt != "JPEG":
+        assert np.abs(rgb[..., 0].astype(int) - arr.astype(int)).max() <= 1
+
+
+@pytest.mark.skipif(not os.environ.get("BLOODCELLS_ORIGINALS_DIR"), reason="BLOODCELLS_ORIGINALS_DIR not set")
+def test_real_originals(bundle, capsys):
+    root = Path(os.environ["BLOODCELLS_ORIGINALS_DIR"]) / "PBC_dataset_normal_DIB"
+    assert main([str(bundle), str(root / "basophil"), str(root / "ig")]) == 0
+    out = capsys.readouterr().out
+    assert "50 image(s) classified, 0 could not be read" in out
