@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from . import CLASSES
 from .io import atomic_write_json
 
@@ -27,8 +29,13 @@ class BundleError(ValueError):
 def save_bundle(model, directory: str | os.PathLike, *, image_size: int, weights_source: Any,
                 metrics: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
                 classes: tuple[str, ...] = CLASSES, preprocessing: str = "float32 RGB in [0, 255]; "
-                "resize with antialiasing; the model normalises internally", **extra: Any) -> Path:
-    """Save atomically: the bundle is written to a temporary sibling folder, then renamed into place."""
+                "resize with antialiasing; the model normalises internally",
+                predictions: Mapping[str, Mapping[str, Any]] | None = None, **extra: Any) -> Path:
+    """Save atomically: the bundle is written to a temporary sibling folder, then renamed into place.
+
+    ``predictions`` maps a split name to ``{"paths": [...], "y_true": [...], "probs": (N, C)}``; each is
+    stored as ``predictions_<split>.npz`` so the evaluation chapter never has to run the test split again.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -38,6 +45,10 @@ def save_bundle(model, directory: str | os.PathLike, *, image_size: int, weights
                    "weights_source": weights_source, "metrics": dict(metrics or {}), "data": dict(data or {}),
                    "model_name": getattr(model, "name", None), **extra}
         atomic_write_json(tmp / SIDECAR_FILE, sidecar)
+        for split, pred in (predictions or {}).items():
+            np.savez_compressed(tmp / f"predictions_{split}.npz", paths=np.asarray(pred["paths"], dtype=str),
+                                y_true=np.asarray(pred["y_true"], dtype="int32"),
+                                probs=np.asarray(pred["probs"], dtype="float32"))
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -78,3 +89,12 @@ def load_bundle(directory: str | os.PathLike):
     side = read_sidecar(directory)
     model = keras.models.load_model(Path(directory) / MODEL_FILE, compile=False)
     return model, side
+
+
+def load_predictions(directory: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
+    """``{"paths", "y_true", "probs"}`` saved with the bundle for ``split``."""
+    p = Path(directory) / f"predictions_{split}.npz"
+    if not p.is_file():
+        raise BundleError(f"{directory} has no saved {split} predictions ({p.name}).")
+    with np.load(p) as z:
+        return {k: z[k] for k in ("paths", "y_true", "probs")}
