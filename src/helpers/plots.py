@@ -1,0 +1,315 @@
+"""Figures reused across the chapters.
+
+Every function builds a :class:`matplotlib.figure.Figure` *without* pyplot and returns it,
+so nothing is drawn twice and nothing stays open: in a notebook, end the cell with the
+figure (``fig``) to show it, or ``fig.savefig(...)`` it. Resolution is capped at
+:data:`DPI` so executed notebooks stay small.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import CLASS_NAMES, CLASSES
+
+DPI = 100
+"""Figure resolution (dots per inch); at most 100 keeps notebooks small."""
+
+SPLIT_COLOURS = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868"}
+
+
+def class_palette(classes: Sequence[str] = CLASSES) -> dict[str, tuple]:
+    """One fixed colour per class, the same in every chapter (seaborn ``tab10``)."""
+    import seaborn as sns
+
+    cols = sns.color_palette("tab10", n_colors=max(len(CLASSES), len(classes)))
+    order = list(CLASSES) + [c for c in classes if c not in CLASSES]
+    return {c: cols[i % len(cols)] for i, c in enumerate(order) if c in classes}
+
+
+def _figure(width: float, height: float, dpi: int = DPI) -> Figure:
+    if dpi > DPI:
+        raise ValueError(f"dpi must be at most {DPI} (keeps the notebooks small), got {dpi}")
+    return Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+
+
+def _name(c: str) -> str:
+    return CLASS_NAMES.get(c, str(c))
+
+
+def _as_series(counts: Mapping[str, int] | pd.Series) -> pd.Series:
+    s = pd.Series(counts, dtype="float64") if not isinstance(counts, pd.Series) else counts.astype("float64")
+    if s.empty:
+        raise ValueError("no classes to plot (the counts are empty)")
+    if (s < 0).any():
+        raise ValueError("class counts must not be negative")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# The data
+# --------------------------------------------------------------------------------------------
+def class_counts_bar(counts: Mapping[str, int] | pd.Series, title: str = "Images per class",
+                     horizontal: bool = True) -> Figure:
+    """Bar chart of images per class (one bar per class), each bar labelled with its count."""
+    s = _as_series(counts)
+    fig = _figure(7, 3.6)
+    ax = fig.add_subplot()
+    pal = class_palette([c for c in s.index if c in CLASSES])
+    colours = [pal.get(c, "grey") for c in s.index]
+    names = [_name(c) for c in s.index]
+    if horizontal:
+        bars = ax.barh(names[::-1], s.values[::-1], color=colours[::-1])
+        ax.set_xlabel("images")
+    else:
+        bars = ax.bar(names, s.values, color=colours)
+        ax.set_ylabel("images")
+        ax.tick_params(axis="x", rotation=30)
+    ax.bar_label(bars, labels=[f"{int(v):,}" for v in (s.values[::-1] if horizontal else s.values)],
+                 padding=3, fontsize=8)
+    ax.margins(x=0.12) if horizontal else ax.margins(y=0.12)
+    ax.set_title(title)
+    return fig
+
+
+def class_pie(counts: Mapping[str, int] | pd.Series, title: str = "Share of each class") -> Figure:
+    """Pie chart of the class shares (one wedge per class with a non-zero count)."""
+    s = _as_series(counts)
+    s = s[s > 0]
+    if s.empty:
+        raise ValueError("every class count is zero; nothing to draw")
+    fig = _figure(5, 4)
+    ax = fig.add_subplot()
+    pal = class_palette([c for c in s.index if c in CLASSES])
+    ax.pie(s.values, labels=[_name(c) for c in s.index], colors=[pal.get(c, "grey") for c in s.index],
+           autopct="%1.1f%%", startangle=90, counterclock=False, pctdistance=0.78,
+           wedgeprops={"linewidth": 1, "edgecolor": "white"}, textprops={"fontsize": 8})
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    return fig
+
+
+def _open_rgb(path: str, size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((size, size))
+        return np.asarray(im)
+
+
+def sample_grid(paths: Sequence[str], labels: Sequence[str], n_per_class: int = 6,
+                classes: Sequence[str] | None = None, seed: int = 42, size: int = 96,
+                titles: Sequence[str] | None = None) -> Figure:
+    """A grid of example images: one row per class, ``n_per_class`` seeded random picks per row.
+
+    ``paths`` are image files (read with Pillow, shrunk to ``size`` px); ``labels`` the class
+    names. ``titles`` (same length as ``paths``) optionally captions each image, e.g. with
+    its sub-type. Rows of classes with fewer images are left partly empty.
+    """
+    if len(paths) != len(labels):
+        raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be at least 1, got {n_per_class}")
+    df = pd.DataFrame({"path": list(map(str, paths)), "label": list(labels),
+                       "title": list(titles) if titles is not None else [""] * len(paths)})
+    if classes is None:
+        classes = [c for c in CLASSES if c in set(df["label"])] + sorted(set(df["label"]) - set(CLASSES))
+    if not len(classes):
+        raise ValueError("no images to show")
+    rng = np.random.default_rng(seed)
+    fig = _figure(1.15 * n_per_class + 1.2, 1.2 * len(classes))
+    axes = fig.subplots(len(classes), n_per_class, squeeze=False)
+    for r, cls in enumerate(classes):
+        rows = df[df["label"] == cls]
+        pick = rows.iloc[np.sort(rng.choice(len(rows), min(n_per_class, len(rows)), replace=False))] \
+            if len(rows) else rows
+        for c in range(n_per_class):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if c < len(pick):
+                ax.imshow(_open_rgb(pick["path"].iloc[c], size))
+                if pick["title"].iloc[c]:
+                    ax.set_title(pick["title"].iloc[c], fontsize=7, pad=2)
+            if c == 0:
+                ax.set_ylabel(_name(cls), rotation=0, ha="right", va="center", fontsize=9)
+    return fig
+
+
+def image_row(paths: Sequence[str], titles: Sequence[str] | None = None, size: int = 160) -> Figure:
+    """Images side by side (e.g. a group of duplicates), one axis each, optionally captioned."""
+    if not len(paths):
+        raise ValueError("no images to show")
+    fig = _figure(2.4 * len(paths), 2.7)
+    axes = fig.subplots(1, len(paths), squeeze=False)[0]
+    for i, (ax, p) in enumerate(zip(axes, paths)):
+        ax.imshow(_open_rgb(str(p), size))
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    return fig
+
+
+def image_size_hist(widths: Sequence[int], heights: Sequence[int], title: str = "Image sizes") -> Figure:
+    """Two histograms side by side: widths and heights in pixels (log count axis)."""
+    w = np.asarray(widths)
+    h = np.asarray(heights)
+    if w.size == 0 or w.shape != h.shape:
+        raise ValueError(f"need equally many widths and heights, got {w.size} and {h.size}")
+    fig = _figure(8, 3)
+    axes = fig.subplots(1, 2)
+    for ax, v, what in zip(axes, (w, h), ("width", "height")):
+        lo, hi = int(v.min()), int(v.max())
+        bins = np.arange(lo, hi + 2) - 0.5 if hi - lo <= 60 else 40
+        ax.hist(v, bins=bins, color="#4C72B0")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{what} (px)")
+        ax.set_ylabel("images")
+    fig.suptitle(title)
+    return fig
+
+
+def colour_stats_plot(stats: pd.DataFrame, title: str = "Mean colour per class") -> Figure:
+    """Per-class mean colour: a panel of mean R, G, B and a panel of mean H, S, V.
+
+    ``stats`` is indexed by class with columns ``R G B`` (0–255) and ``H S V`` (0–1), as
+    returned by :func:`helpers.explore.colour_stats`; optional ``*_std`` columns become
+    error bars. A swatch of each class's mean RGB colour is drawn beside its name.
+    """
+    need = ["R", "G", "B", "H", "S", "V"]
+    missing = [c for c in need if c not in stats.columns]
+    if missing:
+        raise ValueError(f"colour stats lack columns {missing}")
+    fig = _figure(10, 0.45 * len(stats) + 1.6)
+    ax_rgb, ax_hsv = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(stats))
+    hgt = 0.26
+    for ax, chans, cols in ((ax_rgb, "RGB", ("#d62728", "#2ca02c", "#1f77b4")),
+                            (ax_hsv, "HSV", ("#9467bd", "#8c564b", "#7f7f7f"))):
+        for k, (ch, col) in enumerate(zip(chans, cols)):
+            err = stats[f"{ch}_std"] if f"{ch}_std" in stats else None
+            ax.barh(y + (k - 1) * hgt, stats[ch], height=hgt, color=col, label=ch, xerr=err,
+                    error_kw={"elinewidth": 0.6, "ecolor": "0.3"})
+        ax.legend(fontsize=8, loc="lower right")
+    ax_rgb.invert_yaxis()  # shared y: the first class on top in both panels
+    ax_rgb.set_xlim(0, 255)
+    ax_rgb.set_xlabel("mean value (0–255)")
+    ax_hsv.set_xlim(0, 1)
+    ax_hsv.set_xlabel("mean value (0–1)")
+    ax_rgb.set_yticks(y, [_name(c) for c in stats.index])
+    ax_rgb.tick_params(axis="y", pad=16)
+    for i, (_, row) in enumerate(stats.iterrows()):
+        ax_rgb.add_patch(_swatch(ax_rgb, i, row))
+    fig.suptitle(title)
+    return fig
+
+
+def _swatch(ax, i: int, row: pd.Series):
+    """A small square of the class's mean colour just left of ``ax`` (between axis and label), at row ``i``."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.transforms import blended_transform_factory
+
+    rgb = tuple(float(np.clip(row[c] / 255, 0, 1)) for c in "RGB")
+    trans = blended_transform_factory(ax.transAxes, ax.transData)
+    return Rectangle((-0.045, i - 0.42), 0.035, 0.84, facecolor=rgb, edgecolor="0.2", linewidth=0.5,
+                     transform=trans, clip_on=False, zorder=3)
+
+
+def split_table_plot(table: pd.DataFrame, title: str = "Images per class and split") -> Figure:
+    """Stacked horizontal bars of a class × split count table (e.g. ``class_counts(files, by="split")``)
+    with each split's share of the class written on it."""
+    if table.empty:
+        raise ValueError("the split table is empty")
+    splits = [s for s in ("train", "val", "test") if s in table.columns] + \
+             [s for s in table.columns if s not in ("train", "val", "test")]
+    t = table[splits].astype(float)
+    fig = _figure(8, 0.4 * len(t) + 1.4)
+    ax = fig.add_subplot()
+    names = [_name(c) for c in t.index]
+    left = np.zeros(len(t))
+    totals = t.sum(axis=1).replace(0, np.nan).values
+    for s in splits:
+        bars = ax.barh(names, t[s].values, left=left, color=SPLIT_COLOURS.get(s, "grey"), label=s)
+        share = t[s].values / totals
+        ax.bar_label(bars, labels=[f"{p:.0%}" if np.isfinite(p) and p >= 0.08 else "" for p in share],
+                     label_type="center", fontsize=7, color="white")
+        left += t[s].values
+    ax.invert_yaxis()
+    ax.set_xlabel("images")
+    ax.legend(ncols=len(splits), loc="lower right", fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+def confusion_matrix_plot(cm: np.ndarray, classes: Sequence[str] = CLASSES, normalize: bool = True,
+                          title: str | None = None) -> Figure:
+    """Heat map of a confusion matrix (rows: true class, columns: predicted).
+
+    With ``normalize`` each row is divided by its total (the per-class recall is on the
+    diagonal) and the cells show percentages; otherwise raw counts.
+    """
+    import seaborn as sns
+
+    cm = np.asarray(cm, dtype=float)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
+        raise ValueError(f"confusion matrix of shape {cm.shape} does not match {len(classes)} classes")
+    if normalize:
+        rows = cm.sum(axis=1, keepdims=True)
+        shown = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+        fmt, vmax = ".0%", 1.0
+    else:
+        shown, fmt, vmax = cm, ".0f", None
+    n = len(classes)
+    fig = _figure(0.75 * n + 2.2, 0.65 * n + 1.4)
+    ax = fig.add_subplot()
+    sns.heatmap(shown, annot=True, fmt=fmt, cmap="Blues", vmin=0, vmax=vmax, square=True, ax=ax,
+                cbar=True, annot_kws={"fontsize": 7}, xticklabels=[_name(c) for c in classes],
+                yticklabels=[_name(c) for c in classes], linewidths=0.5, linecolor="white")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.tick_params(axis="x", rotation=45)
+    ax.tick_params(axis="y", rotation=0)
+    for lab in ax.get_xticklabels():
+        lab.set_ha("right")
+    ax.set_title(title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"))
+    return fig
+
+
+def training_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[str] | None = None,
+                    title: str | None = None) -> Figure:
+    """One panel per metric (``loss``, ``accuracy``, ``macro_f1`` …) with train and validation curves.
+
+    ``history`` is a Keras ``History.history`` dict (or the ``history`` of a result record):
+    ``{"loss": [...], "val_loss": [...], ...}``. Metrics without any values are left out.
+    """
+    h = {k: list(v) for k, v in history.items() if v is not None and len(v)}
+    if metrics is None:
+        metrics = [m for m in ("loss", "accuracy", "macro_f1") if m in h or f"val_{m}" in h]
+        metrics += sorted(k for k in h if not k.startswith("val_") and k not in metrics and k != "lr"
+                          and k != "learning_rate")
+    metrics = [m for m in metrics if m in h or f"val_{m}" in h]
+    if not metrics:
+        raise ValueError(f"the history has no metric to plot (keys: {sorted(history)})")
+    fig = _figure(3.6 * len(metrics), 3)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, m in zip(axes, metrics):
+        for key, lab, col in ((m, "train", SPLIT_COLOURS["train"]), (f"val_{m}", "val", SPLIT_COLOURS["val"])):
+            if key in h:
+                ax.plot(np.arange(1, len(h[key]) + 1), h[key], marker="o", markersize=3, label=lab, color=col)
+        ax.set_xlabel("epoch")
+        ax.set_title(m.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    return fig

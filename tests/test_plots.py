@@ -1,0 +1,175 @@
+"""Tests of helpers.plots: each figure has the expected axes and marks, and bad input fails clearly."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from helpers import CLASSES, plots
+
+
+@pytest.fixture
+def counts() -> pd.Series:
+    return pd.Series([10, 20, 5, 7, 30, 3, 40, 12], index=list(CLASSES))
+
+
+@pytest.fixture
+def images(tmp_path) -> tuple[list[str], list[str]]:
+    paths, labels = [], []
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(CLASSES[:3]):
+        for i in range(3 + k):  # 3, 4, 5 images
+            p = tmp_path / f"{cls}_{i}.png"
+            Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(p)
+            paths.append(str(p))
+            labels.append(cls)
+    return paths, labels
+
+
+def _bars(ax) -> int:
+    from matplotlib.patches import Rectangle
+
+    return sum(isinstance(p, Rectangle) for p in ax.patches)
+
+
+def test_dpi_is_capped(counts):
+    fig = plots.class_counts_bar(counts)
+    assert isinstance(fig, Figure) and fig.dpi <= 100
+    with pytest.raises(ValueError, match="dpi"):
+        plots._figure(3, 3, dpi=300)
+
+
+@pytest.mark.parametrize("horizontal", [True, False])
+def test_class_counts_bar_one_bar_per_class(counts, horizontal):
+    fig = plots.class_counts_bar(counts, horizontal=horizontal)
+    (ax,) = fig.axes
+    assert _bars(ax) == len(CLASSES)
+    widths = sorted(p.get_width() if horizontal else p.get_height() for p in ax.patches)
+    assert widths == sorted(counts.astype(float))
+    labels = [t.get_text() for t in ax.texts]
+    assert "40" in labels and "3" in labels
+
+
+def test_class_counts_bar_accepts_dict_and_rejects_bad():
+    fig = plots.class_counts_bar({"basophil": 2, "platelet": 4})
+    assert _bars(fig.axes[0]) == 2
+    with pytest.raises(ValueError, match="empty"):
+        plots.class_counts_bar(pd.Series(dtype=int))
+    with pytest.raises(ValueError, match="negative"):
+        plots.class_counts_bar({"basophil": -1})
+
+
+def test_class_pie_skips_zero_classes(counts):
+    counts["monocyte"] = 0
+    fig = plots.class_pie(counts)
+    (ax,) = fig.axes
+    assert len(ax.patches) == len(CLASSES) - 1
+    with pytest.raises(ValueError, match="zero"):
+        plots.class_pie(counts * 0)
+
+
+def test_sample_grid_rows_and_columns(images):
+    paths, labels = images
+    fig = plots.sample_grid(paths, labels, n_per_class=4, seed=1)
+    assert len(fig.axes) == 3 * 4
+    shown = [len(ax.images) for ax in fig.axes]
+    # row 1 has 3 images (4th cell empty), rows 2 and 3 are full
+    assert shown == [1, 1, 1, 0] + [1] * 8
+    assert fig.axes[0].get_ylabel() == "Basophil"
+
+
+def test_sample_grid_is_seeded(images):
+    paths, labels = images
+    a = plots.sample_grid(paths, labels, n_per_class=2, seed=3)
+    b = plots.sample_grid(paths, labels, n_per_class=2, seed=3)
+    for x, y in zip(a.axes, b.axes):
+        np.testing.assert_array_equal(x.images[0].get_array(), y.images[0].get_array())
+
+
+def test_sample_grid_bad_input(images):
+    paths, labels = images
+    with pytest.raises(ValueError, match="labels"):
+        plots.sample_grid(paths, labels[:-1])
+    with pytest.raises(ValueError, match="n_per_class"):
+        plots.sample_grid(paths, labels, n_per_class=0)
+
+
+def test_image_row(images):
+    paths, _ = images
+    fig = plots.image_row(paths[:2], titles=["a", "b"])
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    with pytest.raises(ValueError):
+        plots.image_row([])
+
+
+def test_image_size_hist():
+    fig = plots.image_size_hist([360, 360, 366], [363, 363, 369])
+    assert len(fig.axes) == 2
+    assert sum(p.get_height() for p in fig.axes[0].patches) == 3
+    with pytest.raises(ValueError, match="widths and heights"):
+        plots.image_size_hist([1, 2], [3])
+
+
+def test_colour_stats_plot():
+    stats = pd.DataFrame({c: np.linspace(0.1, 0.9, 3) * (255 if c in "RGB" else 1) for c in "RGBHSV"},
+                         index=list(CLASSES[:3]))
+    fig = plots.colour_stats_plot(stats)
+    assert len(fig.axes) == 2
+    rgb, hsv = fig.axes
+    assert _bars(rgb) == 3 * 3 + 3  # R, G, B bars per class + one colour swatch per class
+    assert _bars(hsv) == 3 * 3
+    assert [t.get_text() for t in rgb.get_yticklabels()] == ["Basophil", "Eosinophil", "Erythroblast"]
+    with pytest.raises(ValueError, match="lack columns"):
+        plots.colour_stats_plot(stats.drop(columns="H"))
+
+
+def test_split_table_plot(counts):
+    table = pd.DataFrame({"test": counts // 5, "train": counts - counts // 5 * 2, "val": counts // 5})
+    fig = plots.split_table_plot(table)
+    (ax,) = fig.axes
+    assert _bars(ax) == 3 * len(CLASSES)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "val", "test"]
+
+
+def test_confusion_matrix_plot_normalised():
+    cm = np.array([[8, 2], [0, 5]])
+    fig = plots.confusion_matrix_plot(cm, ["basophil", "platelet"])
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["80%", "20%", "0%", "100%"]
+    assert len(fig.axes) == 2  # heat map + colour bar
+
+
+def test_confusion_matrix_plot_counts_and_empty_row():
+    cm = np.array([[3, 1], [0, 0]])
+    fig = plots.confusion_matrix_plot(cm, ["a", "b"], normalize=False)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["3", "1", "0", "0"]
+    fig = plots.confusion_matrix_plot(cm, ["a", "b"])  # a class with no examples: a zero row, no NaN
+    assert [t.get_text() for t in fig.axes[0].texts] == ["75%", "25%", "0%", "0%"]
+    with pytest.raises(ValueError, match="does not match"):
+        plots.confusion_matrix_plot(cm, ["a", "b", "c"])
+
+
+def test_training_curves():
+    hist = {"loss": [1.0, 0.5, 0.3], "val_loss": [1.1, 0.7, 0.6], "accuracy": [0.5, 0.7, 0.8],
+            "val_accuracy": [0.4, 0.6, 0.7], "macro_f1": [0.3, 0.5, 0.6], "val_macro_f1": [0.3, 0.4, 0.5],
+            "learning_rate": [1e-3] * 3}
+    fig = plots.training_curves(hist)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "macro f1"]
+    assert all(len(ax.lines) == 2 for ax in fig.axes)
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(), [1, 2, 3])
+
+
+def test_training_curves_partial_and_empty():
+    fig = plots.training_curves({"loss": [1.0, 0.5], "val_loss": []})
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 1
+    with pytest.raises(ValueError, match="no metric"):
+        plots.training_curves({"loss": []})
+
+
+def test_class_palette_is_stable():
+    a = plots.class_palette()
+    b = plots.class_palette(["platelet", "basophil"])
+    assert a["platelet"] == b["platelet"] and a["basophil"] == b["basophil"]
