@@ -1,0 +1,161 @@
+"""Data augmentation and class weights (chapter 2).
+
+Every augmenter here is a ``keras.Sequential`` of Keras' random preprocessing layers that
+
+* takes and returns batches of ``float32`` images in ``[0, 255]``, ``(N, H, W, 3)`` — what
+  :func:`helpers.pipeline.make_dataset` produces (any N and image size; for a single image add a
+  batch axis, ``aug(x[None])[0]``: a Keras ``Sequential`` fixes the rank on its first call);
+* is the identity when called with ``training=False`` (so it may also sit inside a model);
+* is reproducible: the same ``seed`` gives the same random draws, call after call.
+
+Pass one to ``make_dataset(..., augment=make_augmentation("seed001"))``: it runs on whole
+batches after the cache, so every epoch sees new variants.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import numpy as np
+
+VALUE_RANGE = (0.0, 255.0)
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+@functools.lru_cache(maxsize=None)
+def _clip_class():
+    """The ``ClipToRange`` layer class, defined once (Keras is imported only when needed)."""
+    keras = _keras()
+
+    @keras.saving.register_keras_serializable(package="bloodcells")
+    class ClipToRange(keras.layers.Layer):
+        def __init__(self, low: float = 0.0, high: float = 255.0, **kwargs):
+            super().__init__(**kwargs)
+            self.low, self.high = float(low), float(high)
+
+        def call(self, x):
+            return keras.ops.clip(x, self.low, self.high)
+
+        def get_config(self):
+            return {**super().get_config(), "low": self.low, "high": self.high}
+
+    return ClipToRange
+
+
+def _clip_layer(value_range: tuple[float, float] = VALUE_RANGE, name: str = "clip"):
+    """A layer that clips to ``value_range`` (the saturation layer can leave it)."""
+    return _clip_class()(*value_range, name=name)
+
+
+def seed001_augmentation(seed: int | None = 42, rotation: float = 0.4):
+    """The augmentation of seed project 001: random horizontal+vertical flips and rotations.
+
+    ``RandomRotation(0.4)`` rotates by up to ±0.4 × 360° = ±144°. A blood cell has no "up":
+    a rotated or mirrored cell is still the same cell type, so these are label-preserving.
+    The corners that a rotation uncovers are filled by reflection (Keras' default).
+    """
+    keras = _keras()
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
+        keras.layers.RandomRotation(rotation, seed=None if seed is None else seed + 1),
+    ], name="seed001_augmentation")
+
+
+def stain_augmentation(brightness: float = 0.1, contrast: float = 0.2, saturation: float = 0.15,
+                       hue: float = 0.04, seed: int | None = 42):
+    """Colour jitter that mimics stain and illumination differences between smears and labs.
+
+    May–Grünwald–Giemsa staining varies with stain batch, staining time, smear thickness and
+    the microscope's lamp and camera. Each image gets, independently:
+
+    * ``brightness`` — a shift of up to ± ``brightness`` × 255 grey levels;
+    * ``contrast``   — a contrast factor in ``[1 - contrast, 1 + contrast]``;
+    * ``saturation`` — saturation multiplied by a factor between ``(0.5-s)/(0.5+s)`` and
+      ``(0.5+s)/(0.5-s)`` (Keras' parametrisation: 0.5 is "no change");
+    * ``hue``        — the hue rotated by up to ± ``hue``/2 of the colour circle (0.04 → ±7°).
+
+    The result is clipped back to ``[0, 255]``. Values of 0 switch a component off.
+    """
+    keras = _keras()
+    for name, v, hi in (("brightness", brightness, 1.0), ("contrast", contrast, 1.0),
+                        ("saturation", saturation, 0.49), ("hue", hue, 1.0)):
+        if not isinstance(v, (int, float)) or not 0.0 <= v <= hi:
+            raise ValueError(f"stain_augmentation: {name} must be a number between 0 and {hi}, got {v!r}")
+    s0 = 0 if seed is None else seed
+    layers = []
+    if brightness:
+        layers.append(keras.layers.RandomBrightness(brightness, value_range=VALUE_RANGE,
+                                                    seed=None if seed is None else s0 + 10))
+    if contrast:
+        layers.append(keras.layers.RandomContrast(contrast, value_range=VALUE_RANGE,
+                                                  seed=None if seed is None else s0 + 11))
+    if saturation:
+        layers.append(keras.layers.RandomSaturation((0.5 - saturation, 0.5 + saturation),
+                                                    value_range=VALUE_RANGE,
+                                                    seed=None if seed is None else s0 + 12))
+    if hue:
+        layers.append(keras.layers.RandomHue(hue, value_range=VALUE_RANGE,
+                                             seed=None if seed is None else s0 + 13))
+    layers.append(_clip_layer())
+    return keras.Sequential(layers, name="stain_augmentation")
+
+
+def geometric_and_stain_augmentation(seed: int | None = 42):
+    """Seed-001 geometry followed by stain jitter: the book's default for training from scratch."""
+    keras = _keras()
+    geo = seed001_augmentation(seed)
+    stain = stain_augmentation(seed=None if seed is None else seed + 100)
+    return keras.Sequential([*geo.layers, *stain.layers], name="seed001_stain_augmentation")
+
+
+AUGMENTATIONS: dict[str, Callable] = {
+    "seed001": seed001_augmentation,
+    "stain": stain_augmentation,
+    "seed001+stain": geometric_and_stain_augmentation,
+}
+"""Named augmenters: ``make_augmentation(name)`` builds one (a notebook parameter picks it)."""
+
+
+def make_augmentation(name: str | None, seed: int | None = 42):
+    """The augmenter called ``name`` (see :data:`AUGMENTATIONS`), or ``None`` for ``None``/"none"."""
+    if name is None or (isinstance(name, str) and name.strip().lower() in ("", "none")):
+        return None
+    if not isinstance(name, str) or name.strip().lower() not in AUGMENTATIONS:
+        raise ValueError(f"Unknown augmentation {name!r}. Use one of {sorted(AUGMENTATIONS)} or None "
+                         "(no augmentation).")
+    return AUGMENTATIONS[name.strip().lower()](seed=seed)
+
+
+def augment_examples(augmenter, image: np.ndarray, n: int = 8) -> np.ndarray:
+    """``n`` augmented versions of one image (``uint8``/float, ``(H, W, 3)``) as ``float32`` (n, H, W, 3)."""
+    x = np.repeat(np.asarray(image, dtype="float32")[None], n, axis=0)
+    return np.asarray(augmenter(x, training=True), dtype="float32")
+
+
+def class_weights(labels: Sequence[int] | np.ndarray, n_classes: int | None = None) -> dict[int, float]:
+    """'Balanced' class weights ``n_samples / (n_classes * count_c)`` as ``{class index: weight}``.
+
+    Pass the result to ``model.fit(..., class_weight=...)``: every class then contributes the same
+    total weight to the loss, ``sum_c count_c * w_c = n_samples``. With ``n_classes`` (e.g.
+    ``len(CLASSES)``), classes absent from ``labels`` raise a clear error instead of being skipped.
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"class_weights needs a non-empty 1-D array of integer labels, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"class_weights needs integer labels (class indices), got dtype {y.dtype}")
+    present = np.unique(y)
+    if n_classes is not None:
+        missing = sorted(set(range(n_classes)) - set(present.tolist()))
+        if missing:
+            raise ValueError(f"class(es) {missing} have no examples in the labels, so no balanced weight exists; "
+                             "check the split or the MAX_PER_CLASS cap")
+    w = compute_class_weight("balanced", classes=present, y=y)
+    return {int(c): float(v) for c, v in zip(present, w)}

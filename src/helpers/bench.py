@@ -1,0 +1,307 @@
+"""Measuring throughput (images per second), shared by chapter 2 and ``benchmarks/``.
+
+A timing on a busy machine is noisy, so every number here comes from :func:`measure`: one or
+more un-timed warm-up runs (graph tracing, caches, thread pools), then ``repeats`` timed runs,
+reported as the median with the min–max spread. Compare two set-ups only through ratios of
+medians measured in the same run, never across runs or machines.
+
+The input pipelines compared:
+
+* :func:`naive_epoch` — a plain Python loop: open each file with Pillow, resize, stack into a
+  batch, one image after the other (what a first attempt looks like);
+* :func:`tuned_dataset` — ``tf.data``: parallel decode + resize, an in-memory cache of the
+  small ``uint8`` images, shuffle, batch, augmentation after the cache (per batch or per
+  image), prefetch (:func:`helpers.pipeline.make_dataset` is the per-batch version).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .pipeline import AUTOTUNE, decode_resize, make_dataset, validate_image_size
+
+
+@dataclass
+class Measurement:
+    """Repeated timings of one set-up: ``n_items`` processed per timed run, in ``seconds``."""
+
+    name: str
+    n_items: int
+    seconds: list[float]
+    warmup_seconds: list[float] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rates(self) -> list[float]:
+        """Items per second of every timed run."""
+        return [self.n_items / s if s > 0 else float("inf") for s in self.seconds]
+
+    @property
+    def median(self) -> float:
+        """Median items per second (the number to report)."""
+        return float(statistics.median(self.rates))
+
+    @property
+    def low(self) -> float:
+        return float(min(self.rates))
+
+    @property
+    def high(self) -> float:
+        return float(max(self.rates))
+
+    @property
+    def spread(self) -> float:
+        """(max − min) / median of the rates: 0.1 means the runs differed by 10 %."""
+        return (self.high - self.low) / self.median if self.median else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(median_per_s=self.median, min_per_s=self.low, max_per_s=self.high, spread=self.spread)
+        return d
+
+
+def measure(fn: Callable[[], int | None], n_items: int, *, name: str = "", repeats: int = 3, warmup: int = 1,
+            clock: Callable[[], float] = time.perf_counter, **params: Any) -> Measurement:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed.
+
+    ``fn`` processes ``n_items`` items per call; if it returns an integer, that must equal
+    ``n_items`` (catches a pipeline that silently drops images).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be 0 or more, got {warmup}")
+    if n_items < 1:
+        raise ValueError(f"n_items must be positive, got {n_items}")
+
+    def once() -> float:
+        t0 = clock()
+        got = fn()
+        dt = clock() - t0
+        if got is not None and int(got) != n_items:
+            raise RuntimeError(f"{name or 'benchmark'}: processed {got} items, expected {n_items}")
+        return dt
+
+    warm = [once() for _ in range(warmup)]
+    return Measurement(name=name, n_items=int(n_items), seconds=[once() for _ in range(repeats)],
+                       warmup_seconds=warm, params=dict(params))
+
+
+def measurements_table(ms: Sequence[Measurement], baseline: str | None = None) -> "pd.DataFrame":
+    """One row per measurement: median items/s, min–max, spread and the ratio to ``baseline``.
+
+    ``baseline`` is the name of a measurement (the first one when omitted); rows with the same
+    ``image_size`` parameter are compared with the baseline of that size when one exists.
+    """
+    import pandas as pd
+
+    if not ms:
+        raise ValueError("no measurements to tabulate")
+    base_name = baseline or ms[0].name
+    bases = {m.params.get("image_size"): m.median for m in ms if m.name == base_name}
+    if not bases:
+        raise ValueError(f"baseline {base_name!r} is not among the measurements {[m.name for m in ms]}")
+    rows = []
+    for m in ms:
+        b = bases.get(m.params.get("image_size"), next(iter(bases.values())))
+        rows.append({"setup": m.name, **{k: v for k, v in m.params.items() if k in ("image_size",)},
+                     "images/s (median)": m.median, "min": m.low, "max": m.high,
+                     "spread": m.spread, "runs": len(m.seconds), f"× {base_name}": m.median / b})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The pipelines under test
+# --------------------------------------------------------------------------------------------
+def naive_batches(paths: Sequence[str], labels: Sequence[int] | np.ndarray, image_size: int | Sequence[int] = 64,
+                  batch_size: int = 32, augment: Callable | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The naive loader: Pillow opens and resizes each file in turn; batches of ``float32`` [0, 255].
+
+    With ``augment`` the augmenter is called eagerly on every batch.
+    """
+    from PIL import Image
+
+    h, w = validate_image_size(image_size)
+    labels = np.asarray(labels, dtype="int32")
+    for start in range(0, len(paths), batch_size):
+        imgs = []
+        for p in paths[start:start + batch_size]:
+            with Image.open(p) as im:
+                imgs.append(np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR), dtype="float32"))
+        x = np.stack(imgs)
+        if augment is not None:
+            x = np.asarray(augment(x, training=True))
+        yield x, labels[start:start + batch_size]
+
+
+def consume(batches: Iterable) -> int:
+    """Iterate over batches ``(x, y)`` (a ``tf.data.Dataset`` or a generator); return the image count."""
+    n = 0
+    for x, _ in batches:
+        n += int(x.shape[0])
+    return n
+
+
+def naive_epoch(paths: Sequence[str], image_size: int | Sequence[int] = 64, batch_size: int = 32,
+                augment: Callable | None = None) -> int:
+    """One pass of :func:`naive_batches` over ``paths``; returns the number of images."""
+    return consume(naive_batches(paths, np.zeros(len(paths), "int32"), image_size, batch_size, augment))
+
+
+def tuned_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndarray, image_size: int | Sequence[int] = 64,
+                  batch_size: int = 32, *, augment: Callable | None = None, placement: str = "batch",
+                  cache: bool = True, seed: int = 42):
+    """The tuned ``tf.data`` pipeline, with augmentation after the cache ``per "batch"`` or ``per "image"``.
+
+    ``placement="batch"`` is exactly :func:`helpers.pipeline.make_dataset` (shuffled). ``"image"``
+    calls the augmenter on every single image before batching, for comparison.
+    """
+    if placement == "batch" or augment is None:
+        return make_dataset(paths, labels, image_size, batch_size, shuffle=True, augment=augment, cache=cache,
+                            seed=seed)
+    if placement != "image":
+        raise ValueError(f"placement must be 'batch' or 'image', got {placement!r}")
+    import tensorflow as tf
+
+    size = validate_image_size(image_size)
+    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, dtype="int32")))
+    ds = ds.map(lambda p, y: (decode_resize(p, size), y), num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+    ds = ds.shuffle(min(len(paths), 20_000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda x, y: (augment(tf.cast(x, tf.float32)[None], training=True)[0], y),
+                num_parallel_calls=AUTOTUNE)
+    return ds.batch(int(batch_size)).prefetch(AUTOTUNE)
+
+
+def pipeline_measurements(paths: Sequence[str], image_size: int = 64, *, batch_size: int = 32,
+                          augment_factory: Callable[[], Callable] | None = None, repeats: int = 3,
+                          cached_epochs: int = 3, placements: Sequence[str] = ("batch", "image"),
+                          naive_augment: bool = True, progress: Callable[[str], None] | None = None
+                          ) -> list[Measurement]:
+    """Images/s of the naive loop and the tuned pipeline at one ``image_size``.
+
+    Set-ups (``name``): ``naive``; ``tuned, epoch 1`` (parallel decode that fills the cache, a fresh
+    dataset per run); ``tuned, cached`` (later epochs, ``cached_epochs`` per timed run); and with
+    ``augment_factory`` also ``naive + aug`` and ``tuned, cached + aug per <placement>``.
+    """
+    paths = list(map(str, paths))
+    n = len(paths)
+    y = np.zeros(n, "int32")
+    say = progress or (lambda s: None)
+    common = {"image_size": int(image_size), "batch_size": batch_size, "n_images": n}
+    out: list[Measurement] = []
+
+    say(f"{image_size}px naive")
+    out.append(measure(lambda: naive_epoch(paths, image_size, batch_size), n, name="naive", repeats=repeats,
+                       **common))
+    say(f"{image_size}px tuned, epoch 1")
+    out.append(measure(lambda: consume(tuned_dataset(paths, y, image_size, batch_size)), n,
+                       name="tuned, epoch 1", repeats=repeats, **common))
+    ds = tuned_dataset(paths, y, image_size, batch_size)
+    say(f"{image_size}px tuned, cached")
+    out.append(measure(lambda: sum(consume(ds) for _ in range(cached_epochs)), n * cached_epochs,
+                       name="tuned, cached", repeats=repeats, **common))
+    if augment_factory is not None:
+        aug = augment_factory()
+        if naive_augment:
+            say(f"{image_size}px naive + aug")
+            out.append(measure(lambda: naive_epoch(paths, image_size, batch_size, aug), n, name="naive + aug",
+                               repeats=repeats, **common))
+        for placement in placements:
+            aug_p = augment_factory()
+            ds_a = tuned_dataset(paths, y, image_size, batch_size, augment=aug_p, placement=placement)
+            say(f"{image_size}px tuned, cached + aug per {placement}")
+            out.append(measure(lambda: consume(ds_a), n, name=f"tuned, cached + aug per {placement}",
+                               repeats=repeats, **common))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# How fast a model consumes images
+# --------------------------------------------------------------------------------------------
+def training_measurement(model_factory: Callable[[], Any], x: np.ndarray, y: np.ndarray, *, batch_size: int = 32,
+                         repeats: int = 3, name: str = "training", **params: Any) -> Measurement:
+    """Training images/s of a freshly built model on in-memory batches (no input pipeline cost).
+
+    The model is compiled with Adam and sparse categorical cross-entropy; the warm-up epoch traces
+    the training step, then each timed run is one epoch over ``x``.
+    """
+    import tensorflow as tf
+
+    model = model_factory()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, "float32"), np.asarray(y, "int32")))
+    ds = ds.batch(batch_size).cache().prefetch(AUTOTUNE)
+    n = int(len(x))
+
+    def one_epoch() -> int:
+        model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        return n
+
+    return measure(one_epoch, n, name=name, repeats=repeats, batch_size=batch_size,
+                   params_count=int(model.count_params()), **params)
+
+
+def reference_cnn(image_size: int = 64, n_classes: int = 8):
+    """A tiny CNN (two 3×3 conv/pool stages) used when :mod:`helpers.models` is unavailable."""
+    import keras
+
+    L = keras.layers
+    h, w = validate_image_size(image_size)
+    return keras.Sequential([keras.Input((h, w, 3)), L.Rescaling(1 / 255), L.Conv2D(16, 3, activation="relu"),
+                             L.MaxPooling2D(), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(),
+                             L.GlobalAveragePooling2D(), L.Dense(n_classes, activation="softmax")],
+                            name="reference_cnn")
+
+
+# --------------------------------------------------------------------------------------------
+# Where the numbers were taken
+# --------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else :func:`platform.processor`."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def library_versions(names: Sequence[str] = ("tensorflow", "keras", "numpy", "pillow", "scikit-learn")) -> dict:
+    """Installed versions of ``names`` (``None`` for a missing one)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for n in names:
+        out[n] = None
+        for dist in (n, f"{n}-cpu"):  # TensorFlow is installed as tensorflow-cpu here
+            try:
+                out[n] = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count and model, load average, OS and Python: printed next to every benchmark."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": usable,
+            "load_average_1_5_15min": load, "platform": platform.platform(),
+            "python": platform.python_version(), "libraries": library_versions()}
