@@ -35,3 +35,130 @@ def metrics_block(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequenc
                       for i, c in enumerate(classes)},
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Uncertainty of a metric, ROC curves, paired model comparison, errors by sub-type (chapter 7)
+# --------------------------------------------------------------------------------------------
+def _as_pred(y_pred) -> np.ndarray:
+    y_pred = np.asarray(y_pred)
+    return y_pred.argmax(axis=1) if y_pred.ndim == 2 else y_pred.astype(int)
+
+
+def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    denom = 2 * tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=denom > 0)
+
+
+def bootstrap_ci(y_true: Sequence[int], y_pred, n_classes: int = len(CLASSES), *, n_boot: int = 1000,
+                 alpha: float = 0.05, seed: int = 42) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap confidence intervals for accuracy, macro-F1 and weighted-F1.
+
+    The test items are resampled with replacement ``n_boot`` times (seeded, so the interval is
+    reproducible); all resamples are scored at once from per-class counts (vectorised).
+    Returns ``{"accuracy": {"value", "low", "high"}, "macro_f1": {...}, "weighted_f1": {...}}``.
+    Macro-F1 follows scikit-learn's convention for ``labels=range(n_classes)``: a class absent from a
+    resample and never predicted counts as F1 = 0.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = _as_pred(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"need equally many true and predicted labels (got {y_true.shape} and {y_pred.shape})")
+    if n_boot < 1 or not 0 < alpha < 1:
+        raise ValueError(f"n_boot must be >= 1 and alpha in (0, 1), got {n_boot}, {alpha}")
+    n = len(y_true)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    # counts[b, k] = how often item k is drawn in resample b  → weighted per-class counts via matmul
+    counts = np.zeros((n_boot, n), dtype=np.float64)
+    np.add.at(counts, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
+    onehot_t = np.eye(n_classes)[y_true]                 # (n, C)
+    onehot_p = np.eye(n_classes)[y_pred]
+    correct = (y_true == y_pred).astype(float)
+    tp = counts @ (onehot_t * correct[:, None])          # (B, C)
+    support = counts @ onehot_t
+    predicted = counts @ onehot_p
+    f1 = _f1_from_counts(tp, predicted - tp, support - tp)
+    boot = {"accuracy": tp.sum(axis=1) / n,
+            "macro_f1": f1.mean(axis=1),
+            "weighted_f1": (f1 * support).sum(axis=1) / n}
+    point = metrics_block(y_true, y_pred, classes=[str(i) for i in range(n_classes)])
+    lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
+    return {k: {"value": float(point[k]), "low": float(np.percentile(v, lo)), "high": float(np.percentile(v, hi))}
+            for k, v in boot.items()}
+
+
+def roc_per_class(y_true: Sequence[int], probs, classes: Sequence[str] = CLASSES) -> dict[str, dict[str, Any]]:
+    """One-vs-rest ROC curve and AUC for every class: ``{class: {"fpr", "tpr", "auc"}}``.
+
+    A class with no positive (or no negative) item has no ROC curve; it gets ``auc = nan``.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true = np.asarray(y_true).astype(int)
+    probs = np.asarray(probs, dtype=float)
+    if probs.ndim != 2 or probs.shape != (len(y_true), len(classes)):
+        raise ValueError(f"probabilities of shape {probs.shape} do not match {len(y_true)} items × "
+                         f"{len(classes)} classes")
+    out: dict[str, dict[str, Any]] = {}
+    for i, c in enumerate(classes):
+        pos = y_true == i
+        if pos.all() or not pos.any():
+            out[c] = {"fpr": np.array([]), "tpr": np.array([]), "auc": float("nan")}
+            continue
+        fpr, tpr, _ = roc_curve(pos, probs[:, i])
+        out[c] = {"fpr": fpr, "tpr": tpr, "auc": float(roc_auc_score(pos, probs[:, i]))}
+    return out
+
+
+def mcnemar(y_true: Sequence[int], pred_a, pred_b) -> dict[str, float]:
+    """McNemar's test: do two models, scored on the *same* items, differ in accuracy?
+
+    Only discordant items count: ``b`` = A right & B wrong, ``c`` = A wrong & B right. Under the null
+    hypothesis each discordant item is a fair coin, so the exact p-value is a two-sided binomial
+    test of ``b`` successes in ``b + c`` trials; the classic chi² statistic with continuity
+    correction, ``(|b − c| − 1)² / (b + c)``, is reported too.
+    """
+    from scipy.stats import binomtest, chi2
+
+    y_true = np.asarray(y_true).astype(int)
+    a, b_ = _as_pred(pred_a), _as_pred(pred_b)
+    if not (y_true.shape == a.shape == b_.shape):
+        raise ValueError(f"McNemar needs predictions on the same items: shapes {y_true.shape}, {a.shape}, "
+                         f"{b_.shape}")
+    ra, rb = a == y_true, b_ == y_true
+    b = int(np.sum(ra & ~rb))
+    c = int(np.sum(~ra & rb))
+    if b + c == 0:
+        return {"b": 0, "c": 0, "p_exact": 1.0, "chi2": 0.0, "p_chi2": 1.0}
+    stat = (abs(b - c) - 1) ** 2 / (b + c)
+    return {"b": b, "c": c, "p_exact": float(binomtest(b, b + c, 0.5).pvalue),
+            "chi2": float(stat), "p_chi2": float(chi2.sf(stat, df=1))}
+
+
+def errors_by_subtype(paths: Sequence[str], y_true: Sequence[int], y_pred, classes: Sequence[str] = CLASSES,
+                      only: Sequence[str] | None = ("neutrophil", "ig")) -> "pd.DataFrame":
+    """Error rate per sub-type (file-name prefix: SNE/BNE neutrophils; MY/MMY/PMY/IG immature granulocytes).
+
+    One row per (class, sub-type): items, errors, error rate and the most common wrong prediction.
+    ``only`` restricts the table to classes whose sub-types mean something (None: all classes).
+    """
+    import pandas as pd
+
+    from .data import subtype_of
+
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = _as_pred(y_pred)
+    if not (len(paths) == len(y_true) == len(y_pred)):
+        raise ValueError(f"{len(paths)} paths, {len(y_true)} labels and {len(y_pred)} predictions differ in length")
+    df = pd.DataFrame({"cls": [classes[i] for i in y_true], "subtype": [subtype_of(str(p)) for p in paths],
+                       "pred": [classes[i] for i in y_pred]})
+    if only is not None:
+        df = df[df["cls"].isin(list(only))]
+    rows = []
+    for (cls, sub), g in df.groupby(["cls", "subtype"], sort=True):
+        wrong = g[g["pred"] != cls]
+        rows.append({"class": cls, "subtype": sub, "n": len(g), "errors": len(wrong),
+                     "error_rate": len(wrong) / len(g),
+                     "most_confused_with": wrong["pred"].value_counts().index[0] if len(wrong) else ""})
+    return pd.DataFrame(rows, columns=["class", "subtype", "n", "errors", "error_rate", "most_confused_with"])

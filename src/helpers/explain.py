@@ -1,0 +1,217 @@
+"""Grad-CAM (Selvaraju et al. 2017): *where* in the image did the model look for its answer?
+
+The gradient of the class score with respect to the last convolutional feature map says how
+much each channel matters; the weighted sum of the channels, rectified, is a coarse heat map
+that is resized to the image. Works for the book's own CNNs and for transfer models whose
+backbone is a *nested* Keras model (``input → preprocessing → base model → head``): the graph
+is walked layer by layer, descending into the nested model, and the feature map is captured on
+the way (one forward pass, no second model to build).
+
+The class score is the logit (pre-softmax) when the model ends in a ``Dense`` softmax layer,
+otherwise the output probability.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger("helpers.explain")
+
+_SKIP_TYPES = ("Pooling", "Dropout", "Flatten", "Random", "Rescaling", "Normalization", "InputLayer")
+_CONV_TYPES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
+
+
+def _sublayers(layer) -> list:
+    return list(getattr(layer, "layers", []) or [])
+
+
+def _walk(model, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+    """All layers in order, nested models expanded: ``[(path of enclosing models, layer), ...]``."""
+    out = []
+    for layer in _sublayers(model):
+        out.append((prefix, layer))
+        if _sublayers(layer):
+            out.extend(_walk(layer, prefix + (layer,)))
+    return out
+
+
+def _out_shape(layer):
+    try:
+        return tuple(layer.output.shape)
+    except (AttributeError, ValueError):  # layer used several times or never built
+        return None
+
+
+def find_feature_layer(model, layer_name: str | None = None):
+    """The layer whose output Grad-CAM explains: ``layer_name`` (searched in nested models too), or the
+    last layer with a spatial (B, H, W, C) output at or after the last convolution (H, W > 1)."""
+    layers = _walk(model)
+    if layer_name is not None:
+        for _, layer in layers:
+            if layer.name == layer_name:
+                return layer
+        raise ValueError(f"no layer named {layer_name!r} in model {model.name!r} (nested models searched too)")
+    last_conv = max((i for i, (_, l) in enumerate(layers) if type(l).__name__ in _CONV_TYPES), default=None)
+    if last_conv is None:
+        raise ValueError(f"model {model.name!r} has no convolutional layer; pass layer_name= to choose the "
+                         "feature map to explain")
+    best = None
+    for i, (_, layer) in enumerate(layers):
+        if i < last_conv or _sublayers(layer) or any(t in type(layer).__name__ for t in _SKIP_TYPES):
+            continue
+        shp = _out_shape(layer)
+        if shp is not None and len(shp) == 4 and (shp[1] or 2) > 1 and (shp[2] or 2) > 1:
+            best = layer
+    if best is None:
+        raise ValueError(f"no spatial feature map after the last convolution of {model.name!r}; pass layer_name=")
+    return best
+
+
+def _contains(model, target) -> bool:
+    return target is not None and any(layer is target for _, layer in _walk(model))
+
+
+def _softmax_dense(layer) -> bool:
+    act = getattr(layer, "activation", None)
+    return type(layer).__name__ == "Dense" and getattr(act, "__name__", "") == "softmax"
+
+
+def final_softmax_dense(model):
+    """The model's last layer if it is ``Dense(softmax)`` — also when it sits at the end of a nested head
+    model (transfer models: ``… → head`` with ``head`` ending in ``Dense(softmax)``); else ``None``."""
+    last = model
+    while _sublayers(last):
+        last = last.layers[-1]
+    return last if last is not model and _softmax_dense(last) else None
+
+
+class _Hooked:
+    """Run a model eagerly (training=False), capturing the target feature map and the final logits."""
+
+    def __init__(self, model, target=None):
+        self.model, self.target = model, target
+        self.features = None
+        self.logits = None
+        self._head = final_softmax_dense(model)
+
+    def _call(self, op, args, kwargs):
+        import keras
+
+        if "training" in getattr(op, "_call_context_args", ()):
+            kwargs = {**kwargs, "training": False}
+        if op is self.target:
+            out = op(*args, **kwargs)
+            self.features = out
+            return out
+        if op is self._head:
+            z = keras.ops.matmul(args[0], op.kernel)
+            if op.use_bias:
+                z = z + op.bias
+            self.logits = z
+            return keras.ops.softmax(z, axis=-1)
+        if _sublayers(op) and (_contains(op, self.target) or _contains(op, self._head)):
+            return self._run(op, args[0] if args else kwargs.get("inputs"))
+        return op(*args, **kwargs)
+
+    def _run(self, model, x):
+        import keras
+
+        if isinstance(model, keras.Sequential):
+            for layer in model.layers:
+                x = self._call(layer, (x,), {})
+            return x
+        if not hasattr(model, "_run_through_graph"):
+            raise TypeError(f"cannot walk model {model.name!r} ({type(model).__name__}) for Grad-CAM; "
+                            "use a functional or Sequential keras model")
+        inputs = model._standardize_inputs(x) if hasattr(model, "_standardize_inputs") else x
+        return model._run_through_graph(inputs, operation_fn=lambda op: (lambda *a, **k: self._call(op, a, k)))
+
+    def __call__(self, x):
+        self.features = self.logits = None
+        out = self._run(self.model, x)
+        if self.target is not None and self.features is None:
+            raise RuntimeError(f"layer {self.target.name!r} was not reached in the forward pass")
+        return out
+
+
+@dataclass
+class GradCam:
+    """Heat maps in [0, 1] of shape (N, H, W) at the input size, the explained class and the probabilities."""
+
+    heatmaps: np.ndarray
+    class_index: np.ndarray
+    probs: np.ndarray
+    layer: str
+
+
+def grad_cam(model, images, class_index: int | Sequence[int] | None = None, layer_name: str | None = None,
+             batch_size: int = 16) -> GradCam:
+    """Grad-CAM heat maps for ``images`` (float32 (N, H, W, 3) in [0, 255], as the model takes them).
+
+    ``class_index``: the class to explain, one per image or one for all; ``None`` explains the
+    predicted class.
+    """
+    import tensorflow as tf
+
+    x_all = np.asarray(images, dtype="float32")
+    if x_all.ndim == 3:
+        x_all = x_all[None]
+    if x_all.ndim != 4 or x_all.shape[-1] != 3 or len(x_all) == 0:
+        raise ValueError(f"images must be an (N, H, W, 3) array, got shape {x_all.shape}")
+    target = find_feature_layer(model, layer_name)
+    hook = _Hooked(model, target)
+    if class_index is not None:
+        ci = np.broadcast_to(np.asarray(class_index, dtype=int), (len(x_all),))
+    maps, classes, probs = [], [], []
+    for s in range(0, len(x_all), batch_size):
+        x = tf.convert_to_tensor(x_all[s:s + batch_size])
+        with tf.GradientTape() as tape:
+            p = hook(x)
+            feats = hook.features
+            score_src = hook.logits if hook.logits is not None else p
+            k = np.asarray(p).argmax(axis=1) if class_index is None else ci[s:s + batch_size]
+            score = tf.gather(score_src, tf.constant(k, dtype=tf.int32), axis=1, batch_dims=1)
+        grads = tape.gradient(score, feats)
+        if grads is None:
+            raise RuntimeError(f"no gradient flows from the class score to layer {target.name!r}")
+        w = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(w * feats, axis=-1))[..., None]
+        cam = tf.image.resize(cam, x_all.shape[1:3], method="bilinear")[..., 0].numpy()
+        top = cam.reshape(len(cam), -1).max(axis=1)
+        cam = np.divide(cam, top[:, None, None], out=np.zeros_like(cam), where=top[:, None, None] > 0)
+        maps.append(cam)
+        classes.append(np.asarray(k))
+        probs.append(np.asarray(p))
+    return GradCam(np.concatenate(maps), np.concatenate(classes), np.concatenate(probs), target.name)
+
+
+def logits(model, images, batch_size: int = 32) -> np.ndarray | None:
+    """Pre-softmax logits of a model ending in ``Dense(softmax)`` (also inside a nested head); ``None``
+    (logged) when it ends otherwise. One eager pass, ``training=False``."""
+    x_all = np.asarray(images, dtype="float32")
+    hook = _Hooked(model)
+    if hook._head is None:
+        log.info("model %s does not end in Dense(softmax): no logits available", model.name)
+        return None
+    out = []
+    for s in range(0, len(x_all), batch_size):
+        hook(x_all[s:s + batch_size])
+        out.append(np.asarray(hook.logits))
+    return np.concatenate(out) if out else np.zeros((0, hook._head.units), "float32")
+
+
+def overlay(image, heatmap, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+    """Blend a [0, 1] heat map (H, W) over an RGB image (H, W, 3; uint8 or [0, 255] floats) → uint8."""
+    from matplotlib import colormaps
+
+    img = np.asarray(image, dtype="float32")
+    h = np.asarray(heatmap, dtype="float32")
+    if img.ndim != 3 or img.shape[:2] != h.shape:
+        raise ValueError(f"image {img.shape} and heat map {h.shape} must have the same height and width")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    colour = colormaps[cmap](np.clip(h, 0, 1))[..., :3] * 255.0
+    return np.clip((1 - alpha) * img + alpha * colour, 0, 255).astype("uint8")

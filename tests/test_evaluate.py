@@ -1,0 +1,86 @@
+"""Chapter-7 evaluation helpers: bootstrap intervals, ROC, McNemar, errors by sub-type."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from helpers import CLASSES
+from helpers.evaluate import bootstrap_ci, errors_by_subtype, mcnemar, metrics_block, roc_per_class
+
+
+def _noisy(n=400, acc=0.8, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 8, n)
+    pred = np.where(rng.random(n) < acc, y, rng.integers(0, 8, n))
+    return y, pred
+
+
+def test_bootstrap_ci_brackets_point_estimate_and_is_seeded():
+    y, pred = _noisy()
+    ci = bootstrap_ci(y, pred, n_boot=300, seed=1)
+    m = metrics_block(y, pred)
+    for k in ("accuracy", "macro_f1", "weighted_f1"):
+        assert ci[k]["value"] == pytest.approx(m[k])
+        assert ci[k]["low"] < ci[k]["value"] < ci[k]["high"]
+        assert ci[k]["high"] - ci[k]["low"] < 0.2
+    assert bootstrap_ci(y, pred, n_boot=300, seed=1) == ci
+    assert bootstrap_ci(y, pred, n_boot=300, seed=2) != ci
+
+
+def test_bootstrap_vectorised_f1_matches_sklearn_on_a_resample():
+    # with one resample that is the identity, the vectorised F1 equals sklearn's
+    y, pred = _noisy(60)
+    ci = bootstrap_ci(y, pred, n_boot=2000, seed=0)
+    ref = f1_score(y, pred, labels=range(8), average="macro", zero_division=0)
+    assert ci["macro_f1"]["low"] <= ref <= ci["macro_f1"]["high"]
+
+
+def test_bootstrap_perfect_predictions_and_probabilities():
+    y = np.repeat(np.arange(8), 5)
+    probs = np.eye(8)[y]
+    ci = bootstrap_ci(y, probs, n_boot=50)
+    assert ci["accuracy"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+
+
+def test_bootstrap_bad_input():
+    with pytest.raises(ValueError, match="equally many"):
+        bootstrap_ci([0, 1], [0])
+
+
+def test_roc_per_class():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(8)[y] * 0.9 + 0.1 / 8
+    roc = roc_per_class(y, probs)
+    assert roc["basophil"]["auc"] == 1.0 and np.isnan(roc["platelet"]["auc"])
+    assert roc["eosinophil"]["fpr"][0] == 0.0
+    with pytest.raises(ValueError, match="do not match"):
+        roc_per_class(y, probs[:, :3])
+
+
+def test_mcnemar_counts_and_pvalues():
+    y = np.zeros(100, int)
+    a = np.zeros(100, int)
+    b = np.zeros(100, int)
+    b[:20] = 1          # B wrong on 20 items where A is right
+    a[90:93] = 1        # A wrong on 3 items where B is right
+    r = mcnemar(y, a, b)
+    assert (r["b"], r["c"]) == (20, 3)
+    assert r["p_exact"] < 0.001 and r["chi2"] == pytest.approx((17 - 1) ** 2 / 23)
+    same = mcnemar(y, a, a)
+    assert same["p_exact"] == 1.0 and same["b"] == same["c"] == 0
+    sym = mcnemar(y, a, np.where(np.arange(100) < 3, 1, 0))  # A wrong on 90-92, B wrong on 0-2
+    assert sym["p_exact"] == pytest.approx(1.0)
+
+
+def test_errors_by_subtype():
+    paths = ["neutrophil/SNE_1.jpg", "neutrophil/SNE_2.jpg", "neutrophil/BNE_1.jpg", "ig/MY_1.jpg",
+             "ig/PMY_2.jpg", "basophil/BA_1.jpg"]
+    ci = {c: i for i, c in enumerate(CLASSES)}
+    y = [ci["neutrophil"]] * 3 + [ci["ig"]] * 2 + [ci["basophil"]]
+    p = [ci["neutrophil"], ci["neutrophil"], ci["ig"], ci["monocyte"], ci["ig"], ci["lymphocyte"]]
+    t = errors_by_subtype(paths, y, p).set_index("subtype")
+    assert set(t.index) == {"SNE", "BNE", "MY", "PMY"}
+    assert t.loc["BNE", "error_rate"] == 1.0 and t.loc["BNE", "most_confused_with"] == "ig"
+    assert t.loc["SNE", "errors"] == 0 and t.loc["MY", "most_confused_with"] == "monocyte"
+    assert len(errors_by_subtype(paths, y, p, only=None)) == 5
