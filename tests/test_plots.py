@@ -173,3 +173,43 @@ def test_class_palette_is_stable():
     a = plots.class_palette()
     b = plots.class_palette(["platelet", "basophil"])
     assert a["platelet"] == b["platelet"] and a["basophil"] == b["basophil"]
+
+
+# ---------------------------------------------------------------- evaluation figures (chapter 7)
+def test_reliability_diagram_and_roc():
+    from helpers.calibrate import reliability
+    from helpers.evaluate import roc_per_class
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 8, 200)
+    p = rng.dirichlet(np.ones(8), 200)
+    p[np.arange(200), y] += 1
+    p /= p.sum(1, keepdims=True)
+    fig = plots.reliability_diagram({"before": reliability(y, p), "after": reliability(y, p ** 0.5)})
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    fig = plots.roc_curves(roc_per_class(y, p))
+    assert len(fig.axes[0].get_legend().get_texts()) == 8
+    with pytest.raises(ValueError, match="no reliability"):
+        plots.reliability_diagram({})
+
+
+def test_prediction_grids():
+    imgs = np.zeros((5, 12, 12, 3), "uint8")
+    fig = plots.prediction_grid(imgs, [0, 1, 2, 3, 4], [0, 1, 5, 3, 4], [0.9] * 5, ncols=3)
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert len(titles) == 5 and titles[2] == "erythroblast\n→ monocyte (0.90)"
+    reds = [a for a in fig.axes if a.get_title() and a.title.get_color() == "#d62728"]
+    assert len(reds) == 1
+    fig = plots.misclassification_gallery(imgs[:1], [2], [5], [0.8])
+    assert isinstance(fig, Figure)
+    with pytest.raises(ValueError, match="correctly classified"):
+        plots.misclassification_gallery(imgs[:1], [2], [2], [0.8])
+
+
+def test_gradcam_grid():
+    imgs = np.full((3, 10, 10, 3), 100, "uint8")
+    heat = np.random.default_rng(0).random((3, 10, 10))
+    fig = plots.gradcam_grid(imgs, heat, ["a", "b", "c"], ncols=2)
+    assert sum(1 for a in fig.axes if a.get_images()) == 6
+    with pytest.raises(ValueError, match="do not match"):
+        plots.gradcam_grid(imgs, heat[:, :5], ["a", "b", "c"])

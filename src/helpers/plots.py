@@ -313,3 +313,116 @@ def training_curves(history: Mapping[str, Sequence[float]], metrics: Sequence[st
     if title:
         fig.suptitle(title)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation (chapter 7): calibration, ROC, Grad-CAM, galleries of predictions
+# --------------------------------------------------------------------------------------------
+def reliability_diagram(tables: Mapping[str, pd.DataFrame], title: str = "Reliability diagram") -> Figure:
+    """One panel per entry (e.g. ``{"before": t0, "after temperature scaling": t1}``) of
+    :func:`helpers.calibrate.reliability` tables: accuracy per confidence bin as bars, the
+    diagonal of perfect calibration, and the gap to it shaded red."""
+    if not tables:
+        raise ValueError("no reliability tables to draw")
+    fig = _figure(3.4 * len(tables), 3.4)
+    axes = fig.subplots(1, len(tables), squeeze=False)[0]
+    for ax, (name, t) in zip(axes, tables.items()):
+        missing = {"low", "high", "n", "confidence", "accuracy"} - set(t.columns)
+        if missing:
+            raise ValueError(f"reliability table {name!r} lacks columns {sorted(missing)}")
+        used = t[t["n"] > 0]
+        width = (t["high"] - t["low"]).to_numpy()[0]
+        ax.bar(used["low"], used["accuracy"], width=width, align="edge", color="#4C72B0", edgecolor="white",
+               label="accuracy")
+        ax.bar(used["low"], used["confidence"] - used["accuracy"], bottom=used["accuracy"], width=width,
+               align="edge", color="#d62728", alpha=0.35, label="gap")
+        ax.plot([0, 1], [0, 1], ls="--", color="0.3", lw=1, label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(str(name), fontsize=9)
+        ax.set_aspect("equal")
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title)
+    return fig
+
+
+def roc_curves(roc: Mapping[str, Mapping[str, np.ndarray]], title: str = "One-vs-rest ROC curves") -> Figure:
+    """ROC curves per class (from :func:`helpers.evaluate.roc_per_class`) with the AUC in the legend."""
+    drawn = {c: r for c, r in roc.items() if len(r.get("fpr", []))}
+    if not drawn:
+        raise ValueError("no class has a ROC curve (each needs positive and negative items)")
+    fig = _figure(5, 4.4)
+    ax = fig.add_subplot()
+    pal = class_palette([c for c in drawn if c in CLASSES])
+    for c, r in drawn.items():
+        ax.plot(r["fpr"], r["tpr"], lw=1.4, color=pal.get(c, "grey"), label=f"{_name(c)} (AUC {r['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title)
+    return fig
+
+
+def _image_grid(images: np.ndarray, titles: Sequence[str], colours: Sequence[str] | None, ncols: int,
+                cell: float = 1.6, title: str | None = None) -> Figure:
+    imgs = np.asarray(images)
+    if imgs.ndim != 4 or len(imgs) == 0:
+        raise ValueError(f"need a non-empty (N, H, W, 3) image array, got shape {imgs.shape}")
+    if len(titles) != len(imgs):
+        raise ValueError(f"{len(imgs)} images but {len(titles)} titles")
+    ncols = max(1, min(int(ncols), len(imgs)))
+    nrows = -(-len(imgs) // ncols)
+    fig = _figure(cell * ncols, (cell + 0.35) * nrows + (0.3 if title else 0))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i < len(imgs):
+            im = imgs[i]
+            ax.imshow(im.astype("uint8") if im.dtype != np.uint8 else im)
+            ax.set_title(titles[i], fontsize=7, color=(colours[i] if colours is not None else "black"), pad=2)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def prediction_grid(images: np.ndarray, y_true: Sequence[int], y_pred: Sequence[int],
+                    confidence: Sequence[float] | None = None, classes: Sequence[str] = CLASSES, ncols: int = 6,
+                    title: str | None = None) -> Figure:
+    """Images captioned "true → predicted (confidence)", green when right and red when wrong."""
+    if not (len(images) == len(y_true) == len(y_pred)):
+        raise ValueError(f"{len(images)} images, {len(y_true)} true and {len(y_pred)} predicted labels")
+    titles, colours = [], []
+    for k, (t, p) in enumerate(zip(y_true, y_pred)):
+        conf = f" ({confidence[k]:.2f})" if confidence is not None else ""
+        titles.append(f"{classes[int(t)]}\n→ {classes[int(p)]}{conf}")
+        colours.append("#2ca02c" if int(t) == int(p) else "#d62728")
+    return _image_grid(images, titles, colours, ncols, title=title)
+
+
+def misclassification_gallery(images: np.ndarray, y_true: Sequence[int], y_pred: Sequence[int],
+                              confidence: Sequence[float], classes: Sequence[str] = CLASSES, ncols: int = 6,
+                              title: str = "Misclassified test cells (true → predicted, confidence)") -> Figure:
+    """Only the wrong predictions, e.g. the most confident mistakes first (the caller orders them)."""
+    wrong = [int(t) != int(p) for t, p in zip(y_true, y_pred)]
+    if not all(wrong):
+        raise ValueError("misclassification_gallery got correctly classified images; pass only the mistakes")
+    return prediction_grid(images, y_true, y_pred, confidence, classes, ncols, title)
+
+
+def gradcam_grid(images: np.ndarray, heatmaps: np.ndarray, titles: Sequence[str], ncols: int = 4,
+                 alpha: float = 0.45, title: str | None = None) -> Figure:
+    """Each image beside its Grad-CAM overlay (:func:`helpers.explain.overlay`), ``ncols`` pairs per row."""
+    from .explain import overlay
+
+    imgs = np.asarray(images)
+    heat = np.asarray(heatmaps)
+    if imgs.ndim != 4 or heat.shape != imgs.shape[:3]:
+        raise ValueError(f"images {imgs.shape} and heat maps {heat.shape} do not match")
+    pairs = np.empty((2 * len(imgs),) + imgs.shape[1:], dtype="uint8")
+    pairs[0::2] = np.clip(imgs, 0, 255).astype("uint8")
+    pairs[1::2] = [overlay(i, h, alpha) for i, h in zip(imgs, heat)]
+    caps = [c for t in titles for c in (t, "Grad-CAM")]
+    return _image_grid(pairs, caps, None, 2 * ncols, title=title)
