@@ -21,7 +21,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup book notebooks site test test-fast bench clean
+.PHONY: setup book notebooks site test test-fast bench clean browser
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -41,8 +41,15 @@ site: setup  ## build the website from the executed notebooks (warnings are erro
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Site: $(CURDIR)/_build/html/index.html"
 
-test: setup  ## unit tests, a smoke run of every notebook (nbval), and a book build
+test: setup browser  ## unit tests, a smoke run of every notebook (nbval), and a book build
 	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+browser:  ## install Debian's chromium for the browser test of the site (tests/test_site.py), where we can
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "browser: apt-get install chromium failed: tests/test_site.py will be skipped"; \
+	else echo "browser: no /usr/bin/chromium (and not root with apt-get): tests/test_site.py will be skipped"; fi
 
 bench: setup  ## measure pipeline, training and inference speed; writes BENCHMARKS.md
 	$(BIN)/python benchmarks/run.py
