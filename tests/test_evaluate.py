@@ -84,3 +84,59 @@ def test_errors_by_subtype():
     assert t.loc["BNE", "error_rate"] == 1.0 and t.loc["BNE", "most_confused_with"] == "ig"
     assert t.loc["SNE", "errors"] == 0 and t.loc["MY", "most_confused_with"] == "monocyte"
     assert len(errors_by_subtype(paths, y, p, only=None)) == 5
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics_block and predict_proba on inputs with known answers (issue 2)
+# ------------------------------------------------------------------------------------------------
+def test_metrics_block_perfect_predictions():
+    y = [0, 1, 2, 3, 4, 5, 6, 7, 0]
+    m = metrics_block(y, y)
+    assert m["n"] == 9 and m["accuracy"] == 1.0 and m["macro_f1"] == 1.0 and m["weighted_f1"] == 1.0
+    assert m["per_class"]["basophil"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+    assert np.array_equal(m["confusion"], np.diag([2, 1, 1, 1, 1, 1, 1, 1]))
+
+
+def test_metrics_block_known_two_class_mistakes():
+    # true: 4 basophils, 4 eosinophils; one basophil called eosinophil
+    y_true = [0, 0, 0, 0, 1, 1, 1, 1]
+    y_pred = [0, 0, 0, 1, 1, 1, 1, 1]
+    m = metrics_block(y_true, y_pred)
+    assert m["accuracy"] == pytest.approx(7 / 8)
+    ba, eo = m["per_class"]["basophil"], m["per_class"]["eosinophil"]
+    assert ba["precision"] == 1.0 and ba["recall"] == pytest.approx(0.75) and ba["support"] == 4
+    assert eo["precision"] == pytest.approx(0.8) and eo["recall"] == 1.0
+    f_ba, f_eo = 2 * 0.75 / 1.75, 2 * 0.8 / 1.8
+    # macro F1 averages over all 8 classes; absent classes score 0 (zero_division=0)
+    assert m["macro_f1"] == pytest.approx((f_ba + f_eo) / 8)
+    assert m["weighted_f1"] == pytest.approx((f_ba + f_eo) / 2)
+    assert m["confusion"][0][1] == 1 and m["confusion"][0][0] == 3 and m["confusion"][1][1] == 4
+    assert len(m["confusion"]) == len(CLASSES) and all(len(r) == len(CLASSES) for r in m["confusion"])
+
+
+def test_metrics_block_argmaxes_probabilities():
+    y_true = [0, 1, 2]
+    proba = np.eye(8)[[0, 1, 3]] * 0.9 + 0.0125
+    m = metrics_block(y_true, proba)
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["per_class"]["ig"]["support"] == 0 and m["per_class"]["ig"]["precision"] == 0.0
+
+
+def test_metrics_block_custom_classes_and_json_types():
+    m = metrics_block(np.array([0, 1]), np.array([1, 1]), classes=["a", "b"])
+    assert set(m["per_class"]) == {"a", "b"}
+    assert isinstance(m["accuracy"], float) and isinstance(m["n"], int)
+    assert isinstance(m["per_class"]["a"]["support"], int)
+
+
+def test_predict_proba_over_batches():
+    from helpers.evaluate import predict_proba
+
+    batches = [(np.ones((2, 3)), np.array([0, 1])), (np.zeros((1, 3)), np.array([2]))]
+
+    def model(x, training=False):
+        assert training is False
+        return np.tile(x.sum(axis=1, keepdims=True), (1, 8))
+
+    y, p = predict_proba(model, batches)
+    assert y.tolist() == [0, 1, 2] and p.shape == (3, 8) and p[0, 0] == 3 and p[2, 0] == 0

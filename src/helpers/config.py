@@ -38,11 +38,31 @@ def resolve_mode(mode: str | None = "book") -> str:
     ``book`` runs on the full data with book settings; ``smoke`` is the tiny run CI uses.
     """
     env = os.environ.get(MODE_ENV)
-    chosen = (env or mode or "book").strip().lower()
+    raw = env if env else mode
+    source = f"${MODE_ENV}" if env else "MODE"
+    if raw is None or raw == "":
+        return "book"
+    if not isinstance(raw, str):
+        raise ConfigError(f"{source}={raw!r} is not a run mode; set it to one of {MODES}.")
+    chosen = raw.strip().lower()
     if chosen not in MODES:
-        source = f"${MODE_ENV}" if env else "MODE"
-        raise ConfigError(f"{source}={chosen!r} is not a run mode; use one of {MODES}.")
+        raise ConfigError(f"{source}={raw!r} is not a run mode; set it to one of {MODES}.")
     return chosen
+
+
+def positive_int(value, name: str, *, allow_none: bool = False) -> int | None:
+    """``value`` as an ``int`` >= 1 (NumPy integers accepted), or a :class:`ConfigError` naming ``name``.
+
+    Booleans, floats and strings are refused: ``MAX_PER_CLASS = 2.5`` or ``"10"`` is a typo, not a cap.
+    """
+    import numbers
+
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        hint = " or None" if allow_none else ""
+        raise ConfigError(f"{name} must be a positive integer{hint}, got {value!r}; set it to e.g. 32.")
+    return int(value)
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -87,7 +107,8 @@ def _ensure_writable_dir(p: Path, what: str, env: str) -> None:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"Cannot create the {what} {p}: {e.strerror}. Point {env} at a writable folder.") from e
+        raise ConfigError(f"Cannot create the {what} {p}: {e.strerror or e}. "
+                          f"Point {env} at a writable folder.") from e
     if not os.access(p, os.W_OK):
         raise ConfigError(f"The {what} {p} is not writable. Point {env} at a writable folder.")
 

@@ -22,16 +22,20 @@ from typing import Sequence
 import pandas as pd
 
 from . import CLASSES
-from .config import ConfigError, data_dir_candidates
+from .config import ConfigError, data_dir_candidates, positive_int
 from .io import text_digest
 
 log = logging.getLogger("helpers.data")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif"}
-# What tf.io.decode_image can decode to 8-bit RGB on its own; anything else is skipped
-# by the training pipeline (the predict command converts it with Pillow instead).
-TF_NATIVE_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
-TF_NATIVE_MODES = {"RGB", "L", "RGBA", "LA", "P"}
+# The formats tf.io.decode_image reads (MPO is a JPEG with extra preview frames). Files in other
+# formats (TIFF) are skipped by the scan; the predict command converts them with Pillow instead.
+TF_NATIVE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
+# Pixel modes seen in practice that TensorFlow decodes to correct 8-bit RGB (CMYK JPEGs and
+# 16-bit PNGs included). Informational: the scan asks TensorFlow itself (see _inspect).
+TF_NATIVE_MODES = {"RGB", "L", "RGBA", "LA", "P", "PA", "1", "CMYK", "I;16", "I;16B", "I"}
+# Folders never searched for class folders: hidden ones and the resource forks macOS adds to zips.
+SKIP_DIRS = {"__MACOSX"}
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -59,11 +63,14 @@ def find_dataset_root(root: str | os.PathLike, classes: Sequence[str] = CLASSES,
     """
     root = Path(root).expanduser()
     if not root.exists():
-        raise DataNotFoundError(f"The data folder {root} does not exist.")
+        raise DataNotFoundError(f"The data folder {root} does not exist. Check the spelling of DATA_DIR / "
+                                "$BLOODCELLS_DATA_DIR.")
     if not root.is_dir():
-        raise DataNotFoundError(f"The data folder {root} is a file, not a folder.")
+        raise DataNotFoundError(f"The data folder {root} is a file, not a folder. Unzip it and point DATA_DIR / "
+                                "$BLOODCELLS_DATA_DIR at the unzipped folder.")
     if not os.access(root, os.R_OK | os.X_OK):
-        raise DataNotFoundError(f"The data folder {root} is not readable (check its permissions).")
+        raise DataNotFoundError(f"The data folder {root} is not readable. Check its permissions "
+                                f"(e.g. chmod -R u+rX {root}).")
     best: tuple[int, Path] | None = None
     frontier = [root]
     for _ in range(depth + 1):
@@ -73,7 +80,8 @@ def find_dataset_root(root: str | os.PathLike, classes: Sequence[str] = CLASSES,
             if found and (best is None or len(found) > best[0]):
                 best = (len(found), folder)
             try:
-                nxt.extend(sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+                nxt.extend(sorted(p for p in folder.iterdir()
+                                  if p.is_dir() and not p.name.startswith(".") and p.name not in SKIP_DIRS))
             except OSError:
                 continue
         if best and best[0] == len(classes):
@@ -111,7 +119,8 @@ def list_files(root: Path, classes: Sequence[str] = CLASSES) -> FileList:
     labels: list[str] = []
     ignored: list[tuple[str, str]] = []
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
-        if entry.is_dir() and entry.name not in classes and not entry.name.startswith("."):
+        if entry.is_dir() and entry.name not in classes and not entry.name.startswith(".") \
+                and entry.name not in SKIP_DIRS:
             ignored.append((entry.name + "/", "not one of the classes"))
     for cls in classes:
         cdir = root / cls
@@ -131,8 +140,24 @@ def list_files(root: Path, classes: Sequence[str] = CLASSES) -> FileList:
     return FileList(root=root, paths=paths, labels=labels, ignored=ignored)
 
 
+def _tf_decode_error(data: bytes) -> str | None:
+    """Why the training pipeline (``tf.io.decode_image``) cannot decode ``data``, or None if it can.
+
+    Pillow is more forgiving than TensorFlow (e.g. a PNG or BMP missing its last bytes), so
+    the scan asks the pipeline's own decoder: a file that passes never fails during training.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.io.decode_image(data, channels=3, expand_animations=False)
+    except Exception as e:  # tf.errors.OpError, in several sub-types
+        msg = getattr(e, "message", None) or str(e)
+        return msg.split("}}")[-1].strip().splitlines()[0] if msg else type(e).__name__
+    return None
+
+
 def _inspect(path: Path) -> dict:
-    """Open one image fully; return its facts or an ``error``."""
+    """Open one image fully (Pillow, then TensorFlow's decoder); return its facts or an ``error``."""
     from PIL import Image, UnidentifiedImageError
 
     out: dict = {"bytes": None, "md5": None, "width": None, "height": None, "mode": None, "format": None,
@@ -155,13 +180,20 @@ def _inspect(path: Path) -> dict:
             im.load()  # decodes all pixels: catches truncated and corrupt files
     except UnidentifiedImageError:
         out["error"] = "not an image (Pillow cannot identify it)"
-    except (OSError, SyntaxError, ValueError) as e:
-        out["error"] = f"corrupt or truncated image ({e})"
     except Image.DecompressionBombError as e:
-        out["error"] = f"image too large ({e})"
-    if out["error"] is None and (out["format"] not in TF_NATIVE_FORMATS or out["mode"] not in TF_NATIVE_MODES):
-        out["error"] = (f"{out['format']} image in mode {out['mode']} is not supported by the training pipeline; "
-                        "convert it to an 8-bit RGB JPEG or PNG")
+        out["error"] = f"image too large ({e}); resize it below {Image.MAX_IMAGE_PIXELS} pixels"
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        out["error"] = f"corrupt or truncated image ({e})"
+    except Exception as e:  # Pillow raises odd types on malformed files; a scan never stops for one file
+        out["error"] = f"corrupt image ({type(e).__name__}: {e})"
+    if out["error"] is None and out["format"] not in TF_NATIVE_FORMATS:
+        out["error"] = (f"{out['format']} image is not supported by the training pipeline (TensorFlow reads "
+                        "JPEG, PNG, BMP and GIF); convert it to an 8-bit RGB JPEG or PNG")
+    if out["error"] is None:
+        why = _tf_decode_error(data)
+        if why:
+            out["error"] = (f"the training pipeline (TensorFlow) cannot decode this {out['format']} file ({why}); "
+                            "re-save it as an 8-bit RGB JPEG or PNG")
     return out
 
 
@@ -190,11 +222,15 @@ def scan_files(root: Path, paths: Sequence[str], labels: Sequence[str], *, progr
     """
     from tqdm.auto import tqdm
 
+    if len(paths) != len(labels):
+        raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
     root = Path(root)
+    if len(paths):
+        import tensorflow  # noqa: F401  (imported once here, not by every worker thread)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         facts = list(tqdm(pool.map(_inspect, (root / p for p in paths)), total=len(paths),
                           desc="Checking images", unit="img", disable=not progress, mininterval=2))
-    df = pd.DataFrame(facts)
+    df = pd.DataFrame(facts, columns=["bytes", "md5", "width", "height", "mode", "format", "error"])
     df.insert(0, "path", list(paths))
     df.insert(1, "label", list(labels))
     df.insert(2, "subtype", [subtype_of(p) for p in paths])
@@ -216,6 +252,9 @@ def scan_dataset(root: str | os.PathLike, classes: Sequence[str] = CLASSES, *, p
     if res.files.empty:
         raise DataNotFoundError(f"No usable images in {droot}: {len(res.skipped)} files were skipped "
                                 f"as unreadable. Re-download or re-extract the dataset.")
+    empty = [c for c in classes if not (res.files["label"] == c).any()]
+    if empty:
+        log.warning("no usable images in the class folder(s) %s of %s", empty, droot)
     return res
 
 
@@ -323,6 +362,7 @@ class SplitData:
     split_fingerprint: str
     data_fingerprint: str
     max_per_class: int | None
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): hidden files, other folders
 
     def subset(self, split: str) -> pd.DataFrame:
         return self.files[self.files["split"] == split].reset_index(drop=True)
@@ -369,10 +409,13 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
     from .split import (DEFAULT_MANIFEST, EXCLUDED, apply_manifest, cap_per_class, check_split,
                         load_manifest, make_split, manifest_fingerprint, save_manifest)
 
-    if max_per_class is not None and (not isinstance(max_per_class, int) or max_per_class < 1):
-        raise ConfigError(f"MAX_PER_CLASS must be a positive integer or None, got {max_per_class!r}")
+    max_per_class = positive_int(max_per_class, "MAX_PER_CLASS", allow_none=True)
     root = locate_data(data_dir)
     fl = list_files(root)
+    if not fl.paths:
+        raise DataNotFoundError(f"The class folders in {root} hold no image files ({len(fl.ignored)} other "
+                                "entries ignored). Point DATA_DIR / $BLOODCELLS_DATA_DIR at the unzipped PBC "
+                                "dataset, or re-extract it.")
     listing = pd.DataFrame({"path": fl.paths, "label": fl.labels})
     mpath = Path(manifest) if manifest else splits_dir() / DEFAULT_MANIFEST
     m = load_manifest(mpath) if mpath.is_file() else None
@@ -398,14 +441,20 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
     files = cap_per_class(files, max_per_class, seed)
     if files.empty:
         raise DataNotFoundError(f"No usable images of the split manifest {mpath.name} were found in {root} "
-                                f"({len(skipped)} skipped). Check DATA_DIR.")
+                                f"({len(skipped)} skipped). Check DATA_DIR / $BLOODCELLS_DATA_DIR.")
+    empty = [c for c in CLASSES if not (files["label"] == c).any()]
+    if empty:
+        raise ConfigError(f"The class folder(s) {empty} in {root} hold no usable images "
+                          f"({len(skipped)} files skipped in all). Every one of the {len(CLASSES)} classes is "
+                          "needed; is the download complete?")
     chk = check_split(files)
     if chk.crossing_groups:
         raise ValueError(f"{chk.crossing_groups} group(s) of identical images fall into different splits of "
                          f"{mpath.name}; the manifest was made for other data. Delete it to make a fresh split.")
     for split_name in ("train", "val", "test"):
         if not (files["split"] == split_name).any():
-            raise DataNotFoundError(f"The {split_name} split is empty ({len(files)} usable images in {root}).")
+            raise DataNotFoundError(f"The {split_name} split is empty ({len(files)} usable images in {root}). "
+                                    "Use more images per class (raise MAX_PER_CLASS) or check DATA_DIR.")
     return SplitData(root=root, files=files, skipped=skipped, manifest_path=mpath,
                      split_fingerprint=manifest_fingerprint(m), data_fingerprint=data_fingerprint(files),
-                     max_per_class=max_per_class)
+                     max_per_class=max_per_class, ignored=fl.ignored)

@@ -7,6 +7,7 @@ cache; prefetching overlaps the next batch's preparation with the current traini
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,14 +17,18 @@ AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 
 def validate_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     """``64`` or ``(64, 64)`` → ``(64, 64)``; a clear error for anything else."""
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+    def _is_int(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if _is_int(image_size):
         size = (int(image_size), int(image_size))
-    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(map(_is_int, image_size)):
         size = (int(image_size[0]), int(image_size[1]))
     else:
-        raise ValueError(f"IMAGE_SIZE must be an integer or a (height, width) pair, got {image_size!r}")
+        raise ValueError(f"IMAGE_SIZE must be an integer or a (height, width) pair of integers, "
+                         f"got {image_size!r}; set it to e.g. 64.")
     if min(size) < 8 or max(size) > 1024:
-        raise ValueError(f"IMAGE_SIZE must be between 8 and 1024 pixels, got {image_size!r}")
+        raise ValueError(f"IMAGE_SIZE must be between 8 and 1024 pixels, got {image_size!r}; set it to e.g. 64.")
     return size
 
 
@@ -47,13 +52,18 @@ def make_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndarray, image
     """
     import tensorflow as tf
 
+    from .config import positive_int
+
     size = validate_image_size(image_size)
+    batch_size = positive_int(batch_size, "BATCH_SIZE")
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
     if len(paths) == 0:
         raise ValueError("no images to make a dataset from (the split is empty)")
-    if int(batch_size) < 1:
-        raise ValueError(f"BATCH_SIZE must be a positive integer, got {batch_size!r}")
+    missing = [p for p in map(str, paths) if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image file(s) do not exist (e.g. {missing[0]}); the data folder "
+                                "changed since it was scanned. Run load_split again.")
     ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, dtype="int32")))
     ds = ds.map(lambda p, y: (decode_resize(p, size), y), num_parallel_calls=AUTOTUNE,
                 deterministic=True)
@@ -72,5 +82,8 @@ def make_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndarray, image
 
 def load_images(paths: Sequence[str], image_size: int | Sequence[int] = 64) -> np.ndarray:
     """Decode and resize ``paths`` into one ``uint8`` array (N, H, W, 3), e.g. for figures."""
+    if len(paths) == 0:
+        h, w = validate_image_size(image_size)
+        return np.zeros((0, h, w, 3), dtype="uint8")
     ds = make_dataset(paths, np.zeros(len(paths), "int32"), image_size, batch_size=256, cache=False)
-    return np.concatenate([x.numpy().astype("uint8") for x, _ in ds]) if len(paths) else np.zeros((0, 1, 1, 3))
+    return np.concatenate([x.numpy().astype("uint8") for x, _ in ds])

@@ -62,14 +62,18 @@ def make_record(model: str, *, image_size: int, epochs: int, train_seconds: floa
 
 def validate_record(rec: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first missing field or metric."""
+    if not isinstance(rec, Mapping):
+        raise ValueError(f"a result record must be a JSON object, got {type(rec).__name__}")
     for k in REQUIRED:
         if k not in rec:
             raise ValueError(f"result record lacks {k!r}")
     for block in ("val", "test"):
         if rec[block] is not None:
             for k in ("accuracy", "macro_f1", "per_class"):
-                if k not in rec[block]:
+                if not isinstance(rec[block], Mapping) or k not in rec[block]:
                     raise ValueError(f"result record's {block!r} block lacks {k!r}")
+    if not isinstance(rec["model"], str) or not rec["model"].strip():
+        raise ValueError(f"result record's 'model' must be a non-empty name, got {rec['model']!r}")
 
 
 def write_record(rec: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Path:

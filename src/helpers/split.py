@@ -91,13 +91,21 @@ def save_manifest(manifest: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def load_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read a manifest written by :func:`save_manifest`."""
-    m = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        m = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise ValueError(f"{path} is not a readable split manifest ({e}). Restore it from git "
+                         "(git checkout -- splits/) or pass another manifest.") from e
     missing = set(MANIFEST_COLUMNS) - set(m.columns)
     if missing:
         raise ValueError(f"{path} is not a split manifest (missing columns {sorted(missing)})")
     bad = set(m["split"]) - set(SPLITS) - {EXCLUDED}
     if bad:
         raise ValueError(f"{path}: unknown split names {sorted(bad)}")
+    twice = m["path"][m["path"].duplicated()]
+    if len(twice):
+        raise ValueError(f"{path} lists {len(twice)} path(s) more than once (e.g. {twice.iloc[0]}); "
+                         "it was edited by hand. Restore it from git or make a fresh split.")
     return m
 
 
@@ -141,7 +149,8 @@ def apply_manifest(files: pd.DataFrame, manifest: pd.DataFrame, log_missing: boo
     wrong = out["label"] != out["path"].map(m["label"])
     if wrong.any():
         raise ValueError(f"{int(wrong.sum())} file(s) sit in a different class folder than the manifest says "
-                         f"(e.g. {out.loc[wrong, 'path'].iloc[0]}); the data and the manifest disagree.")
+                         f"(e.g. {out.loc[wrong, 'path'].iloc[0]}); the data and the manifest disagree. Restore "
+                         "the original class folders (re-extract the dataset), or pass another manifest.")
     missing = int((~m.index.isin(files["path"]) & (m["split"] != EXCLUDED)).sum())
     if missing and log_missing:
         log.warning("%d file(s) of the manifest are absent or unusable here", missing)
@@ -150,10 +159,11 @@ def apply_manifest(files: pd.DataFrame, manifest: pd.DataFrame, log_missing: boo
 
 def cap_per_class(assigned: pd.DataFrame, max_per_class: int | None, seed: int = 42) -> pd.DataFrame:
     """Keep at most ``max_per_class`` images of each class in each split (a seeded, stable choice)."""
+    from .config import positive_int
+
+    max_per_class = positive_int(max_per_class, "MAX_PER_CLASS", allow_none=True)
     if max_per_class is None:
         return assigned
-    if int(max_per_class) < 1:
-        raise ValueError(f"max_per_class must be a positive integer or None, got {max_per_class!r}")
     key = assigned["path"].map(lambda p: _rank(p, seed))
     ordered = assigned.assign(_k=key).sort_values("_k")
     kept = ordered.groupby(["split", "label"], sort=False).head(int(max_per_class))

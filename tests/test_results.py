@@ -1,0 +1,120 @@
+"""Tests of helpers.results: record validation, atomic writes, loading, comparison."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+import pytest
+from badinputs import helpers_log  # noqa: F401  (fixture)
+
+from helpers import results
+from helpers.evaluate import metrics_block
+
+
+def _rec(model="cnn_small", **kw):
+    block = metrics_block([0, 1, 2, 2], [0, 1, 2, 1])
+    args = dict(image_size=64, epochs=2, train_seconds=12.345, weights_source={"kind": "random"},
+                data={"data_fingerprint": "abc", "counts": {"train": 4}}, seed=42, val=block, test=block,
+                mode="smoke")
+    args.update(kw)
+    return results.make_record(model, **args)
+
+
+def test_make_record_fields_and_types():
+    r = _rec(params=1234)
+    for k in results.REQUIRED:
+        assert k in r
+    assert r["schema"] == results.SCHEMA_VERSION and r["mode"] == "smoke"
+    assert r["train_seconds"] == 12.35 and r["params"] == 1234
+    assert "python" in r["versions"] and r["created"].endswith("+00:00")
+    json.dumps(r)  # JSON-ready
+
+
+@pytest.mark.parametrize("field", list(results.REQUIRED))
+def test_validate_record_missing_field(field):
+    r = _rec()
+    del r[field]
+    with pytest.raises(ValueError, match=f"result record lacks '{field}'"):
+        results.validate_record(r)
+
+
+@pytest.mark.parametrize("block,metric", [("val", "accuracy"), ("val", "macro_f1"), ("test", "per_class")])
+def test_validate_record_missing_metric(block, metric):
+    r = _rec()
+    del r[block][metric]
+    with pytest.raises(ValueError, match=f"'{block}' block lacks '{metric}'"):
+        results.validate_record(r)
+
+
+@pytest.mark.parametrize("bad", [None, [], "text", 3])
+def test_validate_record_not_an_object(bad):
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        results.validate_record(bad)
+
+
+@pytest.mark.parametrize("name", ["", "   ", None])
+def test_validate_record_needs_a_model_name(name):
+    with pytest.raises(ValueError, match="'model' must be a non-empty name"):
+        results.validate_record(_rec(model=name))
+
+
+def test_test_block_may_be_none_before_final_evaluation():
+    results.validate_record(_rec(test=None))
+
+
+def test_write_and_load_roundtrip(tmp_path):
+    p = results.write_record(_rec("cnn/small v2"), tmp_path)
+    assert p.name == "cnn_small_v2.json"  # safe file name
+    results.write_record(_rec("resnet50"), tmp_path)
+    recs = results.load_records(tmp_path)
+    assert [r["model"] for r in recs] == ["cnn/small v2", "resnet50"]
+
+
+def test_write_record_invalid_writes_nothing(tmp_path):
+    r = _rec()
+    del r["seed"]
+    with pytest.raises(ValueError, match="lacks 'seed'"):
+        results.write_record(r, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_serialisation_leaves_earlier_record_intact(tmp_path):
+    p = results.write_record(_rec(), tmp_path)
+    before = p.read_bytes()
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        results.write_record(_rec(extra_thing=object()), tmp_path)
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["cnn_small.json"]  # no temp file left behind
+
+
+def test_load_records_skips_corrupt_files_with_one_log_line(tmp_path, helpers_log):
+    results.write_record(_rec("good"), tmp_path)
+    (tmp_path / "truncated.json").write_text('{"model": "x", "image_si')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "null.json").write_text("null")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "incomplete.json").write_text(json.dumps({"model": "y"}))
+    recs = results.load_records(tmp_path)
+    assert [r["model"] for r in recs] == ["good"]
+    for name in ("truncated", "list", "null", "binary", "incomplete"):
+        lines = [r for r in helpers_log.records if f"{name}.json" in r.getMessage()]
+        assert len(lines) == 1, name
+        assert lines[0].levelno == logging.WARNING and "ignored result file" in lines[0].getMessage()
+
+
+def test_results_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLOODCELLS_RESULTS_DIR", str(tmp_path / "reg"))
+    p = results.write_record(_rec())
+    assert p.parent == (tmp_path / "reg").resolve()
+    assert len(results.load_records()) == 1
+
+
+def test_comparison_table(tmp_path):
+    recs = [_rec("a", train_seconds=600, params=10), _rec("b", test=None, weights_source="imagenet")]
+    t = results.comparison_table(recs)
+    assert list(t.index) == ["a", "b"]
+    assert t.loc["a", "accuracy"] == pytest.approx(0.75) and t.loc["a", "train_min"] == 10.0
+    assert t.loc["a", "weights"] == "random" and t.loc["b", "weights"] == "imagenet"
+    assert pd.isna(t.loc["b", "accuracy"])
+    assert results.comparison_table([]).empty
