@@ -17,7 +17,8 @@ still get a complete page). Per page we check:
 * notebook pages carry a "Launch on Colab" link and a download-source link to the ``.ipynb``.
 
 A full-page screenshot of each page is saved in ``$BLOODCELLS_OUTPUT_DIR/site-screenshots`` (a
-temporary folder under pytest; the path is printed). Skipped, with the reason, when
+temporary folder under pytest; the path is printed), with ``external-requests.txt`` listing the
+blocked requests to other hosts, if any. Skipped, with the reason, when
 ``/usr/bin/chromium`` (``make browser`` installs it) or the ``playwright`` package is missing.
 """
 from __future__ import annotations
@@ -260,5 +261,51 @@ def test_page_in_browser(doc: str, built_site: Path, site_url: str, browser_cont
         if not download:
             problems.append("notebook page has no download link to its .ipynb")
     other = [e for e in external if e.split(":")[0] not in NEEDED_TYPES]
+    if external:  # the record of what a reader's browser would fetch from other hosts
+        with open(screenshot_dir / "external-requests.txt", "a") as fh:
+            fh.writelines(f"{doc}\t{e}\n" for e in external)
     assert not problems, f"{doc}.html:\n  " + "\n  ".join(problems) + (
         f"\n  (other external requests, blocked: {other})" if other else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# MathJax works offline even before a chapter has math: a probe page on the same server that
+# loads the site's own copy the way Sphinx's math pages do
+# ---------------------------------------------------------------------------------------------
+MATH_PROBE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>math probe</title>
+<script>window.MathJax = {"options": {"processHtmlClass": "tex2jax_process|mathjax_process|math|output_area"}}</script>
+<script defer src="mathjax/tex-chtml.js"></script></head>
+<body><div class="math notranslate nohighlight">\\[\\hat p = \\frac{1}{n}\\sum_{i=1}^{n} x_i\\]</div>
+<p>inline <span class="math notranslate nohighlight">\\(a^2+b^2=c^2\\)</span></p></body></html>"""
+
+
+def test_mathjax_served_locally_renders_offline(built_site: Path, site_url: str, browser_context):
+    assert (built_site / "_static" / "mathjax" / "tex-chtml.js").is_file(), \
+        "the build has no _static/mathjax/tex-chtml.js: is sphinx-mathjax-offline in _config.yml extra_extensions?"
+    host = urlsplit(site_url).netloc
+    external, failures, errors = [], [], []
+    page = browser_context.new_page()
+
+    def route(r):
+        if r.request.url.endswith("/_static/math-probe.html"):
+            r.fulfill(body=MATH_PROBE, content_type="text/html")
+        elif urlsplit(r.request.url).netloc == host:
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort("blockedbyclient")
+
+    page.route("**/*", route)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: failures.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None)
+    try:
+        page.goto(f"{site_url}/_static/math-probe.html", wait_until="load")
+        page.wait_for_function("document.querySelectorAll('mjx-container').length >= 2", timeout=30_000)
+        page.wait_for_load_state("networkidle")
+        n_errors = page.locator("mjx-merror").count()
+        fonts = page.evaluate("document.fonts.ready.then(() => [...document.fonts]"
+                              ".filter(f => f.status === 'loaded').map(f => f.family))")
+    finally:
+        page.close()
+    assert not external and not failures and not errors and n_errors == 0, (external, failures, errors, n_errors)
+    assert any("MJX" in f for f in fonts), f"MathJax's fonts did not load from the site: {fonts}"
