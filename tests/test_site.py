@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
 pytestmark = [
+    pytest.mark.slow,  # builds the book (once per session, shared with test_book.py)
     pytest.mark.skipif(not CHROMIUM.exists(),
                        reason=f"{CHROMIUM} not installed: `make browser` installs Debian's chromium (root + apt-get)"),
     pytest.mark.skipif(sync_playwright is None,
