@@ -120,3 +120,10 @@ def test_machine_info():
     assert set(info["libraries"]) >= {"tensorflow", "keras", "numpy"}
     assert info["libraries"]["numpy"] == np.__version__
     assert list(itertools.islice(info, 1))  # a non-empty dict
+
+
+def test_markdown_table():
+    import pandas as pd
+
+    md = bench.markdown_table(pd.DataFrame({"setup": ["a", "b"], "img/s": [1234.5, 3.14159]}))
+    assert md.splitlines() == ["| setup | img/s |", "|---|---|", "| a | 1,234 |", "| b | 3.14 |"]

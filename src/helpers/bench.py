@@ -305,3 +305,19 @@ def machine_info() -> dict[str, Any]:
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": usable,
             "load_average_1_5_15min": load, "platform": platform.platform(),
             "python": platform.python_version(), "libraries": library_versions()}
+
+
+def markdown_table(df: "pd.DataFrame", digits: int = 2) -> str:
+    """A GitHub-flavoured markdown table of ``df`` (no extra dependency); floats get ``digits``
+    decimals, or none above 100."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            if not np.isfinite(v):
+                return "–"
+            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.{digits}f}"
+        return str(v)
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
