@@ -495,3 +495,104 @@ def throughput_bars(table: pd.DataFrame, value: str = "images/s (median)", low: 
         ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title)
     return fig
+
+
+def per_epoch_plot(series: Mapping[str, Sequence[float]], ylabel: str = "value", title: str | None = None,
+                   ylim: tuple[float, float] | None = None) -> Figure:
+    """One line per run of a per-epoch quantity (``{run name: [v1, v2, …]}``), e.g. ablation curves."""
+    runs = {k: list(v) for k, v in series.items() if v is not None and len(v)}
+    if not runs:
+        raise ValueError("nothing to plot: every series is empty")
+    fig = _figure(5.5, 3)
+    ax = fig.add_subplot()
+    for name, vals in runs.items():
+        ax.plot(np.arange(1, len(vals) + 1), vals, marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    return fig
+
+
+def epoch_times_plot(times: Mapping[str, Sequence[float]], title: str = "Time per epoch") -> Figure:
+    """Seconds per epoch of several training runs (``{run name: [s, s, …]}``), one line each.
+
+    The first epoch is usually slower: it also decodes and caches the images and traces the graph.
+    """
+    fig = per_epoch_plot(times, ylabel="seconds", title=title)
+    fig.axes[0].set_ylim(bottom=0)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-processing, augmentation and the input pipeline (chapter 2)
+# --------------------------------------------------------------------------------------------
+def image_table(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str] | None = None,
+                col_titles: Sequence[str] | None = None, cell: float = 1.4, pixelated: bool = True,
+                title: str | None = None) -> Figure:
+    """A table of images: ``rows[r][c]`` in row ``r``, column ``c`` (images may differ in size).
+
+    Every image fills its cell whatever its pixel size, so with ``pixelated`` (nearest-neighbour
+    display) a 32-px image shows its 32 blocky pixels beside the smooth native one.
+    """
+    if not len(rows) or not all(len(r) for r in rows):
+        raise ValueError("image_table needs at least one non-empty row of images")
+    ncols = max(len(r) for r in rows)
+    for name, t, n in (("row_titles", row_titles, len(rows)), ("col_titles", col_titles, ncols)):
+        if t is not None and len(t) != n:
+            raise ValueError(f"{name} has {len(t)} entries for {n} {name.split('_')[0]}s")
+    fig = _figure(cell * ncols + (1.1 if row_titles is not None else 0),
+                  cell * len(rows) + (0.3 if col_titles is not None else 0) + (0.3 if title else 0))
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if c < len(row):
+                im = np.asarray(row[c])
+                im = np.clip(im, 0, 255).astype("uint8") if im.dtype != np.uint8 else im
+                ax.imshow(im, interpolation="nearest" if pixelated else "antialiased")
+            if r == 0 and col_titles is not None:
+                ax.set_title(col_titles[c], fontsize=8, pad=3)
+            if c == 0 and row_titles is not None:
+                ax.set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def throughput_bars(table: pd.DataFrame, value: str = "images/s (median)", low: str = "min", high: str = "max",
+                    label: str = "setup", references: Mapping[str, float] | None = None,
+                    title: str = "Input pipeline throughput") -> Figure:
+    """Horizontal bars of images/s (log scale) with min–max whiskers, one per row of ``table``
+    (e.g. :func:`helpers.bench.measurements_table`); ``references`` draws labelled vertical lines,
+    e.g. how fast a model trains."""
+    for col in (value, low, high, label):
+        if col not in table.columns:
+            raise ValueError(f"the throughput table has no column {col!r} (columns: {list(table.columns)})")
+    if table.empty:
+        raise ValueError("the throughput table is empty")
+    v = table[value].to_numpy(float)
+    err = np.vstack([v - table[low].to_numpy(float), table[high].to_numpy(float) - v])
+    fig = _figure(7.5, 0.42 * len(table) + 1.3)
+    ax = fig.add_subplot()
+    y = np.arange(len(table))
+    ax.barh(y, v, xerr=err, color="#4C72B0", error_kw={"elinewidth": 0.8, "ecolor": "0.25", "capsize": 2})
+    ax.set_yticks(y, [str(s) for s in table[label]])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("images per second (log scale; median, whiskers min–max)")
+    for k, (name, rate) in enumerate((references or {}).items()):
+        ax.axvline(rate, color=f"C{k + 1}", ls="--", lw=1.2, label=name)
+    if references:
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title)
+    return fig

@@ -1,0 +1,185 @@
+"""Model builders: the two reference CNNs of the seed notebooks and the book's improved baseline.
+
+Every builder takes images as the pipeline delivers them (``float32`` in ``[0, 255]``, shape
+``(H, W, 3)``), rescales them *inside* the model (so a saved model needs no separate
+pre-processing) and ends in an 8-way softmax. Get one by name with :func:`build_model`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import keras
+
+from . import CLASSES
+from .pipeline import validate_image_size
+
+
+def _input(image_size, name: str = "image"):
+    h, w = validate_image_size(image_size)
+    return keras.Input(shape=(h, w, 3), dtype="float32", name=name)
+
+
+def seed004_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES)):
+    """Seed notebook 004's CNN, reproduced faithfully.
+
+    Rescaling(1/255) → Conv2D(32, 3×3, relu) → MaxPool → Conv2D(32, 3×3, relu) → MaxPool →
+    Dropout(0.2) → **Dense(128, relu) → Flatten** → Dense(8, softmax).
+    Note the order: the Dense(128) layer acts on each spatial position's 32 channels
+    (a 1×1 convolution in disguise) *before* flattening, so the final layer sees
+    ``H'·W'·128`` features. That is what the seed did; we keep it.
+    """
+    L = keras.layers
+    inp = _input(image_size)
+    x = L.Rescaling(1.0 / 255, name="rescale")(inp)
+    x = L.Conv2D(32, 3, activation="relu", name="conv1")(x)
+    x = L.MaxPooling2D(name="pool1")(x)
+    x = L.Conv2D(32, 3, activation="relu", name="conv2")(x)
+    x = L.MaxPooling2D(name="pool2")(x)
+    x = L.Dropout(0.2, name="dropout")(x)
+    x = L.Dense(128, activation="relu", name="dense128")(x)  # before Flatten, as in the seed
+    x = L.Flatten(name="flatten")(x)
+    out = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name="seed004_cnn")
+
+
+def seed001_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES), seed: int | None = 42):
+    """Seed notebook 001's CNN: augmentation inside the model, three 5×5 conv/pool stages.
+
+    Rescaling → RandomFlip("horizontal_and_vertical") → RandomRotation(0.4) → Conv2D(8, 5×5) →
+    MaxPool → Conv2D(16, 5×5) → MaxPool → Conv2D(32, 5×5) → MaxPool → Flatten → Dense(8, softmax).
+    The random layers are active only in training (``model(x, training=True)`` / ``fit``).
+    """
+    L = keras.layers
+    inp = _input(image_size)
+    x = L.Rescaling(1.0 / 255, name="rescale")(inp)
+    x = L.RandomFlip("horizontal_and_vertical", seed=seed, name="flip")(x)
+    x = L.RandomRotation(0.4, seed=seed, name="rotate")(x)
+    for i, filters in enumerate((8, 16, 32), 1):
+        x = L.Conv2D(filters, 5, activation="relu", padding="same", name=f"conv{i}")(x)
+        x = L.MaxPooling2D(name=f"pool{i}")(x)
+    x = L.Flatten(name="flatten")(x)
+    out = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name="seed001_cnn")
+
+
+def augmentation_layers(*, flip: bool = True, rotate: float = 0.0, rot90: bool = True,
+                        colour: float = 0.0, seed: int | None = 42) -> list:
+    """Random layers for geometric (and optionally mild colour) augmentation, for use inside a model.
+
+    ``rot90`` uses exact quarter turns (no interpolation, no corners to fill) — a cell has no
+    "up". ``rotate`` adds a free rotation of ``±rotate·360°``. ``colour`` jitters brightness and
+    contrast by ``±colour`` to imitate stain and illumination variation.
+    """
+    L = keras.layers
+    out: list = []
+    if flip:
+        out.append(L.RandomFlip("horizontal_and_vertical", seed=seed, name="aug_flip"))
+    if rot90:
+        out.append(RandomRot90(seed=seed, name="aug_rot90"))
+    if rotate:
+        out.append(L.RandomRotation(rotate, fill_mode="reflect", seed=seed, name="aug_rotate"))
+    if colour:
+        out.append(L.RandomBrightness(colour, value_range=(0.0, 1.0), seed=seed, name="aug_brightness"))
+        out.append(L.RandomContrast(colour, seed=seed, name="aug_contrast"))
+    return out
+
+
+@keras.saving.register_keras_serializable(package="bloodcells")
+class RandomRot90(keras.layers.Layer):
+    """Rotate each image of a batch by a random multiple of 90° (training only; square images).
+
+    Quarter turns need no interpolation and leave no empty corners, unlike a free rotation.
+    """
+
+    def __init__(self, seed: int | None = None, **kw):
+        super().__init__(**kw)
+        self.seed = seed
+        self._gen = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        import tensorflow as tf
+
+        if x.shape[1] != x.shape[2]:
+            raise ValueError(f"RandomRot90 needs square images, got {x.shape[1]}x{x.shape[2]}; "
+                             "use a square IMAGE_SIZE or switch rot90 off")
+        k = keras.random.randint((tf.shape(x)[0],), 0, 4, seed=self._gen)
+        t = tf.transpose(x, (0, 2, 1, 3))  # transpose + flip = a quarter turn (no asserts, no interpolation)
+        turns = [x, tf.reverse(t, [1]), tf.reverse(x, [1, 2]), tf.reverse(t, [2])]
+        stacked = tf.stack(turns, axis=1)  # (B, 4, H, W, C)
+        return tf.gather(stacked, k, axis=1, batch_dims=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES), *,
+                 widths: Sequence[int] = (32, 64, 128), convs_per_stage: int = 2, stem_stride: int = 1,
+                 batch_norm: bool = True, global_pool: bool = True,
+                 dropout: float = 0.3, augment: bool = True, colour_augment: float = 0.1,
+                 seed: int | None = 42):
+    """The book's improved baseline: small, and every change can be switched off for an ablation.
+
+    Per stage: two 3×3 convolutions (``padding="same"``), each followed by batch norm
+    (``batch_norm``) and ReLU, then 2×2 max-pooling. After the last stage either
+    global average pooling (``global_pool``) or Flatten, then Dropout(``dropout``) and
+    the softmax layer. ``augment`` adds flips and quarter turns (plus a mild brightness/contrast
+    jitter of ``colour_augment``) inside the model, active only while training.
+    """
+    L = keras.layers
+    if not widths:
+        raise ValueError("improved_cnn needs at least one stage: widths=(32, 64, 128), for example")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    inp = _input(image_size)
+    x = L.Rescaling(1.0 / 255, name="rescale")(inp)
+    if augment:
+        for layer in augmentation_layers(flip=True, rot90=True, colour=colour_augment, seed=seed):
+            x = layer(x)
+    if stem_stride > 1:  # a cheap strided convolution first: later layers work on 1/stride² the pixels
+        x = L.Conv2D(widths[0], 3, strides=stem_stride, padding="same", use_bias=not batch_norm, name="stem")(x)
+        if batch_norm:
+            x = L.BatchNormalization(name="bn_stem")(x)
+        x = L.Activation("relu", name="relu_stem")(x)
+    for s, filters in enumerate(widths, 1):
+        for j in range(1, int(convs_per_stage) + 1):
+            x = L.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"conv{s}_{j}")(x)
+            if batch_norm:
+                x = L.BatchNormalization(name=f"bn{s}_{j}")(x)
+            x = L.Activation("relu", name=f"relu{s}_{j}")(x)
+        x = L.MaxPooling2D(name=f"pool{s}")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x) if global_pool else L.Flatten(name="flatten")(x)
+    if dropout:
+        x = L.Dropout(float(dropout), name="dropout")(x)
+    out = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name="improved_cnn")
+
+
+MODELS: dict[str, Callable[..., Any]] = {
+    "seed004_cnn": seed004_cnn,
+    "seed001_cnn": seed001_cnn,
+    "improved_cnn": improved_cnn,
+}
+"""Every model :func:`build_model` knows, by name."""
+
+
+def build_model(name: str, image_size: int | Sequence[int] = 64, **kw: Any):
+    """Build the model registered as ``name`` for ``image_size`` images (``kw`` go to its builder)."""
+    try:
+        builder = MODELS[name]
+    except KeyError:
+        raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(sorted(MODELS))}.") from None
+    return builder(image_size, **kw)
+
+
+def count_params(model) -> dict[str, int]:
+    """Trainable, non-trainable and total parameter counts of a keras model."""
+    import numpy as np
+
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    non = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+    return {"trainable": trainable, "non_trainable": non, "total": trainable + non}

@@ -1,0 +1,283 @@
+"""Training loop conveniences: one :func:`fit` for every chapter, and :func:`evaluate_and_record`.
+
+:func:`fit` compiles with Adam and sparse categorical cross-entropy, stops early on
+validation accuracy like the seed notebooks (patience 5, min_delta 0.005, best weights
+restored), computes validation macro-F1 every epoch, times every epoch, prints one short
+line per epoch, and checkpoints atomically so that an interrupted run can ``resume``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+from sklearn.metrics import f1_score
+
+from . import CLASSES
+from .config import output_dir
+from .io import atomic_write_json
+
+log = logging.getLogger("helpers.train")
+
+SCHEDULES = (None, "cosine", "plateau")
+HISTORY_KEYS = ("loss", "accuracy", "macro_f1", "val_loss", "val_accuracy", "val_macro_f1", "lr",
+                "epoch_seconds")
+
+
+def _steps(ds) -> int | None:
+    try:
+        n = int(ds.cardinality())
+    except Exception:  # not a tf.data dataset
+        return None
+    return n if n > 0 else None
+
+
+def _probs_labels(model, ds, max_batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    ys, ps = [], []
+    for i, (x, y) in enumerate(ds):
+        if max_batches is not None and i >= max_batches:
+            break
+        ps.append(np.asarray(model(x, training=False)))
+        ys.append(np.asarray(y))
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def _macro_f1(y: np.ndarray, p: np.ndarray, n_classes: int) -> float:
+    return float(f1_score(y, p.argmax(1), labels=list(range(n_classes)), average="macro", zero_division=0))
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping whose state (best value, wait, best weights) survives a resume."""
+
+    def __init__(self, *a, state: Mapping[str, Any] | None = None, best_weights=None, **kw):
+        super().__init__(*a, **kw)
+        self._resume_state = dict(state or {})
+        self._resume_weights = best_weights
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._resume_state:
+            self.wait = int(self._resume_state.get("wait", 0))
+            self.best = self._resume_state.get("best")
+            self.best_epoch = int(self._resume_state.get("best_epoch", 0))
+            self.best_weights = self._resume_weights
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Validation loss/accuracy/macro-F1 (one pass over ``val_ds``), train macro-F1 on a few
+    batches, epoch time; writes them into ``logs`` so that later callbacks (early stopping,
+    the learning-rate schedule) can monitor ``val_accuracy``."""
+
+    def __init__(self, val_ds, train_ds, history: dict[str, list], *, train_f1_batches: int = 10,
+                 n_classes: int = len(CLASSES), epochs: int = 0):
+        super().__init__()
+        self.val_ds, self.train_ds = val_ds, train_ds
+        self.history, self.train_f1_batches, self.n_classes, self.epochs = history, train_f1_batches, n_classes, epochs
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        y, p = _probs_labels(self.model, self.val_ds)
+        logs["val_loss"] = float(keras.ops.convert_to_numpy(
+            keras.losses.sparse_categorical_crossentropy(y, np.clip(p, 1e-7, 1.0))).mean())
+        logs["val_accuracy"] = float((p.argmax(1) == y).mean())
+        logs["val_macro_f1"] = _macro_f1(y, p, self.n_classes)
+        if self.train_f1_batches:
+            yt, pt = _probs_labels(self.model, self.train_ds, self.train_f1_batches)
+            logs["macro_f1"] = _macro_f1(yt, pt, self.n_classes)
+        logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["epoch_seconds"] = time.perf_counter() - self._t0
+        for k in HISTORY_KEYS:
+            if k in logs:
+                self.history.setdefault(k, []).append(float(logs[k]))
+        f1 = f" F1 {logs['macro_f1']:.3f}" if "macro_f1" in logs else ""
+        print(f"epoch {epoch + 1:>2}/{self.epochs}  train loss {logs.get('loss', float('nan')):.3f} "
+              f"acc {logs.get('accuracy', float('nan')):.3f}{f1} | val loss {logs['val_loss']:.3f} "
+              f"acc {logs['val_accuracy']:.3f} F1 {logs['val_macro_f1']:.3f} | {logs['epoch_seconds']:.0f} s",
+              flush=True)
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """After every epoch: the model with its optimizer (``last.keras``), the best weights so far
+    (``best.weights.h5``) and ``state.json`` (epoch counter, history, early-stopping state),
+    each written to a temporary file first and then renamed, so a crash never leaves a torn file."""
+
+    def __init__(self, directory: Path, history: dict[str, list], early: ResumableEarlyStopping,
+                 time_budget: float | None, started: float, prior_seconds: float):
+        super().__init__()
+        self.dir, self.history, self.early = directory, history, early
+        self.time_budget, self.started, self.prior_seconds = time_budget, started, prior_seconds
+        self.stopped_by_budget = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / ".last.tmp.keras"
+        self.model.save(tmp)
+        os.replace(tmp, self.dir / "last.keras")
+        if self.early.best_epoch == epoch:
+            tmpw = self.dir / ".best.tmp.weights.h5"
+            self.model.save_weights(tmpw)
+            os.replace(tmpw, self.dir / "best.weights.h5")
+        elapsed = self.prior_seconds + time.perf_counter() - self.started
+        atomic_write_json(self.dir / "state.json", {"epoch": epoch + 1, "history": self.history,
+                                                    "early_stopping": self.early.state(),
+                                                    "train_seconds": elapsed})
+        if self.time_budget is not None and elapsed >= self.time_budget and not self.model.stop_training:
+            log.info("time budget of %.0f s used up after epoch %d: stopping", self.time_budget, epoch + 1)
+            self.stopped_by_budget = True
+            self.model.stop_training = True
+
+
+def _restore(model, directory: Path) -> tuple[dict, list | None]:
+    """Load weights and optimizer state of ``last.keras`` into ``model``; return the saved state."""
+    state = json.loads((directory / "state.json").read_text())
+    last = keras.models.load_model(directory / "last.keras", compile=True)
+    if len(last.weights) != len(model.weights):
+        raise ValueError(f"the checkpoint in {directory} is of another architecture ({last.name}); "
+                         "delete it or pass resume=False")
+    model.set_weights(last.get_weights())
+    model.optimizer.build(model.trainable_variables)
+    for v, w in zip(model.optimizer.variables, last.optimizer.variables):
+        v.assign(w)
+    best = None
+    if (directory / "best.weights.h5").is_file():
+        current = model.get_weights()
+        model.load_weights(directory / "best.weights.h5")
+        best = model.get_weights()
+        model.set_weights(current)
+    return state, best
+
+
+def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-3,
+        schedule: str | None = None, patience: int = 5, min_delta: float = 0.005,
+        run_name: str | None = None, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+        time_budget: float | None = None, train_f1_batches: int = 10, verbose: int = 1) -> dict[str, Any]:
+    """Train ``model`` on ``train_ds``, monitoring ``val_ds``; returns a summary with the history.
+
+    * ``schedule``: ``None`` (constant learning rate), ``"cosine"`` (cosine decay to 0 over
+      ``epochs``) or ``"plateau"`` (halve the rate when val accuracy stalls for 2 epochs).
+    * Early stopping as in the seeds: ``val_accuracy``, ``patience``, ``min_delta``, best weights
+      restored at the end. ``patience=None`` trains all ``epochs``.
+    * ``time_budget`` (seconds): stop after the epoch that uses it up (the book's runs are bounded).
+    * Checkpoints go to ``checkpoint_dir`` (default ``<output dir>/checkpoints/<run_name>``);
+      ``resume=True`` continues from the last completed epoch when a checkpoint exists.
+
+    Returns ``{"history": {key: per-epoch list}, "train_seconds", "epochs_run", "best_epoch",
+    "stopped": "early_stopping" | "time_budget" | "max_epochs", "checkpoint_dir", ...}``.
+    ``history`` has ``loss, accuracy`` (Keras' running training values), ``macro_f1`` (train,
+    inference mode, first ``train_f1_batches`` batches), ``val_loss, val_accuracy, val_macro_f1``,
+    ``lr`` and ``epoch_seconds``.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r} is not known; use one of {SCHEDULES}")
+    epochs = int(epochs)
+    if epochs < 1:
+        raise ValueError(f"EPOCHS must be at least 1, got {epochs}")
+    run_name = run_name or model.name
+    ckdir = Path(checkpoint_dir) if checkpoint_dir else output_dir() / "checkpoints" / run_name
+    lr: Any = float(learning_rate)
+    steps = _steps(train_ds)
+    if schedule == "cosine":
+        if steps is None:
+            raise ValueError("the cosine schedule needs a dataset of known length (a batched tf.data dataset)")
+        lr = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=epochs * steps)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+    history: dict[str, list] = {}
+    initial_epoch, prior_seconds, es_state, best_weights = 0, 0.0, None, None
+    if resume and (ckdir / "state.json").is_file() and (ckdir / "last.keras").is_file():
+        state, best_weights = _restore(model, ckdir)
+        initial_epoch = int(state["epoch"])
+        history = {k: list(v) for k, v in state["history"].items()}
+        prior_seconds = float(state.get("train_seconds", 0.0))
+        es_state = state.get("early_stopping")
+        log.info("resuming %s from epoch %d (checkpoint %s)", run_name, initial_epoch, ckdir)
+    elif not resume and ckdir.exists():
+        shutil.rmtree(ckdir)
+
+    early = ResumableEarlyStopping(monitor="val_accuracy", mode="max", min_delta=min_delta,
+                                   patience=patience if patience is not None else 10 ** 9,
+                                   restore_best_weights=True, state=es_state, best_weights=best_weights)
+    started = time.perf_counter()
+    ckpt = Checkpoint(ckdir, history, early, time_budget, started, prior_seconds)
+    callbacks: list = [EpochEnd(val_ds, train_ds, history, train_f1_batches=train_f1_batches, epochs=epochs)]
+    if schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
+                                                           patience=2, min_delta=min_delta / 5, verbose=0))
+    callbacks += [early, ckpt]
+    if initial_epoch < epochs:
+        model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                  shuffle=False, verbose=0 if verbose < 2 else 2)
+    elif best_weights is not None:
+        model.set_weights(best_weights)
+    train_seconds = prior_seconds + time.perf_counter() - started
+    n_run = len(history.get("val_accuracy", []))
+    stopped = ("time_budget" if ckpt.stopped_by_budget else
+               "early_stopping" if early.stopped_epoch > 0 else "max_epochs")
+    va = history.get("val_accuracy", [])
+    best_epoch = int(np.argmax(va)) + 1 if va else 0
+    if verbose:
+        print(f"{run_name}: {n_run} epochs in {train_seconds / 60:.1f} min ({stopped}); best val accuracy "
+              f"{max(va) if va else math.nan:.4f} at epoch {best_epoch}, its weights restored", flush=True)
+    return {"history": history, "train_seconds": float(train_seconds), "epochs_run": n_run,
+            "max_epochs": epochs, "best_epoch": best_epoch, "stopped": stopped,
+            "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate),
+            "patience": patience, "min_delta": min_delta, "time_budget": time_budget,
+            "steps_per_epoch": steps, "checkpoint_dir": str(ckdir)}
+
+
+def evaluate_and_record(model, name: str, data, fit_result: Mapping[str, Any], *, image_size: int,
+                        batch_size: int = 64, seed: int = 42, mode: str = "book", test: bool = True,
+                        directory: str | os.PathLike | None = None, val_ds=None, test_ds=None,
+                        **extra: Any) -> dict[str, Any]:
+    """Evaluate on val (and, once, on test), write the result record; return it.
+
+    ``data`` is a :class:`helpers.data.SplitData`; datasets are built from it unless given.
+    ``test=False`` (model selection, ablations) leaves the test split untouched (``"test": null``).
+    ``extra`` goes into the record (e.g. ``augmentation=…``, ``ablation=…``, ``reference=…``).
+    The returned record also carries the (unsaved) predictions under ``"_predictions"``.
+    """
+    from .evaluate import metrics_block
+    from .models import count_params
+    from .pipeline import make_dataset
+    from .results import make_record, write_record
+
+    def _ds(split):
+        return make_dataset(data.paths(split), data.labels(split), image_size, batch_size, cache=False)
+
+    yv, pv = _probs_labels(model, val_ds if val_ds is not None else _ds("val"))
+    val_block = metrics_block(yv, pv)
+    test_block, preds = None, {"val": (yv, pv)}
+    if test:
+        yt, pt = _probs_labels(model, test_ds if test_ds is not None else _ds("test"))
+        test_block = metrics_block(yt, pt)
+        preds["test"] = (yt, pt)
+    h = fit_result["history"]
+    rec = make_record(
+        name, image_size=image_size, epochs=fit_result["epochs_run"], train_seconds=fit_result["train_seconds"],
+        weights_source={"kind": "none (trained from scratch)"}, data=data.provenance(), seed=seed,
+        val=val_block, test=test_block, mode=mode, architecture=model.name, params=count_params(model),
+        history={k: v for k, v in h.items() if k != "epoch_seconds"},
+        epoch_seconds=[round(s, 2) for s in h.get("epoch_seconds", [])],
+        training={k: fit_result.get(k) for k in ("max_epochs", "best_epoch", "stopped", "schedule", "learning_rate",
+                                                 "patience", "min_delta", "time_budget", "steps_per_epoch",
+                                                 "resumed_from_epoch")} | {"batch_size": batch_size,
+                                                                           "optimizer": "adam"},
+        **extra)
+    path = write_record(rec, directory)
+    return {**rec, "_path": str(path), "_predictions": preds}

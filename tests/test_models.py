@@ -1,0 +1,92 @@
+"""Model builders: shapes, parameter counts, the registry's error, the quarter-turn layer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from helpers import CLASSES  # noqa: E402
+from helpers.models import MODELS, RandomRot90, build_model, count_params, improved_cnn  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("size", [32, 48])
+def test_output_is_a_probability_per_class(name, size):
+    model = build_model(name, size)
+    x = np.random.default_rng(0).uniform(0, 255, (3, size, size, 3)).astype("float32")
+    p = np.asarray(model(x, training=False))
+    assert p.shape == (3, len(CLASSES))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    assert (p >= 0).all()
+
+
+def test_seed004_param_count_matches_hand_count():
+    # 64 px: conv 3x3 valid → 62 → pool 31 → conv → 29 → pool 14; Dense(128) acts per position
+    # (before Flatten, as in the seed), so the last layer sees 14*14*128 features.
+    m = build_model("seed004_cnn", 64)
+    expected = (3 * 3 * 3 * 32 + 32) + (3 * 3 * 32 * 32 + 32) + (32 * 128 + 128) + (14 * 14 * 128 * 8 + 8)
+    assert count_params(m)["total"] == expected
+    names = [layer.name for layer in m.layers]
+    assert names.index("dense128") < names.index("flatten")
+
+
+def test_seed001_param_count_matches_hand_count():
+    m = build_model("seed001_cnn", 64)
+    expected = (5 * 5 * 3 * 8 + 8) + (5 * 5 * 8 * 16 + 16) + (5 * 5 * 16 * 32 + 32) + (8 * 8 * 32 * 8 + 8)
+    assert count_params(m) == {"trainable": expected, "non_trainable": 0, "total": expected}
+
+
+def test_improved_flags_change_the_architecture():
+    full = improved_cnn(32)
+    kinds = {type(layer).__name__ for layer in full.layers}
+    assert {"BatchNormalization", "GlobalAveragePooling2D", "Dropout", "RandomFlip"} <= kinds
+    bare = improved_cnn(32, batch_norm=False, global_pool=False, dropout=0.0, augment=False)
+    kinds = {type(layer).__name__ for layer in bare.layers}
+    assert not kinds & {"BatchNormalization", "GlobalAveragePooling2D", "Dropout", "RandomFlip", "RandomRot90"}
+    assert "Flatten" in kinds
+    assert count_params(full)["non_trainable"] > 0 and count_params(bare)["non_trainable"] == 0
+    # global pooling makes the head independent of the image size; Flatten does not
+    assert count_params(improved_cnn(32))["total"] == count_params(improved_cnn(64))["total"]
+    assert count_params(improved_cnn(32, global_pool=False))["total"] < count_params(
+        improved_cnn(64, global_pool=False))["total"]
+
+
+def test_unknown_model_name_lists_valid_names():
+    with pytest.raises(ValueError, match="Unknown model 'resnet9000'.*improved_cnn.*seed001_cnn.*seed004_cnn"):
+        build_model("resnet9000", 64)
+
+
+@pytest.mark.parametrize("bad", [0, 4, "64", (64,), 5000])
+def test_bad_image_size_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="IMAGE_SIZE"):
+        build_model("seed004_cnn", bad)
+
+
+def test_bad_improved_options_are_clear_errors():
+    with pytest.raises(ValueError, match="dropout"):
+        improved_cnn(32, dropout=1.5)
+    with pytest.raises(ValueError, match="at least one stage"):
+        improved_cnn(32, widths=())
+
+
+def test_rot90_only_turns_in_training_and_keeps_pixels():
+    x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
+    layer = RandomRot90(seed=1)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    turned = [np.asarray(layer(x, training=True)) for _ in range(12)]
+    for t in turned:
+        for i in range(2):
+            assert any(np.array_equal(t[i], np.rot90(x[i], k, axes=(0, 1))) for k in range(4))
+    assert any(not np.array_equal(t, x) for t in turned)  # it does turn sometimes
+
+
+def test_rot90_rejects_non_square_images():
+    with pytest.raises(ValueError, match="square"):
+        RandomRot90()(np.zeros((1, 4, 6, 3), "float32"), training=True)
+
+
+def test_augmentation_is_inactive_at_inference():
+    m = build_model("seed001_cnn", 32)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(m(x, training=False)), np.asarray(m(x, training=False)))

@@ -1,0 +1,159 @@
+"""fit / evaluate_and_record on the synthetic (or capped real) dataset: records, resume, atomicity."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from helpers.data import load_split  # noqa: E402
+from helpers.models import build_model  # noqa: E402
+from helpers.pipeline import make_dataset  # noqa: E402
+from helpers.results import load_records, validate_record, write_record  # noqa: E402
+from helpers.train import HISTORY_KEYS, fit, evaluate_and_record  # noqa: E402
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_split(max_per_class=8, progress=False)
+
+
+@pytest.fixture(scope="module")
+def datasets(data):
+    tr = make_dataset(data.paths("train"), data.labels("train"), SIZE, 16, shuffle=True)
+    va = make_dataset(data.paths("val"), data.labels("val"), SIZE, 16)
+    return tr, va
+
+
+def _small():
+    return build_model("improved_cnn", SIZE, widths=(8, 16))
+
+
+def test_one_epoch_fit_writes_a_valid_record(data, datasets, tmp_path):
+    model = _small()
+    res = fit(model, *datasets, epochs=1, run_name="t_one", checkpoint_dir=tmp_path / "ck", verbose=0)
+    assert res["epochs_run"] == 1 and res["train_seconds"] > 0
+    for k in ("loss", "accuracy", "macro_f1", "val_loss", "val_accuracy", "val_macro_f1", "epoch_seconds"):
+        assert len(res["history"][k]) == 1, k
+    assert set(res["history"]) <= set(HISTORY_KEYS)
+    rec = evaluate_and_record(model, "t_one", data, res, image_size=SIZE, mode="smoke", directory=tmp_path / "res",
+                              augmentation={"flip": True}, ablation={"batch_norm": True})
+    path = Path(rec["_path"])
+    saved = json.loads(path.read_text())
+    validate_record(saved)
+    assert saved["val"]["n"] == len(data.paths("val")) and saved["test"]["n"] == len(data.paths("test"))
+    assert saved["params"]["total"] == model.count_params()
+    assert saved["weights_source"] == {"kind": "none (trained from scratch)"}
+    assert saved["augmentation"] == {"flip": True} and saved["ablation"] == {"batch_norm": True}
+    assert len(saved["epoch_seconds"]) == 1 and "val_macro_f1" in saved["history"]
+    assert "_predictions" not in saved
+
+
+def test_without_test_the_test_split_is_untouched(data, datasets, tmp_path):
+    model = _small()
+    res = fit(model, *datasets, epochs=1, checkpoint_dir=tmp_path / "ck", verbose=0)
+    rec = evaluate_and_record(model, "t_val_only", data, res, image_size=SIZE, test=False, directory=tmp_path)
+    assert rec["test"] is None and "test" not in rec["_predictions"]
+
+
+def test_resume_continues_the_epoch_count(datasets, tmp_path):
+    ck = tmp_path / "ck"
+    first = fit(_small(), *datasets, epochs=2, checkpoint_dir=ck, verbose=0, patience=None)
+    state = json.loads((ck / "state.json").read_text())
+    assert state["epoch"] == 2 and (ck / "last.keras").is_file()
+    model = _small()
+    again = fit(model, *datasets, epochs=3, checkpoint_dir=ck, resume=True, verbose=0, patience=None)
+    assert again["resumed_from_epoch"] == 2
+    assert again["epochs_run"] == 3
+    assert again["history"]["val_accuracy"][:2] == first["history"]["val_accuracy"]
+    assert json.loads((ck / "state.json").read_text())["epoch"] == 3
+    assert again["train_seconds"] >= first["train_seconds"]
+    assert not list(ck.glob(".*tmp*")), "temporary checkpoint files were left behind"
+
+
+def test_resume_restores_the_weights(datasets, tmp_path):
+    ck = tmp_path / "ck"
+    trained = _small()
+    fit(trained, *datasets, epochs=1, checkpoint_dir=ck, verbose=0, patience=None)
+    fresh = _small()
+    fit(fresh, *datasets, epochs=1, checkpoint_dir=ck, resume=True, verbose=0)  # nothing left to train
+    x = next(iter(datasets[1]))[0]
+    np.testing.assert_allclose(np.asarray(fresh(x, training=False)), np.asarray(trained(x, training=False)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_without_resume_an_old_checkpoint_is_discarded(datasets, tmp_path):
+    ck = tmp_path / "ck"
+    fit(_small(), *datasets, epochs=1, checkpoint_dir=ck, verbose=0)
+    res = fit(_small(), *datasets, epochs=1, checkpoint_dir=ck, verbose=0)
+    assert res["resumed_from_epoch"] == 0 and res["epochs_run"] == 1
+
+
+def test_resume_into_another_architecture_is_a_clear_error(datasets, tmp_path):
+    ck = tmp_path / "ck"
+    fit(_small(), *datasets, epochs=1, checkpoint_dir=ck, verbose=0)
+    with pytest.raises(ValueError, match="another architecture"):
+        fit(build_model("seed004_cnn", SIZE), *datasets, epochs=2, checkpoint_dir=ck, resume=True, verbose=0)
+
+
+def test_time_budget_stops_after_the_epoch_that_uses_it(datasets, tmp_path):
+    res = fit(_small(), *datasets, epochs=5, time_budget=0.0, checkpoint_dir=tmp_path / "ck", verbose=0)
+    assert res["epochs_run"] == 1 and res["stopped"] == "time_budget"
+
+
+@pytest.mark.parametrize("kw, match", [({"schedule": "warp"}, "schedule"), ({"epochs": 0}, "EPOCHS")])
+def test_bad_arguments_are_clear_errors(datasets, kw, match, tmp_path):
+    args = {"epochs": 1, **kw}
+    with pytest.raises(ValueError, match=match):
+        fit(_small(), *datasets, checkpoint_dir=tmp_path, verbose=0, **args)
+
+
+def test_schedules_change_the_learning_rate(datasets, tmp_path):
+    res = fit(_small(), *datasets, epochs=2, schedule="cosine", checkpoint_dir=tmp_path / "ck", verbose=0,
+              patience=None)
+    lr = res["history"]["lr"]
+    assert lr[0] < 1e-3 and lr[1] < lr[0]
+
+
+def test_a_record_write_never_damages_earlier_records(tmp_path, monkeypatch):
+    def rec(model, acc):
+        block = {"accuracy": acc, "macro_f1": acc, "per_class": {}}
+        return {"model": model, "image_size": 32, "epochs": 1, "train_seconds": 1.0, "weights_source": "none",
+                "data": {}, "seed": 0, "git_commit": None, "val": block, "test": block}
+
+    write_record(rec("a", 0.5), tmp_path)
+    write_record(rec("b", 0.6), tmp_path)
+    before = (tmp_path / "a.json").read_text()
+
+    import helpers.io as hio
+
+    def crash(*a, **k):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(hio.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated"):
+        write_record(rec("a", 0.9), tmp_path)
+    monkeypatch.undo()
+    assert (tmp_path / "a.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]  # no temporary file left
+    assert [r["model"] for r in load_records(tmp_path)] == ["a", "b"]
+    with pytest.raises(ValueError, match="lacks 'test'"):
+        write_record({k: v for k, v in rec("c", 0.1).items() if k != "test"}, tmp_path)
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_per_epoch_plots_draw_one_line_per_run():
+    from helpers.plots import epoch_times_plot, per_epoch_plot
+
+    fig = epoch_times_plot({"a": [3.0, 1.0, 1.1], "b": [2.0, 0.5], "empty": []})
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_ylim()[0] == 0
+    fig = per_epoch_plot({"x": [0.5, 0.7]}, ylabel="val accuracy", ylim=(0, 1))
+    assert fig.axes[0].get_ylabel() == "val accuracy"
+    with pytest.raises(ValueError, match="nothing to plot"):
+        per_epoch_plot({"a": []})
