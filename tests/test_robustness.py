@@ -365,3 +365,42 @@ def test_output_dir_is_a_file_when_a_fresh_split_is_saved(tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="exists but is a file. Point BLOODCELLS_OUTPUT_DIR at a folder"):
         load_split(tmp_path / "data", progress=False)
     assert f.read_text() == "I am a file"
+
+
+# ------------------------------------------------------------------------------------------------
+# book/troubleshooting.md quotes the real messages
+# ------------------------------------------------------------------------------------------------
+def _source_strings() -> list[str]:
+    """Every string literal of src/helpers (f-string fields and %-formats replaced by "…")."""
+    import ast
+    import re
+
+    out = []
+    for f in sorted((Path(__file__).resolve().parents[1] / "src" / "helpers").glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.JoinedStr):
+                out.append("".join(v.value if isinstance(v, ast.Constant) else "…" for v in node.values))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                out.append(node.value)
+    return [re.sub(r"%[-+ #0-9.]*[sdfgr]", "…", s) for s in out]
+
+
+def test_troubleshooting_page_quotes_real_messages():
+    import re
+
+    page = Path(__file__).resolve().parents[1] / "book" / "troubleshooting.md"
+    rows = [ln for ln in page.read_text().splitlines() if ln.startswith("| `")]
+    assert len(rows) > 50
+    strings = _source_strings()
+    missing = []
+    for row in rows:
+        first_cell = row.split(" | ")[0]
+        if "(printed by" in first_cell:  # lines printed by libjpeg / TensorFlow, not by the helpers
+            continue
+        for msg in re.findall(r"`([^`]+)`", first_cell):
+            for frag in msg.split("…"):
+                frag = frag.strip(" :/()'.,;")
+                if len(frag) >= 4 and not any(frag in s for s in strings):
+                    missing.append((msg, frag))
+    assert not missing, "messages on the troubleshooting page that the code no longer writes:\n" + \
+        "\n".join(f"  {m!r}: {f!r}" for m, f in missing)
