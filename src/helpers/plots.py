@@ -103,12 +103,13 @@ def _open_rgb(path: str, size: int) -> np.ndarray:
 
 def sample_grid(paths: Sequence[str], labels: Sequence[str], n_per_class: int = 6,
                 classes: Sequence[str] | None = None, seed: int = 42, size: int = 96,
-                titles: Sequence[str] | None = None) -> Figure:
+                titles: Sequence[str] | None = None, cell_inches: float = 0.95) -> Figure:
     """A grid of example images: one row per class, ``n_per_class`` seeded random picks per row.
 
     ``paths`` are image files (read with Pillow, shrunk to ``size`` px); ``labels`` the class
     names. ``titles`` (same length as ``paths``) optionally captions each image, e.g. with
-    its sub-type. Rows of classes with fewer images are left partly empty.
+    its sub-type. Rows of classes with fewer images are left partly empty. ``cell_inches`` is the
+    size of one image in the figure (at :data:`DPI`): photos make large PNGs, keep it small.
     """
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
@@ -121,7 +122,7 @@ def sample_grid(paths: Sequence[str], labels: Sequence[str], n_per_class: int = 
     if not len(classes):
         raise ValueError("no images to show")
     rng = np.random.default_rng(seed)
-    fig = _figure(1.15 * n_per_class + 1.2, 1.2 * len(classes))
+    fig = _figure(cell_inches * n_per_class + 1.6, (cell_inches + 0.2) * len(classes))
     axes = fig.subplots(len(classes), n_per_class, squeeze=False)
     for r, cls in enumerate(classes):
         rows = df[df["label"] == cls]
@@ -196,7 +197,7 @@ def colour_stats_plot(stats: pd.DataFrame, title: str = "Mean colour per class")
             err = stats[f"{ch}_std"] if f"{ch}_std" in stats else None
             ax.barh(y + (k - 1) * hgt, stats[ch], height=hgt, color=col, label=ch, xerr=err,
                     error_kw={"elinewidth": 0.6, "ecolor": "0.3"})
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, frameon=False)
     ax_rgb.invert_yaxis()  # shared y: the first class on top in both panels
     ax_rgb.set_xlim(0, 255)
     ax_rgb.set_xlabel("mean value (0–255)")
@@ -242,8 +243,8 @@ def split_table_plot(table: pd.DataFrame, title: str = "Images per class and spl
         left += t[s].values
     ax.invert_yaxis()
     ax.set_xlabel("images")
-    ax.legend(ncols=len(splits), loc="lower right", fontsize=8)
-    ax.set_title(title)
+    ax.legend(ncols=len(splits), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)
+    fig.suptitle(title)
     return fig
 
 
