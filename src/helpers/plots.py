@@ -368,7 +368,8 @@ def roc_curves(roc: Mapping[str, Mapping[str, np.ndarray]], title: str = "One-vs
 
 
 def _image_grid(images: np.ndarray, titles: Sequence[str], colours: Sequence[str] | None, ncols: int,
-                cell: float = 1.6, title: str | None = None) -> Figure:
+                cell: float = 1.15, title: str | None = None, dpi: int = 72) -> Figure:
+    """Images in a grid with coloured captions. Photos make large PNGs: small cells, ``dpi`` 72."""
     imgs = np.asarray(images)
     if imgs.ndim != 4 or len(imgs) == 0:
         raise ValueError(f"need a non-empty (N, H, W, 3) image array, got shape {imgs.shape}")
@@ -376,7 +377,7 @@ def _image_grid(images: np.ndarray, titles: Sequence[str], colours: Sequence[str
         raise ValueError(f"{len(imgs)} images but {len(titles)} titles")
     ncols = max(1, min(int(ncols), len(imgs)))
     nrows = -(-len(imgs) // ncols)
-    fig = _figure(cell * ncols, (cell + 0.35) * nrows + (0.3 if title else 0))
+    fig = _figure(cell * ncols, (cell + 0.4) * nrows + (0.3 if title else 0), dpi=dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for i, ax in enumerate(axes):
         ax.set_axis_off()

@@ -1,0 +1,203 @@
+"""Gather the saved model bundles for a side-by-side comparison (chapter 7).
+
+Every training chapter saves its final model as a bundle with its validation and test predictions
+(:func:`helpers.export.save_bundle`). This module finds those bundles, lines their predictions up
+item by item (McNemar's test needs the *same* items), measures what only the model itself can tell
+(size on disk, latency) and publishes the chosen model as the ``best`` bundle.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .export import MODEL_FILE, SIDECAR_FILE, BundleError, load_predictions, read_sidecar
+from .io import atomic_write_json
+
+log = logging.getLogger("helpers.compare")
+
+BEST = "best"
+
+
+def find_bundles(models_dir: str | os.PathLike, exclude: Sequence[str] = (BEST,)) -> list[Path]:
+    """Complete bundles (``model.keras`` + ``bundle.json``) directly in ``models_dir``, sorted by name.
+
+    Hidden folders (temporary or old copies) and ``exclude`` (the published ``best`` copy) are skipped.
+    """
+    d = Path(models_dir)
+    if not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.iterdir()):
+        if not p.is_dir() or p.name.startswith(".") or p.name in exclude:
+            continue
+        if (p / MODEL_FILE).is_file() and (p / SIDECAR_FILE).is_file():
+            out.append(p)
+        else:
+            log.info("ignored %s: not a complete bundle", p.name)
+    return out
+
+
+@dataclass
+class Aligned:
+    """Predictions of several models on the same items of one split."""
+
+    split: str
+    paths: np.ndarray
+    y_true: np.ndarray
+    probs: dict[str, np.ndarray]
+
+
+def _key(path: str) -> str:
+    """``.../<class>/<file>`` → ``<class>/<file>``: the same image whatever folder the data sat in."""
+    return "/".join(Path(str(path)).parts[-2:])
+
+
+def load_aligned(bundles: Sequence[Path], split: str) -> Aligned:
+    """Every bundle's saved predictions for ``split``, restricted to the items all bundles share.
+
+    Bundles without predictions for ``split`` are logged and left out. Raises when the bundles
+    disagree on an item's true label (they were trained on different data).
+    """
+    loaded = {}
+    for b in bundles:
+        try:
+            loaded[b.name] = load_predictions(b, split)
+        except BundleError as e:
+            log.warning("left out %s: %s", b.name, e)
+    if not loaded:
+        raise BundleError(f"no bundle has saved {split} predictions")
+    keyed = {name: [_key(q) for q in p["paths"].tolist()] for name, p in loaded.items()}
+    common = set.intersection(*(set(k) for k in keyed.values()))
+    if not common:
+        raise BundleError(f"the bundles share no {split} item: were they trained on different splits?")
+    for name, k in keyed.items():
+        if len(k) != len(common):
+            log.warning("%s has %d %s items, %d shared by all bundles: comparing on the shared ones", name,
+                        len(k), split, len(common))
+    keys = sorted(common)
+    paths, y_true, probs = None, None, {}
+    for name, p in loaded.items():
+        order = {q: i for i, q in enumerate(keyed[name])}
+        idx = np.array([order[q] for q in keys])
+        y = p["y_true"][idx]
+        if y_true is None:
+            y_true, paths = y, p["paths"][idx]
+        elif not np.array_equal(y, y_true):
+            raise BundleError(f"{name} disagrees with the other bundles on the true labels of {split} items")
+        probs[name] = p["probs"][idx]
+    return Aligned(split, paths, y_true, probs)
+
+
+def resolve_paths(paths: Sequence[str], data_root: str | os.PathLike | None = None) -> list[str]:
+    """The saved image paths where they exist; otherwise the same ``<class>/<file>`` under ``data_root``
+    (the data moved since training). Raises naming the first image found in neither place."""
+    out = []
+    for p in map(str, paths):
+        if Path(p).is_file():
+            out.append(p)
+            continue
+        alt = Path(data_root) / _key(p) if data_root is not None else None
+        if alt is None or not alt.is_file():
+            raise FileNotFoundError(f"image {p} of the saved predictions is missing"
+                                    + (f" (also not at {alt})" if alt else "") + "; set DATA_DIR to the data "
+                                    "the models were trained on")
+        out.append(str(alt))
+    return out
+
+
+def size_mb(bundle: str | os.PathLike) -> float:
+    """Size of the bundle's ``model.keras`` in MB (10^6 bytes)."""
+    return (Path(bundle) / MODEL_FILE).stat().st_size / 1e6
+
+
+def latency(model, images, batch_sizes: Sequence[int] = (1, 32), repeats: int = 5) -> dict[int, float]:
+    """Median wall time in milliseconds of one forward pass per batch size (after one warm-up call).
+
+    ``images`` (float32, model input size) are repeated to fill the batch. Only images, no labels.
+    """
+    x = np.asarray(images, dtype="float32")
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"need an (N, H, W, 3) array of images, got {x.shape}")
+    out = {}
+    for bs in batch_sizes:
+        batch = np.resize(x, (int(bs),) + x.shape[1:])
+        model(batch, training=False)  # warm-up: graph tracing, memory allocation
+        times = []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            np.asarray(model(batch, training=False))
+            times.append(time.perf_counter() - t0)
+        out[int(bs)] = 1000 * float(np.median(times))
+    return out
+
+
+def publish_best(src: str | os.PathLike, models_dir: str | os.PathLike, selection: Mapping[str, Any],
+                 name: str = BEST) -> Path:
+    """Copy bundle ``src`` to ``models_dir/name`` atomically and write ``selection`` (why it was chosen)
+    into its ``bundle.json`` under ``"selected"``. Returns the new folder."""
+    src = Path(src)
+    read_sidecar(src)
+    dest = Path(models_dir) / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        side = json.loads((tmp / SIDECAR_FILE).read_text())
+        side["selected"] = {**dict(selection), "source_bundle": src.name}
+        atomic_write_json(tmp / SIDECAR_FILE, side)
+        if dest.exists():
+            old = dest.with_name(f".{name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def smoke_bundle(data, models_dir: str | os.PathLike, image_size: int = 32, name: str = "smoke_tiny_cnn",
+                 seed: int = 42) -> Path:
+    """For a standalone smoke run only: train a tiny CNN for one epoch and save it as a bundle with its
+    val/test predictions, so that the evaluation chapter has something to evaluate. Labelled as such."""
+    import keras
+
+    from .evaluate import metrics_block, predict_proba
+    from .export import save_bundle
+    from .pipeline import make_dataset
+
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input((image_size, image_size, 3), name="image")
+    x = L.Rescaling(1 / 255)(inp)
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = L.MaxPooling2D()(x)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    out = L.Dense(8, activation="softmax", name="probs")(x)
+    model = keras.Model(inp, out, name=name)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    t0 = time.perf_counter()
+    model.fit(make_dataset(data.paths("train"), data.labels("train"), image_size, 32, shuffle=True, seed=seed),
+              epochs=1, verbose=0, shuffle=False)
+    secs = time.perf_counter() - t0
+    preds, metrics = {}, {}
+    for split in ("val", "test"):
+        y, p = predict_proba(model, make_dataset(data.paths(split), data.labels(split), image_size, 64, cache=False))
+        preds[split] = {"paths": data.paths(split), "y_true": y, "probs": p}
+        metrics[split] = metrics_block(y, p)
+    return save_bundle(model, Path(models_dir) / name, image_size=image_size,
+                       weights_source={"kind": "none (trained from scratch)"}, metrics=metrics,
+                       data=data.provenance(), predictions=preds, train_seconds=round(secs, 2),
+                       note="tiny smoke-test model built by chapter 7 because no bundles existed; not a real result")
