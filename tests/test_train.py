@@ -42,6 +42,8 @@ def test_one_epoch_fit_writes_a_valid_record(data, datasets, tmp_path):
     for k in ("loss", "accuracy", "macro_f1", "val_loss", "val_accuracy", "val_macro_f1", "epoch_seconds"):
         assert len(res["history"][k]) == 1, k
     assert set(res["history"]) <= set(HISTORY_KEYS)
+    if hasattr(os, "getloadavg"):
+        assert len(res["history"]["load_avg"]) == 1 and res["history"]["load_avg"][0] >= 0
     rec = evaluate_and_record(model, "t_one", data, res, image_size=SIZE, mode="smoke", directory=tmp_path / "res",
                               augmentation={"flip": True}, ablation={"batch_norm": True})
     path = Path(rec["_path"])
@@ -52,6 +54,7 @@ def test_one_epoch_fit_writes_a_valid_record(data, datasets, tmp_path):
     assert saved["weights_source"] == {"kind": "none (trained from scratch)"}
     assert saved["augmentation"] == {"flip": True} and saved["ablation"] == {"batch_norm": True}
     assert len(saved["epoch_seconds"]) == 1 and "val_macro_f1" in saved["history"]
+    assert "load_avg" not in saved["history"] and "epoch_seconds" not in saved["history"]
     assert "_predictions" not in saved
 
 

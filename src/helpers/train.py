@@ -28,7 +28,7 @@ log = logging.getLogger("helpers.train")
 
 SCHEDULES = (None, "cosine", "plateau")
 HISTORY_KEYS = ("loss", "accuracy", "macro_f1", "val_loss", "val_accuracy", "val_macro_f1", "lr",
-                "epoch_seconds")
+                "epoch_seconds", "load_avg")
 
 
 def _steps(ds) -> int | None:
@@ -101,6 +101,8 @@ class EpochEnd(keras.callbacks.Callback):
             logs["macro_f1"] = _macro_f1(yt, pt, self.n_classes)
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["epoch_seconds"] = time.perf_counter() - self._t0
+        if hasattr(os, "getloadavg"):  # 1-minute load average: explains slow epochs on a shared machine
+            logs["load_avg"] = os.getloadavg()[0]
         for k in HISTORY_KEYS:
             if k in logs:
                 self.history.setdefault(k, []).append(float(logs[k]))
@@ -180,7 +182,7 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     "stopped": "early_stopping" | "time_budget" | "max_epochs", "checkpoint_dir", ...}``.
     ``history`` has ``loss, accuracy`` (Keras' running training values), ``macro_f1`` (train,
     inference mode, first ``train_f1_batches`` batches), ``val_loss, val_accuracy, val_macro_f1``,
-    ``lr`` and ``epoch_seconds``.
+    ``lr``, ``epoch_seconds`` and ``load_avg`` (the machine's 1-minute load average at the epoch's end).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} is not known; use one of {SCHEDULES}")
@@ -272,7 +274,8 @@ def evaluate_and_record(model, name: str, data, fit_result: Mapping[str, Any], *
         name, image_size=image_size, epochs=fit_result["epochs_run"], train_seconds=fit_result["train_seconds"],
         weights_source={"kind": "none (trained from scratch)"}, data=data.provenance(), seed=seed,
         val=val_block, test=test_block, mode=mode, architecture=model.name, params=count_params(model),
-        history={k: v for k, v in h.items() if k != "epoch_seconds"},
+        history={k: v for k, v in h.items() if k not in ("epoch_seconds", "load_avg")},
+        load_avg=[round(x, 2) for x in h.get("load_avg", [])],
         epoch_seconds=[round(s, 2) for s in h.get("epoch_seconds", [])],
         training={k: fit_result.get(k) for k in ("max_epochs", "best_epoch", "stopped", "schedule", "learning_rate",
                                                  "patience", "min_delta", "time_budget", "steps_per_epoch",
