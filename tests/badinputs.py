@@ -76,6 +76,20 @@ def corrupt_jpeg() -> bytes:
     return good[:i] + b"\xff\xc4\x00\x03\x00" + good[i:]
 
 
+def png_bad_crc() -> bytes:
+    """A PNG with one flipped byte in its pixel data (the chunk checksum no longer matches)."""
+    good = bytearray(encode(Image.fromarray(solid((7, 7, 7))), "PNG", compress_level=0))
+    i = good.index(b"IDAT") + 40
+    good[i] ^= 0xFF
+    return bytes(good)
+
+
+def animated_gif() -> bytes:
+    """A two-frame GIF: eosinophil colour first, then black (the pipeline uses the first frame)."""
+    frames = [_eo_img(), Image.new("RGB", SIZE[::-1], (0, 0, 0))]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
 # A real macOS .DS_Store starts like this ("Bud1" buddy allocator); renamed to .jpg it is a classic.
 DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(2036)
 
@@ -123,6 +137,9 @@ CASES: list[Case] = [
          r"training pipeline \(TensorFlow\) cannot decode|truncated"),
     Case("basophil/BA_tiff.tif", "skipped", lambda: encode(_eo_img(), "TIFF"),
          r"TIFF image is not supported by the training pipeline"),
+    Case("basophil/BA_png_bad_crc.png", "skipped", lambda: png_bad_crc(), _BAD),
+    Case("basophil/BA_webp_named.jpg", "skipped", lambda: encode(_eo_img(), "WEBP", lossless=True),
+         r"WEBP image is not supported by the training pipeline"),
     Case("basophil/BA_broken_link.jpg", "skipped", None, r"cannot read file"),
     # ---- not image candidates: ignored, one log line each ----------------------------------------
     Case("basophil/.DS_Store", "ignored", lambda: DS_STORE, r"hidden file"),
@@ -146,6 +163,8 @@ CASES: list[Case] = [
     Case("eosinophil/EO_grey16.png", "ok",
          lambda: encode(Image.fromarray(np.full(SIZE, 0x8040, dtype=np.uint16)), "PNG"), rgb=(0x80,) * 3),
     Case("eosinophil/EO_rgb16.png", "ok", lambda: png_rgb16(solid(EO).astype(np.uint16) * 257), rgb=EO),
+    Case("eosinophil/EO_animated.gif", "ok", lambda: animated_gif(), rgb=EO),  # first frame is used
+    Case("eosinophil/EO_1x1.png", "ok", lambda: encode(Image.new("RGB", (1, 1), EO), "PNG"), rgb=EO),
     Case("eosinophil/EO_png_named.jpg", "ok", lambda: encode(_eo_img(), "PNG"), rgb=EO),
     Case("eosinophil/EO_upper.JPG", "ok", lambda: encode(_eo_img(), "JPEG", quality=95), rgb=EO),
     Case("eosinophil/EO with spaces.jpg", "ok", lambda: encode(_eo_img(), "JPEG", quality=94), rgb=EO),

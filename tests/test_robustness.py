@@ -178,11 +178,14 @@ def test_unknown_extra_folder_is_ignored_and_logged_once(tmp_path, helpers_log):
     assert ("unknown_cells/", "not one of the classes") in sd.ignored
 
 
-def test_empty_class_folder_is_a_clear_error(tmp_path):
+def test_empty_class_folder_is_a_clear_error(tmp_path, helpers_log):
     d = make_layout(tmp_path)
     for f in (d / "platelet").iterdir():
         f.unlink()
-    with pytest.raises(ConfigError, match=r"class folder\(s\) \['platelet'\] .* hold no usable images.*"
+    res = scan_dataset(tmp_path, progress=False)  # chapter 1's scan reports it ...
+    assert (res.files["label"] == "platelet").sum() == 0
+    assert len(log_lines(helpers_log, "no usable images in the class folder(s) ['platelet']")) == 1
+    with pytest.raises(ConfigError, match=r"class folder\(s\) \['platelet'\] .* hold no usable images.*"  # ... training stops
                                           r"is the download complete"):
         load_split(tmp_path, progress=False)
 

@@ -272,3 +272,38 @@ def test_cap_per_class_properties(sizes, cap, seed):
     assert (got == np.minimum(full, cap)).all()
     merged = capped.merge(man, on="path", suffixes=("", "_m"))
     assert len(merged) == len(capped) and (merged["split"] == merged["split_m"]).all()
+
+
+def test_save_manifest_failure_keeps_the_old_manifest(tmp_path, monkeypatch):
+    from helpers import io as hio
+
+    man = make_split(frame({"ig": 6}))
+    p = save_manifest(man, tmp_path / "m.csv")
+    before = p.read_bytes()
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(hio.os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        save_manifest(make_split(frame({"ig": 6}), seed=3), p)
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.csv"]
+
+
+def test_same_manifest_in_fresh_processes_with_other_hash_seeds(tmp_path):
+    """Deterministic across runs: Python's per-process string hashing must not leak into the split."""
+    import subprocess
+    import sys
+
+    df = frame({c: 11 for c in CLASSES[:4]}, [[("basophil", 1), ("ig", 1)], [("eosinophil", 2), ("eosinophil", 3)]])
+    df.to_csv(tmp_path / "files.csv", index=False)
+    code = ("import sys, pandas as pd; from helpers.split import make_split, manifest_text; "
+            "sys.stdout.write(manifest_text(make_split(pd.read_csv(sys.argv[1], dtype=str))))")
+    outs = []
+    for seed in ("1", "2"):
+        env = {**__import__("os").environ, "PYTHONHASHSEED": seed}
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "files.csv")], capture_output=True,
+                           text=True, env=env, timeout=120, check=True)
+        outs.append(r.stdout)
+    assert outs[0] == outs[1] == manifest_text(make_split(df))
