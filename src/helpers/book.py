@@ -24,9 +24,18 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     Outside a Jupyter Book environment (plain Colab) it prints the value instead, so the
     notebook still runs.
     """
+    value = _plain(value)
     try:
         from myst_nb import glue as _glue
     except ImportError:
         print(f"{name} = {value}")
         return
     _glue(name, value, display=display)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars → Python numbers, so that format specs like ``:,d`` work in the prose."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        return item()
+    return value
