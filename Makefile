@@ -42,7 +42,7 @@ site: setup  ## build the website from the executed notebooks (warnings are erro
 	@echo "Site: $(CURDIR)/_build/html/index.html"
 
 test: setup browser  ## unit tests, a smoke run of every notebook (nbval), and a book build
-	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
 
 browser:  ## install Debian's chromium for the browser test of the site (tests/test_site.py), where we can
 	@if [ -x /usr/bin/chromium ]; then :; \
