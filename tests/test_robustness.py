@@ -407,3 +407,19 @@ def test_troubleshooting_page_quotes_real_messages():
                     missing.append((msg, frag))
     assert not missing, "messages on the troubleshooting page that the code no longer writes:\n" + \
         "\n".join(f"  {m!r}: {f!r}" for m, f in missing)
+
+
+def test_explicit_manifest_that_does_not_exist(tmp_path):
+    make_layout(tmp_path / "data")
+    with pytest.raises(ConfigError, match=r"The split manifest .*typo\.csv does not exist\. Pass an existing"):
+        load_split(tmp_path / "data", manifest=tmp_path / "typo.csv", progress=False)
+
+
+def test_missing_committed_manifest_is_logged(tmp_path, monkeypatch, helpers_log):
+    from helpers import config
+
+    make_layout(tmp_path / "data")
+    monkeypatch.setattr(config, "splits_dir", lambda: tmp_path / "no-splits")
+    sd = load_split(tmp_path / "data", progress=False)
+    assert len(log_lines(helpers_log, "the committed split manifest")) == 1
+    assert sd.manifest_path.parent.name == "splits" and len(sd.files) == 40

@@ -418,6 +418,12 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
                                 "dataset, or re-extract it.")
     listing = pd.DataFrame({"path": fl.paths, "label": fl.labels})
     mpath = Path(manifest) if manifest else splits_dir() / DEFAULT_MANIFEST
+    if manifest and not mpath.is_file():
+        raise ConfigError(f"The split manifest {mpath} does not exist. Pass an existing manifest, or "
+                          "manifest=None for the book's committed split.")
+    if not mpath.is_file():
+        log.warning("the committed split manifest %s was not found (run from the book's checkout to use it); "
+                    "making a fresh split", mpath)
     m = load_manifest(mpath) if mpath.is_file() else None
     if m is not None and not listing["path"].isin(m.loc[m["split"] != EXCLUDED, "path"]).any():
         log.warning("the split manifest %s lists none of the files in %s; making a fresh split", mpath, root)
