@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from badinputs import (CASES, WRAPPER, expected_colour, helpers_log, log_lines, make_corpus,  # noqa: F401
+from badinputs import (CASES, expected_colour, helpers_log, log_lines, make_corpus,  # noqa: F401
                        make_layout, snapshot, write_large)
 from PIL import Image
 
@@ -67,12 +68,12 @@ def test_each_bad_file_has_its_defined_outcome(corpus, case):
         assert case.path in skipped and case.path not in usable and case.path not in ignored
         assert len(naming) == 1, naming
         assert naming[0].startswith(f"skipped {case.path}: ")
-        assert __import__("re").search(case.reason, skipped[case.path]), skipped[case.path]
+        assert re.search(case.reason, skipped[case.path]), skipped[case.path]
     else:
         assert case.path in ignored and case.path not in usable and case.path not in skipped
         assert len(naming) == 1, naming
         assert naming[0].startswith(f"ignored {case.path}: ")
-        assert __import__("re").search(case.reason, ignored[case.path]), ignored[case.path]
+        assert re.search(case.reason, ignored[case.path]), ignored[case.path]
 
 
 def test_corpus_counts(corpus):
@@ -376,7 +377,6 @@ def test_output_dir_is_a_file_when_a_fresh_split_is_saved(tmp_path, monkeypatch)
 def _source_strings() -> list[str]:
     """Every string literal of src/helpers (f-string fields and %-formats replaced by "…")."""
     import ast
-    import re
 
     out = []
     for f in sorted((Path(__file__).resolve().parents[1] / "src" / "helpers").glob("*.py")):
@@ -389,8 +389,6 @@ def _source_strings() -> list[str]:
 
 
 def test_troubleshooting_page_quotes_real_messages():
-    import re
-
     page = Path(__file__).resolve().parents[1] / "book" / "troubleshooting.md"
     rows = [ln for ln in page.read_text().splitlines() if ln.startswith("| `")]
     assert len(rows) > 50

@@ -5,7 +5,6 @@ random duplicate groups and random listing orders.
 """
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 import pandas as pd
