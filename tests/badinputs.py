@@ -166,6 +166,8 @@ CASES: list[Case] = [
     Case("eosinophil/EO_animated.gif", "ok", lambda: animated_gif(), rgb=EO),  # first frame is used
     Case("eosinophil/EO_1x1.png", "ok", lambda: encode(Image.new("RGB", (1, 1), EO), "PNG"), rgb=EO),
     Case("eosinophil/EO_png_named.jpg", "ok", lambda: encode(_eo_img(), "PNG"), rgb=EO),
+    Case("eosinophil/EO_progressive.jpeg", "ok", lambda: encode(_eo_img(), "JPEG", quality=92, progressive=True),
+         rgb=EO),
     Case("eosinophil/EO_upper.JPG", "ok", lambda: encode(_eo_img(), "JPEG", quality=95), rgb=EO),
     Case("eosinophil/EO with spaces.jpg", "ok", lambda: encode(_eo_img(), "JPEG", quality=94), rgb=EO),
     Case("eosinophil/EO_ünïcødé_日本.jpg", "ok", lambda: encode(_eo_img(), "JPEG", quality=93), rgb=EO),
