@@ -50,11 +50,10 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
 
     x = load_images(paths[:n_train], train_size).astype("float32")
     y = np.arange(n_train) % 8
-    training = []
-    for name, factory in small_models().items():
-        say(f"training img/s: {name}")
-        training.append(bench.training_measurement(lambda f=factory: f(train_size), x, y, batch_size=32,
-                                                   repeats=repeats, name=name, image_size=train_size))
+    say(f"training img/s: {', '.join(small_models())}")
+    training = bench.training_measurements({name: (lambda f=factory: f(train_size)) for name, factory
+                                            in small_models().items()}, x, y, batch_size=32, repeats=repeats,
+                                           image_size=train_size)
     fastest = max(training, key=lambda m: m.median)
     at_size = {m.name: m.median for m in measurements if m.params["image_size"] == train_size}
     ttable = bench.measurements_table(training, baseline=fastest.name)
@@ -76,7 +75,8 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     }
     md = [
         f"{len(paths)} images ({ctx['data_source']}), batch size 32, augmentation `{AUGMENTATION}` "
-        f"(RandomFlip + RandomRotation(0.4)); {repeats} timed runs after one warm-up run per set-up; "
+        f"(RandomFlip + RandomRotation(0.4)); one warm-up run per set-up, then {repeats} timed rounds "
+        "in which the set-ups take turns; "
         "images/s are medians with the min–max over the runs; ratios are to the naive loop of the same size, "
         "measured in the same run. *cached* = epochs after the first, from the in-memory cache "
         "(3 epochs per timed run).",

@@ -127,3 +127,20 @@ def test_markdown_table():
 
     md = bench.markdown_table(pd.DataFrame({"setup": ["a", "b"], "img/s": [1234.5, 3.14159]}))
     assert md.splitlines() == ["| setup | img/s |", "|---|---|", "| a | 1,234 |", "| b | 3.14 |"]
+
+
+def test_measure_interleaved_runs_round_robin():
+    order = []
+    clock = FakeClock([1.0] * 8)
+
+    def make(name):
+        def fn():
+            order.append(name)
+            return clock.step()
+        return fn
+
+    ms = bench.measure_interleaved([("a", make("a"), 10, {}), ("b", make("b"), 10, {"k": 1})], repeats=3,
+                                   warmup=1, clock=clock)
+    assert order == ["a", "b", "a", "b", "a", "b", "a", "b"]  # warm-ups, then rounds
+    assert [m.name for m in ms] == ["a", "b"] and ms[1].params == {"k": 1}
+    assert all(len(m.seconds) == 3 and len(m.warmup_seconds) == 1 for m in ms)

@@ -73,24 +73,46 @@ def measure(fn: Callable[[], int | None], n_items: int, *, name: str = "", repea
     ``fn`` processes ``n_items`` items per call; if it returns an integer, that must equal
     ``n_items`` (catches a pipeline that silently drops images).
     """
+    if n_items < 1:
+        raise ValueError(f"n_items must be positive, got {n_items}")
+    return measure_interleaved([(name, fn, n_items, params)], repeats=repeats, warmup=warmup, clock=clock)[0]
+
+
+def measure_interleaved(setups: Sequence[tuple[str, Callable[[], int | None], int, dict[str, Any]]], *,
+                        repeats: int = 3, warmup: int = 1, clock: Callable[[], float] = time.perf_counter,
+                        progress: Callable[[str], None] | None = None) -> list[Measurement]:
+    """Like :func:`measure` for several set-ups ``(name, fn, n_items, params)``, run round-robin.
+
+    Every set-up is warmed up first; then each round times every set-up once. On a shared machine
+    the load changes from minute to minute: interleaving spreads those changes over all set-ups
+    instead of penalising whichever happened to run during a busy spell, so their *ratios* are fairer.
+    """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     if warmup < 0:
         raise ValueError(f"warmup must be 0 or more, got {warmup}")
-    if n_items < 1:
-        raise ValueError(f"n_items must be positive, got {n_items}")
+    say = progress or (lambda s: None)
 
-    def once() -> float:
+    def once(name: str, fn: Callable[[], int | None], n: int) -> float:
         t0 = clock()
         got = fn()
         dt = clock() - t0
-        if got is not None and int(got) != n_items:
-            raise RuntimeError(f"{name or 'benchmark'}: processed {got} items, expected {n_items}")
+        if got is not None and int(got) != n:
+            raise RuntimeError(f"{name or 'benchmark'}: processed {got} items, expected {n}")
         return dt
 
-    warm = [once() for _ in range(warmup)]
-    return Measurement(name=name, n_items=int(n_items), seconds=[once() for _ in range(repeats)],
-                       warmup_seconds=warm, params=dict(params))
+    out = []
+    for name, fn, n, params in setups:
+        if n < 1:
+            raise ValueError(f"{name}: n_items must be positive, got {n}")
+        say(f"warm-up: {name}")
+        out.append(Measurement(name=name, n_items=int(n), seconds=[],
+                               warmup_seconds=[once(name, fn, n) for _ in range(warmup)], params=dict(params)))
+    for r in range(repeats):
+        say(f"timed round {r + 1}/{repeats}")
+        for m, (name, fn, n, _) in zip(out, setups):
+            m.seconds.append(once(name, fn, n))
+    return out
 
 
 def measurements_table(ms: Sequence[Measurement], baseline: str | None = None) -> "pd.DataFrame":
@@ -185,68 +207,73 @@ def pipeline_measurements(paths: Sequence[str], image_size: int = 64, *, batch_s
                           cached_epochs: int = 3, placements: Sequence[str] = ("batch", "image"),
                           naive_augment: bool = True, progress: Callable[[str], None] | None = None
                           ) -> list[Measurement]:
-    """Images/s of the naive loop and the tuned pipeline at one ``image_size``.
+    """Images/s of the naive loop and the tuned pipeline at one ``image_size`` (interleaved runs).
 
     Set-ups (``name``): ``naive``; ``tuned, epoch 1`` (parallel decode that fills the cache, a fresh
     dataset per run); ``tuned, cached`` (later epochs, ``cached_epochs`` per timed run); and with
-    ``augment_factory`` also ``naive + aug`` and ``tuned, cached + aug per <placement>``.
+    ``augment_factory`` also ``naive + aug`` and ``tuned, cached + aug per <placement>``. The warm-up
+    run of each cached set-up fills its cache.
     """
     paths = list(map(str, paths))
     n = len(paths)
+    if n == 0:
+        raise ValueError("pipeline_measurements needs at least one image path")
     y = np.zeros(n, "int32")
-    say = progress or (lambda s: None)
     common = {"image_size": int(image_size), "batch_size": batch_size, "n_images": n}
-    out: list[Measurement] = []
-
-    say(f"{image_size}px naive")
-    out.append(measure(lambda: naive_epoch(paths, image_size, batch_size), n, name="naive", repeats=repeats,
-                       **common))
-    say(f"{image_size}px tuned, epoch 1")
-    out.append(measure(lambda: consume(tuned_dataset(paths, y, image_size, batch_size)), n,
-                       name="tuned, epoch 1", repeats=repeats, **common))
     ds = tuned_dataset(paths, y, image_size, batch_size)
-    say(f"{image_size}px tuned, cached")
-    out.append(measure(lambda: sum(consume(ds) for _ in range(cached_epochs)), n * cached_epochs,
-                       name="tuned, cached", repeats=repeats, **common))
+    setups: list[tuple[str, Callable[[], int | None], int, dict[str, Any]]] = [
+        ("naive", lambda: naive_epoch(paths, image_size, batch_size), n, common),
+        ("tuned, epoch 1", lambda: consume(tuned_dataset(paths, y, image_size, batch_size)), n, common),
+        ("tuned, cached", lambda: sum(consume(ds) for _ in range(cached_epochs)), n * cached_epochs, common),
+    ]
     if augment_factory is not None:
-        aug = augment_factory()
         if naive_augment:
-            say(f"{image_size}px naive + aug")
-            out.append(measure(lambda: naive_epoch(paths, image_size, batch_size, aug), n, name="naive + aug",
-                               repeats=repeats, **common))
+            aug = augment_factory()
+            setups.append(("naive + aug", lambda: naive_epoch(paths, image_size, batch_size, aug), n, common))
         for placement in placements:
-            aug_p = augment_factory()
-            ds_a = tuned_dataset(paths, y, image_size, batch_size, augment=aug_p, placement=placement)
-            say(f"{image_size}px tuned, cached + aug per {placement}")
-            out.append(measure(lambda: consume(ds_a), n, name=f"tuned, cached + aug per {placement}",
-                               repeats=repeats, **common))
-    return out
+            ds_a = tuned_dataset(paths, y, image_size, batch_size, augment=augment_factory(), placement=placement)
+            setups.append((f"tuned, cached + aug per {placement}", lambda d=ds_a: consume(d), n, common))
+    say = progress or (lambda s: None)
+    return measure_interleaved(setups, repeats=repeats, warmup=1,
+                               progress=lambda s: say(f"{image_size}px {s}"))
 
 
 # --------------------------------------------------------------------------------------------
 # How fast a model consumes images
 # --------------------------------------------------------------------------------------------
-def training_measurement(model_factory: Callable[[], Any], x: np.ndarray, y: np.ndarray, *, batch_size: int = 32,
-                         repeats: int = 3, name: str = "training", **params: Any) -> Measurement:
-    """Training images/s of a freshly built model on in-memory batches (no input pipeline cost).
+def training_measurements(model_factories: dict[str, Callable[[], Any]], x: np.ndarray, y: np.ndarray, *,
+                          batch_size: int = 32, repeats: int = 3, **params: Any) -> list[Measurement]:
+    """Training images/s of freshly built models on in-memory batches (no input-pipeline cost).
 
-    The model is compiled with Adam and sparse categorical cross-entropy; the warm-up epoch traces
-    the training step, then each timed run is one epoch over ``x``.
+    Each model is compiled with Adam and sparse categorical cross-entropy; its warm-up epoch traces
+    the training step; then each timed run is one epoch over ``x``, the models taking turns
+    (:func:`measure_interleaved`).
     """
     import tensorflow as tf
 
-    model = model_factory()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, "float32"), np.asarray(y, "int32")))
     ds = ds.batch(batch_size).cache().prefetch(AUTOTUNE)
     n = int(len(x))
+    if n == 0:
+        raise ValueError("training_measurements needs at least one image")
+    setups = []
+    for name, factory in model_factories.items():
+        model = factory()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 
-    def one_epoch() -> int:
-        model.fit(ds, epochs=1, verbose=0, shuffle=False)
-        return n
+        def one_epoch(model=model) -> int:
+            model.fit(ds, epochs=1, verbose=0, shuffle=False)
+            return n
 
-    return measure(one_epoch, n, name=name, repeats=repeats, batch_size=batch_size,
-                   params_count=int(model.count_params()), **params)
+        setups.append((name, one_epoch, n, {"batch_size": batch_size, "params_count": int(model.count_params()),
+                                            **params}))
+    return measure_interleaved(setups, repeats=repeats, warmup=1)
+
+
+def training_measurement(model_factory: Callable[[], Any], x: np.ndarray, y: np.ndarray, *, batch_size: int = 32,
+                         repeats: int = 3, name: str = "training", **params: Any) -> Measurement:
+    """:func:`training_measurements` for one model."""
+    return training_measurements({name: model_factory}, x, y, batch_size=batch_size, repeats=repeats, **params)[0]
 
 
 def reference_cnn(image_size: int = 64, n_classes: int = 8):
