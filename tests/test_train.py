@@ -160,3 +160,12 @@ def test_per_epoch_plots_draw_one_line_per_run():
     assert fig.axes[0].get_ylabel() == "val accuracy"
     with pytest.raises(ValueError, match="nothing to plot"):
         per_epoch_plot({"a": []})
+
+
+def test_a_finished_run_is_reused_not_trained_further(datasets, tmp_path):
+    ck = tmp_path / "ck"
+    first = fit(_small(), *datasets, epochs=4, time_budget=0.0, checkpoint_dir=ck, verbose=0)
+    assert json.loads((ck / "state.json").read_text())["stopped"] == "time_budget"
+    again = fit(_small(), *datasets, epochs=4, time_budget=0.0, checkpoint_dir=ck, resume=True, verbose=0)
+    assert again["epochs_run"] == first["epochs_run"] == 1
+    assert again["stopped"] == "time_budget" and again["history"] == first["history"]

@@ -176,7 +176,8 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
       restored at the end. ``patience=None`` trains all ``epochs``.
     * ``time_budget`` (seconds): stop after the epoch that uses it up (the book's runs are bounded).
     * Checkpoints go to ``checkpoint_dir`` (default ``<output dir>/checkpoints/<run_name>``);
-      ``resume=True`` continues from the last completed epoch when a checkpoint exists.
+      ``resume=True`` continues an interrupted run from its last completed epoch; a run that had
+      finished (early stopping, time budget, all epochs) is reused as it is.
 
     Returns ``{"history": {key: per-epoch list}, "train_seconds", "epochs_run", "best_epoch",
     "stopped": "early_stopping" | "time_budget" | "max_epochs", "checkpoint_dir", ...}``.
@@ -201,14 +202,21 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
                   metrics=["accuracy"])
 
     history: dict[str, list] = {}
-    initial_epoch, prior_seconds, es_state, best_weights = 0, 0.0, None, None
+    initial_epoch, prior_seconds, es_state, best_weights, finished = 0, 0.0, None, None, None
     if resume and (ckdir / "state.json").is_file() and (ckdir / "last.keras").is_file():
         state, best_weights = _restore(model, ckdir)
         initial_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
         prior_seconds = float(state.get("train_seconds", 0.0))
         es_state = state.get("early_stopping")
-        log.info("resuming %s from epoch %d (checkpoint %s)", run_name, initial_epoch, ckdir)
+        finished = state.get("stopped") if state.get("stopped") != "max_epochs" else None  # more epochs may follow
+        if finished is None and time_budget is not None and prior_seconds >= time_budget:
+            finished = "time_budget"
+        if finished:  # a completed run is reused as it is, not trained further
+            log.info("%s already finished (%s) after %d epochs: reusing checkpoint %s", run_name, finished,
+                     initial_epoch, ckdir)
+        else:
+            log.info("resuming %s from epoch %d (checkpoint %s)", run_name, initial_epoch, ckdir)
     elif not resume and ckdir.exists():
         shutil.rmtree(ckdir)
 
@@ -222,15 +230,18 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                                            patience=2, min_delta=min_delta / 5, verbose=0))
     callbacks += [early, ckpt]
-    if initial_epoch < epochs:
+    if initial_epoch < epochs and not finished:
         model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   shuffle=False, verbose=0 if verbose < 2 else 2)
     elif best_weights is not None:
         model.set_weights(best_weights)
     train_seconds = prior_seconds + time.perf_counter() - started
     n_run = len(history.get("val_accuracy", []))
-    stopped = ("time_budget" if ckpt.stopped_by_budget else
-               "early_stopping" if early.stopped_epoch > 0 else "max_epochs")
+    stopped = finished or ("time_budget" if ckpt.stopped_by_budget else
+                           "early_stopping" if early.stopped_epoch > 0 else "max_epochs")
+    if (ckdir / "state.json").is_file():  # mark the run finished, so a resume does not train it further
+        state = json.loads((ckdir / "state.json").read_text())
+        atomic_write_json(ckdir / "state.json", {**state, "stopped": stopped})
     va = history.get("val_accuracy", [])
     best_epoch = int(np.argmax(va)) + 1 if va else 0
     if verbose:
