@@ -220,7 +220,7 @@ def scan_files(root: Path, paths: Sequence[str], labels: Sequence[str], *, progr
     Usable files get size, mode, byte md5 and sub-type; unusable ones go to ``skipped``
     with one logged line each. Never raises for a bad file.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: works in notebooks without ipywidgets
 
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
