@@ -93,7 +93,8 @@ def test_two_phases_record_and_saved_model(small_data, random_provenance, tmp_pa
     assert tl.pooled["val"].shape == (len(small_data.paths("val")), 1280)
     assert list(table["how"]) == ["computed", "computed"]
     again = TransferLearner("mobilenetv2", SIZE, random_provenance, "block_15_add").extract(small_data)
-    assert list(again["how"]) == ["loaded from cache", "loaded from cache"]
+    assert all(h.startswith("loaded from cache") for h in again["how"])
+    np.testing.assert_array_equal(again["seconds to compute"], table["seconds to compute"])
 
     tuning = tl.tune_head(max_trials=2, epochs=1, directory=tmp_path / "tuner")
     assert len(tuning) == 2 and {"lr", "units", "dropout", "val_accuracy"} <= set(tuning.columns)

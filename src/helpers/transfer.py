@@ -21,6 +21,7 @@ full model ``preprocess → base → head`` is assembled and evaluated end-to-en
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -33,7 +34,7 @@ import pandas as pd
 
 from . import CLASSES
 from .config import output_dir
-from .io import text_digest
+from .io import atomic_write_json, text_digest
 from .weights import application, check_family, describe, is_pretrained, load_base
 
 log = logging.getLogger("helpers.transfer")
@@ -244,7 +245,8 @@ class TransferLearner:
         """Run the frozen lower part once over each split; keep the activations (float16).
 
         With ``cache`` the arrays are also stored as ``.npy`` in ``outputs/features`` and reused by a
-        later run with the same family, size, cut, weights and files. ``max_train_per_class`` trains on
+        later run with the same family, size, cut, weights and files (the timing reported is then the
+        one measured when the cache was computed, stored beside it). ``max_train_per_class`` trains on
         a stratified random subset of the training split when a base is too slow to run over all of it
         (``max_val_per_class`` likewise for val; the test split always stays complete). Returns a timing table.
         """
@@ -259,26 +261,30 @@ class TransferLearner:
                 self.caps[split] = int(cap)
             self.used_paths[split] = list(paths)
             f = folder / f"{self.family}_{self.image_size}_{self._cache_key(paths)}_{split}.npy"
+            meta_file = f.with_suffix(".json")
             t0 = time.perf_counter()
-            if cache and f.is_file():
+            if cache and f.is_file() and meta_file.is_file():
                 X = np.load(f)
-                how = "loaded from cache"
+                meta = json.loads(meta_file.read_text())
+                secs = float(meta["seconds"])  # the cost of computing it, measured when it was computed
+                how = f"loaded from cache in {time.perf_counter() - t0:.1f} s (computed {meta['created']})"
             else:
                 X = self._run_lower(paths, labels, f"{self.family} {split}")
+                secs = time.perf_counter() - t0
                 how = "computed"
                 if cache:
                     folder.mkdir(parents=True, exist_ok=True)
                     tmp = f.with_name(f".{f.stem}.{os.getpid()}.tmp.npy")
                     np.save(tmp, X)
                     os.replace(tmp, f)
-            secs = time.perf_counter() - t0
+                    atomic_write_json(meta_file, {"seconds": round(secs, 1), "images": len(paths),
+                                                  "created": time.strftime("%Y-%m-%d %H:%M")})
             self.features[split] = (X, labels)
             self.times[f"extract_{split}"] = round(secs, 1)
-            if how == "computed":
-                self.speeds[f"lower_{split}"] = len(paths) / secs
+            self.speeds[f"lower_{split}"] = len(paths) / secs
             rows.append({"split": split, "images": len(paths), "activation shape": str(X.shape[1:]),
-                         "MB (float16)": round(X.nbytes / 2**20, 1), "seconds": round(secs, 1),
-                         "img/s": round(len(paths) / secs, 1) if how == "computed" else None, "how": how})
+                         "MB (float16)": round(X.nbytes / 2**20, 1), "seconds to compute": round(secs, 1),
+                         "img/s": round(len(paths) / secs, 1), "how": how})
             log.info("%s features of %s: %s, %s in %.1f s", self.family, split, X.shape, how, secs)
         self._pool()
         return pd.DataFrame(rows).set_index("split")
