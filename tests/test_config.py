@@ -117,6 +117,7 @@ def test_project_root_and_splits_dir():
     root = config.project_root(Path(__file__).parent)
     assert (root / "_toc.yml").is_file()
     assert (root / "src" / "helpers").is_dir()
+    assert (config.splits_dir() / "pbc_split.csv").is_file()
 
 
 def test_data_dir_candidates_order(tmp_path, monkeypatch):

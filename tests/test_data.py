@@ -30,7 +30,7 @@ REAL = bool(_DATA) and not os.environ.get("BLOODCELLS_SYNTHETIC_DATA") and Path(
 real_only = pytest.mark.skipif(not REAL, reason="needs the real PBC data: set BLOODCELLS_DATA_DIR to "
                                                 "the pbc_160px folder (unset or missing here; synthetic data used)")
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = ROOT / "splits" / "pbc_split.csv"
+COMMITTED = ROOT / "src" / "helpers" / "splits" / "pbc_split.csv"
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +274,7 @@ def real_listing():
 
 @real_only
 def test_real_data_reproduces_committed_manifest(real_listing):
-    """make_split over every file of the real data == splits/pbc_split.csv, byte for byte.
+    """make_split over every file of the real data == src/helpers/splits/pbc_split.csv, byte for byte.
 
     (The split needs only path, label, sub-type and the bytes' md5, so the files are hashed rather than
     decoded; that a full scan skips none of them is checked by the opt-in full-scan test below.)"""

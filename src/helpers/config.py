@@ -97,8 +97,11 @@ def results_dir(value: str | os.PathLike | None = None) -> Path:
 
 
 def splits_dir() -> Path:
-    """Folder with the committed split manifests."""
-    return project_root() / "splits"
+    """Folder with the committed split manifests: package data of ``helpers``, so a reader who
+    installed the helpers with pip (Colab, Kaggle) gets the book's split too."""
+    from importlib.resources import files
+
+    return Path(str(files("helpers") / "splits"))
 
 
 def _ensure_writable_dir(p: Path, what: str, env: str) -> None:

@@ -400,7 +400,7 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
                max_per_class: int | None = None, seed: int = 42, progress: bool = True) -> SplitData:
     """Locate the data, attach the committed split and open every image that will be used.
 
-    With the committed manifest (default ``splits/pbc_split.csv``) every reader gets the
+    With the committed manifest (default ``src/helpers/splits/pbc_split.csv``) every reader gets the
     same split; files it does not list are logged and left out. When the manifest does
     not match the data at all (another dataset, or test fixtures), a fresh split is made
     with the same rules and saved in the output folder, never in the data folder.
@@ -422,7 +422,7 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
         raise ConfigError(f"The split manifest {mpath} does not exist. Pass an existing manifest, or "
                           "manifest=None for the book's committed split.")
     if not mpath.is_file():
-        log.warning("the committed split manifest %s was not found (run from the book's checkout to use it); "
+        log.warning("the committed split manifest %s was not found (reinstall the helpers package to get it); "
                     "making a fresh split", mpath)
     m = load_manifest(mpath) if mpath.is_file() else None
     if m is not None and not listing["path"].isin(m.loc[m["split"] != EXCLUDED, "path"]).any():

@@ -8,7 +8,7 @@ Rules (chapter 1 explains why):
   at 64 % / 80 % (train / val / test = 64/16/20), so every class is stratified to within
   one image and the result never depends on the order the file system lists files in.
 
-The split is saved as a manifest of relative paths (``splits/pbc_split.csv``) and
+The split is saved as a manifest of relative paths (``src/helpers/splits/pbc_split.csv``) and
 committed, so every chapter and every reader trains and tests on the same files.
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def load_manifest(path: str | os.PathLike) -> pd.DataFrame:
         m = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors
         raise ValueError(f"{path} is not a readable split manifest ({e}). Restore it from git "
-                         "(git checkout -- splits/) or pass another manifest.") from e
+                         "(git checkout -- src/helpers/splits/) or pass another manifest.") from e
     missing = set(MANIFEST_COLUMNS) - set(m.columns)
     if missing:
         raise ValueError(f"{path} is not a split manifest (missing columns {sorted(missing)})")
