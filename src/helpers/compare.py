@@ -27,6 +27,20 @@ log = logging.getLogger("helpers.compare")
 BEST = "best"
 
 
+def register_custom_layers() -> None:
+    """Make the book's custom Keras layers known before loading a saved model (``RandomRot90`` from
+    :mod:`helpers.models`, ``ClipToRange`` from :mod:`helpers.augment`); Keras can only rebuild a saved
+    model whose layer classes have been registered in this process."""
+    from . import models  # noqa: F401  (registers RandomRot90 on import)
+
+    try:
+        from .augment import _clip_class
+
+        _clip_class()
+    except ImportError:  # pragma: no cover - older helpers without augmentation layers
+        pass
+
+
 def find_bundles(models_dir: str | os.PathLike, exclude: Sequence[str] = (BEST,)) -> list[Path]:
     """Complete bundles (``model.keras`` + ``bundle.json``) directly in ``models_dir``, sorted by name.
 
