@@ -127,3 +127,11 @@ def test_two_phases_record_and_saved_model(small_data, random_provenance, tmp_pa
     x = np.random.default_rng(2).uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(reloaded(x, training=False)), np.asarray(model(x, training=False)),
                                atol=1e-5)
+
+
+def test_resolution_probe_reports_accuracy_per_size(small_data, random_provenance):
+    from helpers.transfer import resolution_probe
+
+    table = resolution_probe("mobilenetv2", random_provenance, small_data, sizes=(32,), per_class=2)
+    assert list(table.index) == [32]
+    assert 0.0 <= table.loc[32, "probe val accuracy"] <= 1.0
