@@ -1,11 +1,14 @@
 """Run the book's benchmarks and write ``benchmarks/BENCHMARKS.md`` and ``benchmarks/results.json``.
 
     python benchmarks/run.py                     # every section (what `make bench` runs)
-    python benchmarks/run.py --only pipeline     # one section; the others keep their last results
+    python benchmarks/run.py --sections training inference   # some sections; the others keep their last results
     python benchmarks/run.py --quick             # tiny sizes, to check that it runs (writes to a temp folder)
 
-A section is a function ``run(ctx) -> {"title", "markdown", "results", ["key"]}`` registered in
-:data:`SECTIONS`; add training-speed or inference-latency sections there. ``ctx`` carries the image
+Sections: ``pipeline`` (input pipeline), ``training`` (images/s and s/epoch of every model),
+``inference`` (latency/throughput of the exported model on 1 and 2 cores, Keras vs TFLite, profile,
+peak memory), ``book`` (wall time per notebook of a book run). A section is a function
+``run(ctx) -> {"title", "markdown", "results", ["key"], ["targets"]}`` registered in
+:data:`SECTIONS`. ``ctx`` carries the image
 paths (from the real data when configured, else a generated synthetic set), the repetitions and a
 progress printer. Both files are written atomically; a section that fails is reported in
 BENCHMARKS.md with its error and the others still run.
@@ -38,10 +41,29 @@ def _pipeline(ctx: dict[str, Any]) -> dict[str, Any]:
     return pipeline_bench.run(ctx)
 
 
+def _training(ctx: dict[str, Any]) -> dict[str, Any]:
+    import training_bench
+
+    return training_bench.run(ctx)
+
+
+def _inference(ctx: dict[str, Any]) -> dict[str, Any]:
+    import inference_bench
+
+    return inference_bench.run(ctx)
+
+
+def _book(ctx: dict[str, Any]) -> dict[str, Any]:
+    import book_bench
+
+    return book_bench.run(ctx)
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "pipeline": _pipeline,
-    # "training": ...   images/s per model and image size (chapter 3)
-    # "inference": ...  latency per image of the exported model
+    "training": _training,
+    "inference": _inference,
+    "book": _book,
 }
 """Benchmark sections in the order they appear in BENCHMARKS.md."""
 
@@ -65,6 +87,25 @@ def benchmark_images(n: int, seed: int = 42) -> tuple[list[str], str]:
         return paths[:n], "SYNTHETIC images (no data configured): numbers are indicative only"
 
 
+def _machine() -> dict[str, Any]:
+    """:func:`helpers.bench.machine_info` plus total memory and the TFLite interpreter in use."""
+    m = machine_info()
+    try:
+        m["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        from helpers.bench import library_versions
+
+        m["libraries"].update({k: v for k, v in library_versions(("ai-edge-litert", "flatbuffers")).items() if v})
+        from helpers.bench import tflite_interpreter_class
+
+        m["tflite_runtime"] = tflite_interpreter_class()[1]
+    except Exception:  # noqa: BLE001 - informative only
+        pass
+    return m
+
+
 def render(doc: dict[str, Any]) -> str:
     """BENCHMARKS.md from the results document."""
     m = doc["machine"]
@@ -81,6 +122,18 @@ def render(doc: dict[str, Any]) -> str:
         "run, not absolute numbers across runs.",
         "",
     ]
+    if m.get("memory_gib"):
+        out.insert(5, f"Memory: {m['memory_gib']} GiB. Inference runtime: TFLite via {m.get('tflite_runtime', '?')}.")
+    targets = [(doc["sections"][n].get("title", n), t) for n in SECTIONS if n in doc["sections"]
+               for t in doc["sections"][n].get("targets", [])]
+    if targets:
+        out += ["## Targets", "", "| target | result | margin | section |", "|---|---|---|---|"]
+        for title, t in targets:
+            res = {True: "met", False: "**missed**", None: "unknown"}[t.get("met")]
+            out.append(f"| {t['target']} | {res} | {t['margin']} | {title} |")
+        out.append("")
+    if doc.get("quick"):
+        out += ["**QUICK RUN (`--quick`): tiny sizes, one repetition — these numbers are not the benchmark.**", ""]
     for name in SECTIONS:
         sec = doc["sections"].get(name)
         if sec is None:
@@ -95,7 +148,8 @@ def render(doc: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
+    ap.add_argument("--sections", "--only", dest="only", nargs="*", choices=list(SECTIONS),
+                    help=f"run only these sections ({', '.join(SECTIONS)}); the others keep their last results")
     ap.add_argument("--images", type=int, default=512, help="images per pipeline measurement (default 512)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per set-up (default 3, at least 3)")
     ap.add_argument("--quick", action="store_true", help="tiny run to check that everything works")
@@ -111,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     n = 48 if args.quick else args.images
-    paths, source = benchmark_images(n)
+    needs_images = "pipeline" in (args.only or list(SECTIONS))
+    paths, source = benchmark_images(n) if needs_images else ([], "not needed by the chosen sections")
     print(f"benchmark images: {len(paths)} ({source})", flush=True)
     ctx = {"paths": paths, "data_source": source, "repeats": 1 if args.quick else args.repeats,
            "sizes": [32, 48] if args.quick else [64, 96, 128], "train_size": 32 if args.quick else 64, "train_images": 32 if args.quick else 256,
-           "seed": 42, "progress": lambda s: print(f"  · {s}", flush=True)}
+           "seed": 42, "quick": bool(args.quick), "progress": lambda s: print(f"  · {s}", flush=True)}
 
     json_path = args.out / "results.json"
     doc = json.loads(json_path.read_text()) if json_path.exists() and not args.quick else {"sections": {}}
@@ -132,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         sec["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         doc["sections"][name] = sec
         print(f"== {name} done in {sec['seconds']:.0f} s", flush=True)
-    doc.update(machine=machine_info(), git_commit=git_commit(ROOT), load_before=load_before,
+    doc.update(machine=_machine(), git_commit=git_commit(ROOT), load_before=load_before,
                load_after=[round(v, 2) for v in os.getloadavg()], finished=time.strftime("%Y-%m-%d %H:%M %Z"),
                quick=bool(args.quick))
     atomic_write_json(json_path, doc)

@@ -144,3 +144,209 @@ def test_measure_interleaved_runs_round_robin():
     assert order == ["a", "b", "a", "b", "a", "b", "a", "b"]  # warm-ups, then rounds
     assert [m.name for m in ms] == ["a", "b"] and ms[1].params == {"k": 1}
     assert all(len(m.seconds) == 3 and len(m.warmup_seconds) == 1 for m in ms)
+
+
+# ---------------------------------------------------------------------- subprocess workers
+ECHO_WORKER = '''
+import sys
+sys.path.insert(0, {src!r})
+from helpers import bench
+out = bench.protocol_stream()
+print("stray print that must not reach the protocol")
+calls = []
+def run(req):
+    calls.append(req)
+    return {{"n": int(req.get("n", 4)), "calls": len(calls)}}
+def boom(req):
+    raise ValueError("bad request")
+bench.serve({{"run": run, "boom": boom}}, {{"built": "echo"}}, out=out)
+'''
+
+
+@pytest.fixture
+def echo_worker(tmp_path):
+    from pathlib import Path
+
+    src = str(Path(bench.__file__).resolve().parents[1])
+    script = tmp_path / "echo_worker.py"
+    script.write_text(ECHO_WORKER.format(src=src))
+    import sys
+
+    return [sys.executable, str(script)]
+
+
+def test_worker_protocol_and_peak_memory(echo_worker):
+    w = bench.Worker(echo_worker, name="echo", timeout=60)
+    try:
+        assert w.wait_ready() == {"ready": True, "built": "echo"}
+        assert w.request({"cmd": "run", "n": 7}) == {"n": 7, "calls": 1}
+        with pytest.raises(bench.WorkerError, match="ValueError: bad request"):
+            w.request({"cmd": "boom"})
+        with pytest.raises(bench.WorkerError, match="unknown command"):
+            w.request({"cmd": "nope"})
+        assert w.request({"cmd": "run"})["calls"] == 2  # still serving after errors
+        info = w.close()
+        assert info["peak_rss_mb"] > 1
+    finally:
+        w.kill()
+    assert "stray print" in open(w.log.name).read()  # went to the log, not the protocol
+
+
+def test_worker_that_dies_is_reported(tmp_path):
+    import sys
+
+    w = bench.Worker([sys.executable, "-c", "import sys; sys.stderr.write('import failed here'); sys.exit(3)"],
+                     name="dies", timeout=60)
+    with pytest.raises(bench.WorkerError, match="(?s)exited with code 3.*import failed here"):
+        w.wait_ready()
+
+
+def test_measure_workers_interleaves_and_counts(echo_worker):
+    clock = FakeClock([1.0] * 6)
+    w1, w2 = bench.Worker(echo_worker, name="a"), bench.Worker(echo_worker, name="b")
+    try:
+        ms = bench.measure_workers([("a", w1, {"cmd": "run", "n": 10}, 10, {"cores": 1}),
+                                    ("b", w2, {"cmd": "run", "n": 20}, 20, {})], repeats=2, warmup=1,
+                                   clock=lambda: clock.t)
+        assert [m.name for m in ms] == ["a", "b"] and ms[0].params == {"cores": 1}
+        assert all(len(m.seconds) == 2 for m in ms)
+        with pytest.raises(RuntimeError, match="processed 10 items, expected 11"):
+            bench.measure_workers([("a", w1, {"cmd": "run", "n": 10}, 11, {})], repeats=1, warmup=0)
+    finally:
+        w1.kill()
+        w2.kill()
+
+
+def test_run_json_returns_parsed_last_line():
+    import sys
+
+    code = "import json; print('log line'); print(json.dumps({'ms': 1.5, 'ok': True}))"
+    assert bench.run_json([sys.executable, "-c", code], timeout=60) == {"ms": 1.5, "ok": True}
+    with pytest.raises(bench.WorkerError, match="code 2"):
+        bench.run_json([sys.executable, "-c", "import sys; sys.exit(2)"], timeout=60)
+    with pytest.raises(bench.WorkerError, match="not JSON"):
+        bench.run_json([sys.executable, "-c", "print('hello')"], timeout=60)
+
+
+def test_limit_threads_validates_and_none_is_a_no_op():
+    assert bench.limit_threads(None) == {"threads": None, "pinned": None}
+    with pytest.raises(ValueError, match="at least 1"):
+        bench.limit_threads(0)
+
+
+def test_limit_threads_in_a_fresh_process():
+    import os
+    import sys
+    from pathlib import Path
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no os.sched_setaffinity on this platform")
+    src = str(Path(bench.__file__).resolve().parents[1])
+    code = (f"import sys, json, os; sys.path.insert(0, {src!r}); from helpers import bench; "
+            "info = bench.limit_threads(1); import tensorflow as tf; "
+            "print(json.dumps({**info, 'intra': tf.config.threading.get_intra_op_parallelism_threads(), "
+            "'inter': tf.config.threading.get_inter_op_parallelism_threads(), 'affinity': len(os.sched_getaffinity(0))}))")
+    got = bench.run_json([sys.executable, "-c", code], timeout=300)
+    assert got["threads"] == 1 and got["intra"] == 1 and got["inter"] == 1
+    assert got["affinity"] == 1 and len(got["pinned"]) == 1
+
+
+# ---------------------------------------------------------------------- TFLite and the profile
+def _tiny_model(size: int = 16):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((size, size, 3))
+    x = L.Rescaling(1 / 255)(inp)
+    x = L.Conv2D(8, 3, activation="relu")(x)
+    x = L.BatchNormalization()(x)
+    x = L.GlobalAveragePooling2D()(x)
+    head_in = keras.Input((8,))
+    head = keras.Model(head_in, L.Dense(8, activation="softmax")(L.Dense(16, activation="relu")(head_in)), name="head")
+    return keras.Model(inp, head(x), name="tiny")
+
+
+def test_tflite_conversion_matches_keras_top1():
+    model = _tiny_model()
+    x = np.random.default_rng(1).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    content = bench.to_tflite(model)
+    assert isinstance(content, bytes) and len(content) > 100
+    lite = bench.TFLiteModel(content, threads=1)
+    assert lite.runtime
+    p_lite = np.concatenate([lite(x[:5]), lite(x[5:6]), lite(x[6:])])  # batch size changes re-allocate
+    p_keras = np.asarray(model(x, training=False))
+    assert p_lite.shape == p_keras.shape == (12, 8)
+    np.testing.assert_array_equal(p_lite.argmax(1), p_keras.argmax(1))
+    np.testing.assert_allclose(p_lite, p_keras, atol=1e-4)
+
+
+def test_layer_times_opens_nested_models_and_shares_sum_to_one():
+    model = _tiny_model()
+    x = np.random.default_rng(1).uniform(0, 255, (1, 16, 16, 3)).astype("float32")
+    ticks = itertools.count()
+    rows = bench.layer_times(model, x, repeats=3, clock=lambda: float(next(ticks)))  # fake clock: 1 s per call
+    types = [r["type"] for r in rows]
+    assert types == ["Rescaling", "Conv2D", "BatchNormalization", "GlobalAveragePooling2D", "Dense", "Dense"]
+    assert {r["part"] for r in rows if r["type"] == "Dense"} == {"head"}
+    assert all(r["ms"] == pytest.approx(1000.0) for r in rows)
+    by_type = bench.share_by(rows, "type")
+    assert by_type[0]["type"] == "Dense" and by_type[0]["layers"] == 2
+    assert sum(d["share"] for d in by_type) == pytest.approx(1.0)
+    by_part = bench.share_by(rows, "part")
+    assert {d["part"] for d in by_part} >= {"head"}
+    assert [d for d in by_part if d["part"] == "head"][0]["share"] == pytest.approx(2 / 6)
+
+
+# ---------------------------------------------------------------------- benchmark sections' pure parts
+@pytest.fixture
+def benchmarks_path():
+    import sys
+    from pathlib import Path
+
+    d = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, d)
+    yield d
+    sys.path.remove(d)
+
+
+def test_notebook_assignments_reads_literals_without_executing(tmp_path, benchmarks_path):
+    import nbformat
+
+    import training_bench
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("IMAGE_SIZE = 999  # not the parameters cell"),
+                nbformat.v4.new_code_cell('MODE = "book"\nIMAGE_SIZE = 64\nA, B = 15, 2.5\nX = open("boom")\n'
+                                          "%matplotlib inline", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("IMPROVED = dict(widths=(32, 64), dropout=0.3)\nOTHER = 1")]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    assert training_bench.notebook_assignments(path) == {"MODE": "book", "IMAGE_SIZE": 64, "A": 15, "B": 2.5}
+    assert training_bench.notebook_assignments(path, {"IMPROVED"}) == {"IMPROVED": {"widths": (32, 64),
+                                                                                   "dropout": 0.3}}
+
+
+def test_training_setups_follow_the_chapters(benchmarks_path):
+    import training_bench
+
+    specs = training_bench.setups(quick=False)
+    kinds = [s["kind"] for s in specs]
+    assert kinds.count("train_cnn") == 3 and kinds.count("frozen_lower") == 3
+    assert {s["family"] for s in specs if "family" in s} == {"vgg19", "resnet50", "mobilenetv2"}
+    assert all(s["epoch_images"] > 0 and s["batch_size"] > 0 for s in specs)
+
+
+def test_book_times_reports_missing_notebooks(tmp_path, benchmarks_path):
+    import json
+
+    import book_bench
+
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps({"01_a.ipynb": {"seconds": 60.0, "finished": "x"},
+                             "09_gone.ipynb": {"seconds": 5.0, "finished": "y"}}))
+    t = book_bench.book_times(p, ["01_a.ipynb", "02_b.ipynb"])
+    assert t["total_seconds"] == 60.0 and t["missing"] == ["02_b.ipynb"] and not t["complete"]
+    assert [r["notebook"] for r in t["rows"]] == ["01_a.ipynb", "02_b.ipynb", "09_gone.ipynb"]
+    t2 = book_bench.book_times(tmp_path / "absent.json", ["01_a.ipynb"])
+    assert t2["missing"] == ["01_a.ipynb"] and t2["total_seconds"] == 0
