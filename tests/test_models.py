@@ -90,3 +90,23 @@ def test_augmentation_is_inactive_at_inference():
     m = build_model("seed001_cnn", 32)
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(m(x, training=False)), np.asarray(m(x, training=False)))
+
+
+def test_input_standardisation_and_bn_init_options():
+    from helpers.models import channel_stats
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(100, 200, (8, 16, 16, 3)).astype("float32")
+    mean, std = channel_stats([(x[:4], None), (x[4:], None)])
+    np.testing.assert_allclose(mean, x.reshape(-1, 3).astype("float64").mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std, x.reshape(-1, 3).astype("float64").std(0), rtol=1e-6)
+    m = improved_cnn(16, input_stats=(mean, std), augment=False, widths=(4,))
+    assert "standardise" in [layer.name for layer in m.layers]
+    z = np.asarray(keras.Model(m.input, m.get_layer("standardise").output)(x))
+    np.testing.assert_allclose(z.reshape(-1, 3).mean(0), 0, atol=1e-4)
+    zero = improved_cnn(16, widths=(4,), bn_zero_init=True)
+    ones = improved_cnn(16, widths=(4,), bn_zero_init=False)
+    assert np.all(np.asarray(zero.get_layer("bn1_1").moving_variance) == 0)
+    assert np.all(np.asarray(ones.get_layer("bn1_1").moving_variance) == 1)
+    with pytest.raises(ValueError, match="empty"):
+        channel_stats([])

@@ -117,6 +117,12 @@ def test_bad_arguments_are_clear_errors(datasets, kw, match, tmp_path):
         fit(_small(), *datasets, checkpoint_dir=tmp_path, verbose=0, **args)
 
 
+def test_weight_decay_is_passed_to_adam_and_recorded(datasets, tmp_path):
+    model = _small()
+    res = fit(model, *datasets, epochs=1, weight_decay=0.01, checkpoint_dir=tmp_path / "ck", verbose=0)
+    assert res["weight_decay"] == 0.01 and float(model.optimizer.weight_decay) == pytest.approx(0.01)
+
+
 def test_schedules_change_the_learning_rate(datasets, tmp_path):
     res = fit(_small(), *datasets, epochs=2, schedule="cosine", checkpoint_dir=tmp_path / "ck", verbose=0,
               patience=None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import keras
+import numpy as np
 
 from . import CLASSES
 from .pipeline import validate_image_size
@@ -119,7 +120,8 @@ class RandomRot90(keras.layers.Layer):
 
 def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES), *,
                  widths: Sequence[int] = (32, 64, 128), convs_per_stage: int = 2, stem_stride: int = 1,
-                 batch_norm: bool = True, bn_momentum: float = 0.9, global_pool: bool = True,
+                 batch_norm: bool = True, bn_momentum: float = 0.9, bn_zero_init: bool = True,
+                 global_pool: bool = True, input_stats: tuple[Sequence[float], Sequence[float]] | None = None,
                  dropout: float = 0.3, augment: bool = True, colour_augment: float = 0.1,
                  seed: int | None = 42):
     """The book's improved baseline: small, and every change can be switched off for an ablation.
@@ -138,21 +140,28 @@ def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLAS
         raise ValueError("improved_cnn needs at least one stage: widths=(32, 64, 128), for example")
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    bn_var_init = "zeros" if bn_zero_init else "ones"
     inp = _input(image_size)
-    x = L.Rescaling(1.0 / 255, name="rescale")(inp)
+    if input_stats is not None:  # standardise each channel with the training set's mean and std (0–255 scale)
+        mean, std = (np.asarray(v, dtype="float32").reshape(3) for v in input_stats)
+        x = L.Normalization(mean=mean, variance=std ** 2, name="standardise")(inp)
+    else:
+        x = L.Rescaling(1.0 / 255, name="rescale")(inp)
     if augment:
         for layer in augmentation_layers(flip=True, rot90=True, colour=colour_augment, seed=seed):
             x = layer(x)
     if stem_stride > 1:  # a cheap strided convolution first: later layers work on 1/stride² the pixels
         x = L.Conv2D(widths[0], 3, strides=stem_stride, padding="same", use_bias=not batch_norm, name="stem")(x)
         if batch_norm:
-            x = L.BatchNormalization(momentum=bn_momentum, name="bn_stem")(x)
+            x = L.BatchNormalization(momentum=bn_momentum, moving_variance_initializer=bn_var_init,
+                                     name="bn_stem")(x)
         x = L.Activation("relu", name="relu_stem")(x)
     for s, filters in enumerate(widths, 1):
         for j in range(1, int(convs_per_stage) + 1):
             x = L.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"conv{s}_{j}")(x)
             if batch_norm:
-                x = L.BatchNormalization(momentum=bn_momentum, name=f"bn{s}_{j}")(x)
+                x = L.BatchNormalization(momentum=bn_momentum, moving_variance_initializer=bn_var_init,
+                                         name=f"bn{s}_{j}")(x)
             x = L.Activation("relu", name=f"relu{s}_{j}")(x)
         x = L.MaxPooling2D(name=f"pool{s}")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x) if global_pool else L.Flatten(name="flatten")(x)
@@ -168,6 +177,15 @@ MODELS: dict[str, Callable[..., Any]] = {
     "improved_cnn": improved_cnn,
 }
 """Every model :func:`build_model` knows, by name."""
+
+
+def channel_stats(dataset, max_batches: int = 20) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation (0–255 scale) of the images in a few batches of ``dataset``."""
+    xs = [np.asarray(x, dtype="float64") for i, (x, _) in enumerate(dataset) if i < max_batches]
+    if not xs:
+        raise ValueError("channel_stats: the dataset is empty")
+    x = np.concatenate([a.reshape(-1, a.shape[-1]) for a in xs])
+    return x.mean(0).tolist(), x.std(0).tolist()
 
 
 def build_model(name: str, image_size: int | Sequence[int] = 64, **kw: Any):

@@ -165,13 +165,16 @@ def _restore(model, directory: Path) -> tuple[dict, list | None]:
 
 
 def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-3,
-        schedule: str | None = None, patience: int = 5, min_delta: float = 0.005,
+        schedule: str | None = None, weight_decay: float | None = None, patience: int = 5, min_delta: float = 0.005,
         run_name: str | None = None, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
         time_budget: float | None = None, train_f1_batches: int = 10, verbose: int = 1) -> dict[str, Any]:
     """Train ``model`` on ``train_ds``, monitoring ``val_ds``; returns a summary with the history.
 
     * ``schedule``: ``None`` (constant learning rate), ``"cosine"`` (cosine decay to 0 over
       ``epochs``) or ``"plateau"`` (halve the rate when val accuracy stalls for 2 epochs).
+    * ``weight_decay``: decoupled weight decay (AdamW-style) per step, ``None`` for plain Adam as in the
+      seeds. It keeps the weights in front of batch norm from growing without bound, which otherwise
+      makes batch norm's running statistics lag behind and inference-mode predictions erratic.
     * Early stopping as in the seeds: ``val_accuracy``, ``patience``, ``min_delta``, best weights
       restored at the end. ``patience=None`` trains all ``epochs``.
     * ``time_budget`` (seconds): stop after the epoch that uses it up (the book's runs are bounded).
@@ -198,7 +201,7 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
         if steps is None:
             raise ValueError("the cosine schedule needs a dataset of known length (a batched tf.data dataset)")
         lr = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=epochs * steps)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(lr, weight_decay=weight_decay), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 
     history: dict[str, list] = {}
@@ -249,7 +252,7 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
               f"{max(va) if va else math.nan:.4f} at epoch {best_epoch}, its weights restored", flush=True)
     return {"history": history, "train_seconds": float(train_seconds), "epochs_run": n_run,
             "max_epochs": epochs, "best_epoch": best_epoch, "stopped": stopped,
-            "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate),
+            "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate), "weight_decay": weight_decay,
             "patience": patience, "min_delta": min_delta, "time_budget": time_budget,
             "steps_per_epoch": steps, "checkpoint_dir": str(ckdir)}
 
@@ -288,7 +291,7 @@ def evaluate_and_record(model, name: str, data, fit_result: Mapping[str, Any], *
         history={k: v for k, v in h.items() if k not in ("epoch_seconds", "load_avg")},
         load_avg=[round(x, 2) for x in h.get("load_avg", [])],
         epoch_seconds=[round(s, 2) for s in h.get("epoch_seconds", [])],
-        training={k: fit_result.get(k) for k in ("max_epochs", "best_epoch", "stopped", "schedule", "learning_rate",
+        training={k: fit_result.get(k) for k in ("max_epochs", "best_epoch", "stopped", "schedule", "learning_rate", "weight_decay",
                                                  "patience", "min_delta", "time_budget", "steps_per_epoch",
                                                  "resumed_from_epoch")} | {"batch_size": batch_size,
                                                                            "optimizer": "adam"},
