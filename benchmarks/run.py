@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from helpers.bench import machine_info  # noqa: E402
+from helpers.bench import machine_info, peak_rss_mb  # noqa: E402
 from helpers.io import atomic_write_json, atomic_write_text, git_commit  # noqa: E402
 
 
@@ -119,7 +119,8 @@ def render(doc: dict[str, Any]) -> str:
         f"{m['platform']}, Python {m['python']}; {libs}. Commit `{doc['git_commit']}`.",
         f"Load average (1/5/15 min) at the start: {doc['load_before']}, at the end: {doc['load_after']} — "
         "a load above the CPU count means other work shared the machine: compare ratios measured in the same "
-        "run, not absolute numbers across runs.",
+        "run, not absolute numbers across runs. The pipeline section runs in the main process; the training and "
+        "inference sections run every set-up in its own process (own threads, pinned cores, own peak memory).",
         "",
     ]
     if m.get("memory_gib"):
@@ -142,7 +143,9 @@ def render(doc: dict[str, Any]) -> str:
         if sec.get("error"):
             out += [f"**This section failed:** `{sec['error']}`", ""]
         else:
-            out += [sec["markdown"], "", f"*Section measured {sec['finished']} in {sec['seconds']:.0f} s.*", ""]
+            rss = sec.get("main_process_peak_rss_mb")
+            out += [sec["markdown"], "", f"*Section measured {sec['finished']} in {sec['seconds']:.0f} s"
+                    + (f"; peak RSS of the main benchmark process so far: {rss:,.0f} MB" if rss else "") + ".*", ""]
     return "\n".join(out)
 
 
@@ -184,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             sec = {"title": name, "error": f"{type(e).__name__}: {e}"}
         sec["seconds"] = round(time.perf_counter() - t0, 1)
+        sec["main_process_peak_rss_mb"] = round(peak_rss_mb(), 1)
         sec["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         doc["sections"][name] = sec
         print(f"== {name} done in {sec['seconds']:.0f} s", flush=True)

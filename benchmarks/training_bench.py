@@ -124,7 +124,7 @@ def setups(quick: bool) -> list[dict[str, Any]]:
     out = []
     for name, kw in (("seed004_cnn", {}), ("seed001_cnn", {"seed": 42}), ("improved_cnn", {"seed": 42, **improved})):
         out.append({"group": "chapter 3 CNNs", "name": name, "kind": "train_cnn", "model": name,
-                    "image_size": 32 if quick else size3, "batch_size": bs3, "steps": 1 if quick else 6,
+                    "image_size": 32 if quick else size3, "batch_size": bs3, "steps": 1 if quick else 4,
                     "kwargs": kw, "epoch_images": n_train, "epoch_note": f"{n_train:,} (whole training split)"})
     for family, stem in FAMILIES.items():
         f = nb / f"{stem}.ipynb"
@@ -141,9 +141,9 @@ def setups(quick: bool) -> list[dict[str, Any]]:
             {**common, "name": f"{family} frozen lower (feature caching, forward only)", "kind": "frozen_lower",
              "batch_size": 64, "steps": 1 if quick else 2},
             {**common, "name": f"{family} phase 1: head on pooled features", "kind": "transfer_head",
-             "batch_size": 128, "steps": 2 if quick else 40},
+             "batch_size": 128, "steps": 2 if quick else 20},
             {**common, "name": f"{family} phase 2: top stage + head on cached activations", "kind": "transfer_finetune",
-             "batch_size": 32, "steps": 1 if quick else 6, "lr": float(p.get("FT_LR", 1e-4))},
+             "batch_size": 32, "steps": 1 if quick else 4, "lr": float(p.get("FT_LR", 1e-4))},
         ]
     return out
 

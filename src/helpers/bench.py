@@ -506,9 +506,13 @@ class Worker:
         try:
             info = self.request({"cmd": "quit"})
             self.proc.wait(timeout=60)
-            return info
         finally:
             self.kill()
+        try:  # the log is kept only when something went wrong
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+        return info
 
     def kill(self) -> None:
         if self.proc.poll() is None:
