@@ -3,6 +3,7 @@ the pipelines under test deliver the same images."""
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -185,11 +186,12 @@ def test_worker_protocol_and_peak_memory(echo_worker):
         with pytest.raises(bench.WorkerError, match="unknown command"):
             w.request({"cmd": "nope"})
         assert w.request({"cmd": "run"})["calls"] == 2  # still serving after errors
+        assert "stray print" in w._tail()  # went to the log, not the protocol
         info = w.close()
         assert info["peak_rss_mb"] > 1
     finally:
         w.kill()
-    assert "stray print" in open(w.log.name).read()  # went to the log, not the protocol
+    assert not os.path.exists(w.log.name)  # a clean exit removes the log
 
 
 def test_worker_that_dies_is_reported(tmp_path):
