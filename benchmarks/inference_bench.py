@@ -4,8 +4,9 @@ The model is the ``best`` bundle published by the evaluation chapter, else the s
 the best validation accuracy, else the chapter-6 recipe with random weights (said so). Each
 runtime × core count runs in its own process (``bench_worker.py``), pinned to 1 or 2 cores with
 TensorFlow's intra-op threads set to match (inter-op 1) before TensorFlow starts; its peak memory
-is that process's ``ru_maxrss``. Batch 1 (latency) and batch 32 (throughput) are timed with
-warm-up and interleaved repetitions. The 1-core Keras process also profiles where the time goes
+is that process's high-water mark (``VmHWM``; see :func:`helpers.bench.peak_rss_mb`). Batch 1
+(latency) and batch 32 (throughput) are timed with warm-up and interleaved repetitions. The 1-core
+Keras process also profiles where the time goes
 (every layer timed eagerly, summed by type and by part; base vs head on the compiled graph). The
 TFLite model is checked against the bundle's *saved* Keras test predictions.
 """
@@ -148,8 +149,9 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
           f"Runtimes: {info_k.get('runtime')}; {info_t.get('runtime')}. Each runtime × core count is its own process, "
           "pinned with `os.sched_setaffinity` and intra-op threads = cores, inter-op = 1, set before TensorFlow "
           f"starts; random input tensors; one warm-up run, then {repeats} interleaved rounds. "
-          "Peak RSS is the process's `ru_maxrss` (model + runtime; the TFLite process also holds the Keras model "
-          "it was converted from, and the one that checked accuracy streamed the test images).",
+          "Peak RSS is the process's own high-water mark (`VmHWM`; `ru_maxrss` would include the parent's "
+          "memory, as it survives `exec`): model + runtime; the TFLite process also holds the Keras model "
+          "it was converted from, and the one that checked accuracy streamed the test images.",
           "", bench.markdown_table(df), ""]
     for t in targets:
         md.append(f"- **Target {t['target']}: {'met' if t['met'] else 'MISSED'}** — {t['value_ms']:.1f} ms, "

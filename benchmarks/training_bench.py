@@ -183,7 +183,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
             row = {"group": group, "setup": s["name"], "image_size": s["image_size"], "batch": s["batch_size"],
                    "img/s (median)": m.median, "spread": m.spread,
                    "s/epoch (extrapolated)": sec_epoch, "epoch images": s["epoch_note"],
-                   "chapter's s/epoch": chapter_epoch_seconds(s) if not quick else None,
+                   "chapter's s/epoch": (chapter_epoch_seconds(s) if not quick else None) or float("nan"),
                    "params": m.params.get("params_count"), "peak RSS MB": m.params.get("peak_rss_mb")}
             md_rows.append(row)
             results.append({**m.as_dict(), "seconds_per_epoch": sec_epoch, "epoch_images": s["epoch_images"],
@@ -200,7 +200,8 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     heads = {s["family"]: s["head"] for s in specs if "family" in s}
     steps = {s["kind"]: s["steps"] for s in specs}
     md = [
-        "Each set-up runs in its own process (peak RSS = that process's `ru_maxrss`: TensorFlow + model + "
+        "Each set-up runs in its own process (peak RSS = that process's own high-water mark, `VmHWM` — "
+        "`ru_maxrss` would include the parent's memory, as it survives `exec`: TensorFlow + model + "
         "data of that set-up), on **random weights and random tensors** (speed does not depend on their values), "
         f"a fixed number of steps per timed run (CNNs {steps.get('train_cnn')}, head {steps.get('transfer_head')}, "
         f"fine-tuning {steps.get('transfer_finetune')}, frozen forward {steps.get('frozen_lower')} batches), one "

@@ -188,7 +188,8 @@ def test_worker_protocol_and_peak_memory(echo_worker):
         assert w.request({"cmd": "run"})["calls"] == 2  # still serving after errors
         assert "stray print" in w._tail()  # went to the log, not the protocol
         info = w.close()
-        assert info["peak_rss_mb"] > 1
+        # the worker's own peak (Python + numpy), not this large test process's (ru_maxrss survives exec)
+        assert 1 < info["peak_rss_mb"] < 250
     finally:
         w.kill()
     assert not os.path.exists(w.log.name)  # a clean exit removes the log

@@ -381,9 +381,22 @@ def limit_threads(n: int | None, pin: bool = True) -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (``ru_maxrss``; KiB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process so far, in MiB.
+
+    On Linux ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` survives ``exec``, so in a subprocess
+    started by a large parent (``subprocess`` forks or vforks, then execs) it reports at least the
+    parent's size. Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
     import resource
     import sys
+
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
