@@ -17,11 +17,13 @@ endif
 ifneq ($(wildcard ../shared/weights),)
 export KERAS_WEIGHTS_DIR ?= $(abspath ../shared/weights)
 endif
+# Air-gapped machines: a script that puts Keras' official VGG19 file into Keras' cache (see README).
+VGG19_FETCH ?= $(wildcard $(KERAS_WEIGHTS_DIR)/fetch_vgg19_imagenet.sh)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup book notebooks site test test-fast bench clean browser
+.PHONY: weights setup book notebooks site test test-fast bench clean browser
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -34,7 +36,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 book: notebooks site  ## run every notebook on the full data (book mode), then build the site
 
-notebooks: setup  ## execute every notebook with papermill in book mode (long: trains the models)
+weights:  ## air-gapped machines: put the official VGG19 ImageNet file into Keras' cache, if a fetch script is configured
+	@if [ -n "$(VGG19_FETCH)" ]; then bash "$(VGG19_FETCH)"; \
+	else echo "weights: no VGG19 fetch script configured; Keras downloads the ImageNet files itself when online"; fi
+
+notebooks: setup weights  ## execute every notebook with papermill in book mode (long: trains the models)
 	$(BIN)/python tools/run_notebooks.py --mode book
 
 site: setup  ## build the website from the executed notebooks (warnings are errors)
