@@ -175,3 +175,12 @@ def test_a_finished_run_is_reused_not_trained_further(datasets, tmp_path):
     again = fit(_small(), *datasets, epochs=4, time_budget=0.0, checkpoint_dir=ck, resume=True, verbose=0)
     assert again["epochs_run"] == first["epochs_run"] == 1
     assert again["stopped"] == "time_budget" and again["history"] == first["history"]
+
+
+def test_best_epoch_is_the_epoch_whose_weights_were_restored(datasets, tmp_path):
+    # with a huge min_delta no later epoch counts as an improvement: the first epoch's weights are restored
+    res = fit(_small(), *datasets, epochs=3, patience=None, min_delta=2.0, checkpoint_dir=tmp_path / "ck", verbose=0)
+    assert res["best_epoch"] == 1
+    again = fit(_small(), *datasets, epochs=3, patience=None, min_delta=2.0, checkpoint_dir=tmp_path / "ck",
+                resume=True, verbose=1)
+    assert again["best_epoch"] == 1 and again["epochs_run"] == 3

@@ -106,11 +106,15 @@ class EpochEnd(keras.callbacks.Callback):
         for k in HISTORY_KEYS:
             if k in logs:
                 self.history.setdefault(k, []).append(float(logs[k]))
-        f1 = f" F1 {logs['macro_f1']:.3f}" if "macro_f1" in logs else ""
-        print(f"epoch {epoch + 1:>2}/{self.epochs}  train loss {logs.get('loss', float('nan')):.3f} "
-              f"acc {logs.get('accuracy', float('nan')):.3f}{f1} | val loss {logs['val_loss']:.3f} "
-              f"acc {logs['val_accuracy']:.3f} F1 {logs['val_macro_f1']:.3f} | {logs['epoch_seconds']:.0f} s",
-              flush=True)
+        print(epoch_line(epoch, self.epochs, logs), flush=True)
+
+
+def epoch_line(epoch: int, epochs: int, logs: Mapping[str, float], note: str = "") -> str:
+    """The one-line summary printed after every epoch."""
+    f1 = f" F1 {logs['macro_f1']:.3f}" if "macro_f1" in logs else ""
+    return (f"epoch {epoch + 1:>2}/{epochs}  train loss {logs.get('loss', float('nan')):.3f} "
+            f"acc {logs.get('accuracy', float('nan')):.3f}{f1} | val loss {logs['val_loss']:.3f} "
+            f"acc {logs['val_accuracy']:.3f} F1 {logs['val_macro_f1']:.3f} | {logs['epoch_seconds']:.0f} s{note}")
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -233,7 +237,11 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                                            patience=2, min_delta=min_delta / 5, verbose=0))
     callbacks += [early, ckpt]
-    if initial_epoch < epochs and not finished:
+    if verbose and initial_epoch:  # show the epochs that the checkpoint already holds
+        for e in range(initial_epoch):
+            print(epoch_line(e, epochs, {k: v[e] for k, v in history.items() if len(v) > e}, " (from checkpoint)"))
+    ran = initial_epoch < epochs and not finished
+    if ran:
         model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   shuffle=False, verbose=0 if verbose < 2 else 2)
     elif best_weights is not None:
@@ -246,10 +254,16 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
         state = json.loads((ckdir / "state.json").read_text())
         atomic_write_json(ckdir / "state.json", {**state, "stopped": stopped})
     va = history.get("val_accuracy", [])
-    best_epoch = int(np.argmax(va)) + 1 if va else 0
+    # the epoch whose weights early stopping restored: the last one that beat the best by min_delta
+    es = early.state() if ran else (es_state or {})
+    if es.get("best") is not None:
+        best_epoch = int(es["best_epoch"]) + 1
+    else:
+        best_epoch = int(np.argmax(va)) + 1 if va else 0
     if verbose:
-        print(f"{run_name}: {n_run} epochs in {train_seconds / 60:.1f} min ({stopped}); best val accuracy "
-              f"{max(va) if va else math.nan:.4f} at epoch {best_epoch}, its weights restored", flush=True)
+        best_va = va[best_epoch - 1] if va and best_epoch else math.nan
+        print(f"{run_name}: {n_run} epochs in {train_seconds / 60:.1f} min ({stopped}); weights of epoch "
+              f"{best_epoch} restored (val accuracy {best_va:.4f}; the last to improve by ≥ {min_delta})", flush=True)
     return {"history": history, "train_seconds": float(train_seconds), "epochs_run": n_run,
             "max_epochs": epochs, "best_epoch": best_epoch, "stopped": stopped,
             "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate), "weight_decay": weight_decay,
