@@ -184,3 +184,17 @@ def test_best_epoch_is_the_epoch_whose_weights_were_restored(datasets, tmp_path)
     again = fit(_small(), *datasets, epochs=3, patience=None, min_delta=2.0, checkpoint_dir=tmp_path / "ck",
                 resume=True, verbose=1)
     assert again["best_epoch"] == 1 and again["epochs_run"] == 3
+
+
+def test_comparison_table_shows_total_params_and_skips_timings(tmp_path):
+    block = {"accuracy": 0.9, "macro_f1": 0.8, "per_class": {}}
+    rec = {"model": "m", "image_size": 32, "epochs": 1, "train_seconds": 60.0, "weights_source": "none",
+           "data": {}, "seed": 0, "git_commit": None, "val": block, "test": block,
+           "params": {"trainable": 10, "non_trainable": 2, "total": 12}}
+    write_record(rec, tmp_path)
+    (tmp_path / "notebook_timings.json").write_text('{"03_x.ipynb": {"seconds": 1.0}}')
+    from helpers.results import comparison_table
+
+    recs = load_records(tmp_path)
+    assert [r["model"] for r in recs] == ["m"]
+    assert comparison_table(recs).loc["m", "params"] == 12

@@ -86,10 +86,16 @@ def write_record(rec: Mapping[str, Any], directory: str | os.PathLike | None = N
     return path
 
 
+NOT_RECORDS = frozenset({"notebook_timings.json"})
+"""JSON files in ``results/`` that are not result records (skipped silently by :func:`load_records`)."""
+
+
 def load_records(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Every record in the registry, sorted by model name (unreadable files are logged, not fatal)."""
     out = []
     for p in sorted(_results_dir(directory).glob("*.json")):
+        if p.name in NOT_RECORDS:
+            continue
         try:
             rec = json.loads(p.read_text())
             validate_record(rec)
@@ -97,6 +103,11 @@ def load_records(directory: str | os.PathLike | None = None) -> list[dict[str, A
         except (ValueError, OSError) as e:
             log.warning("ignored result file %s: %s", p.name, e)
     return out
+
+
+def _total_params(p: Any) -> Any:
+    """``params`` may be a number or ``{"trainable", "non_trainable", "total"}`` (helpers.models.count_params)."""
+    return p.get("total") if isinstance(p, Mapping) else p
 
 
 def comparison_table(records: list[Mapping[str, Any]], split: str = "test") -> pd.DataFrame:
@@ -112,7 +123,7 @@ def comparison_table(records: list[Mapping[str, Any]], split: str = "test") -> p
             "image_size": r["image_size"],
             "epochs": r["epochs"],
             "train_min": round(r["train_seconds"] / 60, 1),
-            "params": r.get("params"),
+            "params": _total_params(r.get("params")),
             "weights": ws.get("kind") if isinstance(ws, Mapping) else ws,
         })
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
