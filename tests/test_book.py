@@ -8,35 +8,13 @@ file that does not exist.
 """
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
 from helpers import CLASS_NAMES
 
-ROOT = Path(os.environ.get("BLOODCELLS_BOOK_SOURCE") or Path(__file__).resolve().parents[1]).resolve()
-
-
-def toc_docs(toc_file: Path = ROOT / "_toc.yml") -> list[str]:
-    """Every document of the table of contents (root first), without suffix, e.g. ``book/intro``."""
-    toc = yaml.safe_load(toc_file.read_text())
-    docs = [str(toc["root"])]
-
-    def walk(node) -> None:
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            if "file" in node:
-                docs.append(str(node["file"]))
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-
-    walk(toc)
-    return [re.sub(r"\.(md|ipynb)$", "", d) for d in docs]
+from booktoc import ROOT, toc_pages as toc_docs
 
 
 def test_toc_lists_existing_files():

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import html.parser
 import os
-import re
 import tempfile
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -34,9 +33,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import yaml
 
-ROOT = Path(os.environ.get("BLOODCELLS_BOOK_SOURCE") or Path(__file__).resolve().parents[1]).resolve()
+from booktoc import ROOT, toc_pages
 CHROMIUM = Path(os.environ.get("BLOODCELLS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -61,25 +59,6 @@ pytestmark = [
 # ---------------------------------------------------------------------------------------------
 # The pages: every file of _toc.yml
 # ---------------------------------------------------------------------------------------------
-def toc_pages(toc_file: Path = ROOT / "_toc.yml") -> list[str]:
-    """Document names (no suffix) in _toc.yml, in reading order: root, parts, chapters, sections."""
-    toc = yaml.safe_load(toc_file.read_text())
-    out: list[str] = [toc["root"]]
-
-    def walk(node) -> None:
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            if "file" in node:
-                out.append(str(node["file"]))
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-
-    walk(toc)
-    return [re.sub(r"\.(md|ipynb)$", "", p) for p in out]
-
-
 def is_notebook(doc: str) -> bool:
     return (ROOT / f"{doc}.ipynb").exists()
 
