@@ -74,3 +74,21 @@ def test_git_commit_inside_and_outside_git(tmp_path):
     here = hio.git_commit(Path(__file__).parent)
     assert here is None or (len(here.split("+")[0]) == 40)
     assert hio.git_commit(tmp_path) is None
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    from helpers.io import atomic_dir
+
+    target = tmp_path / "bundle"
+    with atomic_dir(target) as d:
+        (d / "a.txt").write_text("1")
+    assert (target / "a.txt").read_text() == "1"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "a.txt").write_text("2")
+            raise RuntimeError("crash mid-write")
+    assert (target / "a.txt").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    with atomic_dir(target) as d:
+        (d / "b.txt").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,26 +18,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .export import MODEL_FILE, SIDECAR_FILE, BundleError, load_predictions, read_sidecar
-from .io import atomic_write_json
+from .export import (MODEL_FILE, SIDECAR_FILE, BundleError, load_predictions, read_sidecar,  # noqa: F401
+                     register_custom_layers)
+from .io import atomic_dir, atomic_write_json
 
 log = logging.getLogger("helpers.compare")
 
 BEST = "best"
-
-
-def register_custom_layers() -> None:
-    """Make the book's custom Keras layers known before loading a saved model (``RandomRot90`` from
-    :mod:`helpers.models`, ``ClipToRange`` from :mod:`helpers.augment`); Keras can only rebuild a saved
-    model whose layer classes have been registered in this process."""
-    from . import models  # noqa: F401  (registers RandomRot90 on import)
-
-    try:
-        from .augment import _clip_class
-
-        _clip_class()
-    except ImportError:  # pragma: no cover - older helpers without augmentation layers
-        pass
 
 
 def find_bundles(models_dir: str | os.PathLike, exclude: Sequence[str] = (BEST,)) -> list[Path]:
@@ -161,23 +147,11 @@ def publish_best(src: str | os.PathLike, models_dir: str | os.PathLike, selectio
     src = Path(src)
     read_sidecar(src)
     dest = Path(models_dir) / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         side = json.loads((tmp / SIDECAR_FILE).read_text())
         side["selected"] = {**dict(selection), "source_bundle": src.name}
         atomic_write_json(tmp / SIDECAR_FILE, side)
-        if dest.exists():
-            old = dest.with_name(f".{name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 

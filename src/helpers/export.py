@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import CLASSES
-from .io import atomic_write_json
+from .io import atomic_dir, atomic_write_json
 
 MODEL_FILE = "model.keras"
 SIDECAR_FILE = "bundle.json"
@@ -37,9 +35,7 @@ def save_bundle(model, directory: str | os.PathLike, *, image_size: int, weights
     stored as ``predictions_<split>.npz`` so the evaluation chapter never has to run the test split again.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         model.save(tmp / MODEL_FILE)
         sidecar = {"classes": list(classes), "image_size": int(image_size), "preprocessing": preprocessing,
                    "weights_source": weights_source, "metrics": dict(metrics or {}), "data": dict(data or {}),
@@ -49,17 +45,6 @@ def save_bundle(model, directory: str | os.PathLike, *, image_size: int, weights
             np.savez_compressed(tmp / f"predictions_{split}.npz", paths=np.asarray(pred["paths"], dtype=str),
                                 y_true=np.asarray(pred["y_true"], dtype="int32"),
                                 probs=np.asarray(pred["probs"], dtype="float32"))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 
@@ -82,10 +67,21 @@ def read_sidecar(directory: str | os.PathLike) -> dict[str, Any]:
     return side
 
 
+def register_custom_layers() -> None:
+    """Make the book's custom Keras layers known before loading a saved model (``RandomRot90`` from
+    :mod:`helpers.models`, ``ClipToRange`` from :mod:`helpers.augment`); Keras can only rebuild a saved
+    model whose layer classes have been registered in this process."""
+    from . import models  # noqa: F401  (registers RandomRot90 on import)
+    from .augment import _clip_class
+
+    _clip_class()
+
+
 def load_bundle(directory: str | os.PathLike):
     """``(keras model, sidecar dict)`` of a bundle."""
     import keras
 
+    register_custom_layers()
     side = read_sidecar(directory)
     model = keras.models.load_model(Path(directory) / MODEL_FILE, compile=False)
     return model, side
