@@ -123,6 +123,19 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     return report(choice, ms, prof, acc, infos, mem, repeats, quick)
 
 
+def part_table(prof: dict[str, Any], top: int = 8) -> str:
+    """The by-part table; for a flat model (every part one layer) only the ``top`` slowest layers."""
+    import pandas as pd
+
+    parts = prof["by_part"]
+    if len(parts) <= top or any(p["layers"] > 1 for p in parts):
+        return bench.markdown_table(pd.DataFrame(parts))
+    rest = parts[top:]
+    rows = parts[:top] + [{"part": f"the other {len(rest)} layers", "layers": len(rest),
+                           "ms": sum(r["ms"] for r in rest), "share": sum(r["share"] for r in rest)}]
+    return bench.markdown_table(pd.DataFrame(rows).rename(columns={"part": "layer (flat model)"}))
+
+
 def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
     import pandas as pd
 
@@ -174,7 +187,7 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
         alone = prof.get("compiled_last_part_alone_ms")
         md.append(f"Compiled graph (1 core, batch 1): whole model {prof['compiled_ms']:.1f} ms; without its last part "
                   f"(`{prof['last_part']}`) {prof['compiled_without_last_part_ms']:.1f} ms, i.e. "
-                  f"{min(1 - head_share, 1):.0%} of the whole is preprocessing + base"
+                  f"{min(1 - head_share, 1):.0%} of the whole is everything before it (preprocessing + feature extractor)"
                   + (f"; the last part alone on its input {alone:.2f} ms ({alone / prof['compiled_ms']:.0%}; "
                      "each figure includes the fixed cost of one graph call, so the two shares need not add up to 100 %)"
                      if alone is not None else "") + ".")
@@ -182,7 +195,7 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
            f"{prof['eager_sum_ms']:.1f} ms vs {prof['compiled_ms']:.1f} ms compiled: eager calls add a per-layer "
            "overhead, so read the shares, which overstate cheap layers):", "",
            bench.markdown_table(pd.DataFrame(prof["by_type"]).rename(columns={"type": "layer type"})), "",
-           bench.markdown_table(pd.DataFrame(prof["by_part"])), ""]
+           part_table(prof), ""]
     md += ["### TFLite vs Keras on the test split", ""]
     if acc is None:
         md.append("Not checked: there is no saved bundle (hence no saved test predictions).")
