@@ -187,7 +187,9 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
         alone = prof.get("compiled_last_part_alone_ms")
         md.append(f"Compiled graph (1 core, batch 1): whole model {prof['compiled_ms']:.1f} ms; without its last part "
                   f"(`{prof['last_part']}`) {prof['compiled_without_last_part_ms']:.1f} ms, i.e. "
-                  f"{min(1 - head_share, 1):.0%} of the whole is everything before it (preprocessing + feature extractor)"
+                  + (f"{1 - head_share:.0%} of the whole is everything before it (preprocessing + feature extractor)"
+                     if head_share > 0 else "as long as the whole within the noise of one call: the last part is "
+                     "negligible")
                   + (f"; the last part alone on its input {alone:.2f} ms ({alone / prof['compiled_ms']:.0%}; "
                      "each figure includes the fixed cost of one graph call, so the two shares need not add up to 100 %)"
                      if alone is not None else "") + ".")
