@@ -2,12 +2,29 @@
 
 Small modules with one job each:
 
-* :mod:`helpers.config`   – where data, weights and outputs live; run modes
-* :mod:`helpers.io`       – atomic writes, hashing, provenance (git commit)
-* :mod:`helpers.data`     – find and scan a PBC-style dataset, duplicates, fingerprints
-* :mod:`helpers.split`    – the deterministic, duplicate-aware train/val/test split
-* :mod:`helpers.pipeline` – ``tf.data`` input pipelines
-* :mod:`helpers.results`  – the results registry ("lab book") in ``results/``
+* :mod:`helpers.config`     – where data, weights and outputs live; run modes; parameter checks
+* :mod:`helpers.io`         – atomic writes (files and folders), hashing, provenance (git commit)
+* :mod:`helpers.data`       – find and scan a PBC-style dataset, duplicates, fingerprints, ``load_split``
+* :mod:`helpers.split`      – the deterministic, duplicate-aware train/val/test split and its manifest
+* :mod:`helpers.explore`    – descriptive statistics of a dataset (chapter 1)
+* :mod:`helpers.pipeline`   – ``tf.data`` input pipelines
+* :mod:`helpers.preprocess` – what resizing and normalisation do (chapter 2)
+* :mod:`helpers.augment`    – augmentation layers and class weights
+* :mod:`helpers.models`     – the seed CNNs and the improved baseline
+* :mod:`helpers.train`      – one ``fit`` for every chapter; evaluate once and record
+* :mod:`helpers.weights`    – ImageNet weights: local file, Keras cache or download, with provenance
+* :mod:`helpers.transfer`   – transfer learning with cached frozen features and fine-tuning
+* :mod:`helpers.evaluate`   – metrics, bootstrap intervals, ROC, McNemar, errors by sub-type
+* :mod:`helpers.calibrate`  – expected calibration error and temperature scaling
+* :mod:`helpers.explain`    – Grad-CAM
+* :mod:`helpers.domain`     – BCCD crops and out-of-distribution scores
+* :mod:`helpers.compare`    – the saved models side by side; publish the best
+* :mod:`helpers.export`     – model bundles (model + sidecar + saved predictions)
+* :mod:`helpers.predict`    – the command-line classifier (``python -m helpers.predict``)
+* :mod:`helpers.results`    – the results registry ("lab book") in ``results/``
+* :mod:`helpers.plots`      – figures reused across chapters
+* :mod:`helpers.bench`      – throughput and latency measurements (chapter 2, ``benchmarks/``)
+* :mod:`helpers.book`       – notebook logging and ``glue``
 
 Heavy modules (TensorFlow) are imported lazily by the modules that need them.
 """
