@@ -333,7 +333,6 @@ def locate_data(data_dir: str | os.PathLike | None = None, classes: Sequence[str
     """
     candidates = data_dir_candidates(data_dir)
     explicit = candidates[0][0] in ("parameter DATA_DIR",) or candidates[0][0].startswith("$")
-    errors = []
     for source, path in candidates:
         try:
             root = find_dataset_root(path, classes)
@@ -342,7 +341,7 @@ def locate_data(data_dir: str | os.PathLike | None = None, classes: Sequence[str
         except DataNotFoundError as e:
             if explicit:
                 raise DataNotFoundError(f"{e}\n(The folder came from {source}.)\n\n{HOW_TO_GET_DATA}") from None
-            errors.append(f"{source}: {e}")
+            log.info("no data in %s (%s): %s", path, source, e)
     dest = candidates[-1][1]
     download_pbc(dest)
     return find_dataset_root(dest, classes)

@@ -21,6 +21,15 @@ DPI = 100
 SPLIT_COLOURS = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868"}
 
 
+def _bare(ax):
+    """An axis for showing an image: no ticks, no frame."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return ax
+
+
 def class_palette(classes: Sequence[str] = CLASSES) -> dict[str, tuple]:
     """One fixed colour per class, the same in every chapter (seaborn ``tab10``)."""
     import seaborn as sns
@@ -129,11 +138,7 @@ def sample_grid(paths: Sequence[str], labels: Sequence[str], n_per_class: int = 
         pick = rows.iloc[np.sort(rng.choice(len(rows), min(n_per_class, len(rows)), replace=False))] \
             if len(rows) else rows
         for c in range(n_per_class):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
+            ax = _bare(axes[r, c])
             if c < len(pick):
                 ax.imshow(_open_rgb(pick["path"].iloc[c], size))
                 if pick["title"].iloc[c]:
@@ -452,11 +457,7 @@ def image_table(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str] 
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for r, row in enumerate(rows):
         for c in range(ncols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
+            ax = _bare(axes[r, c])
             if c < len(row):
                 im = np.asarray(row[c])
                 im = np.clip(im, 0, 255).astype("uint8") if im.dtype != np.uint8 else im
