@@ -353,3 +353,66 @@ def test_book_times_reports_missing_notebooks(tmp_path, benchmarks_path):
     assert [r["notebook"] for r in t["rows"]] == ["01_a.ipynb", "02_b.ipynb", "09_gone.ipynb"]
     t2 = book_bench.book_times(tmp_path / "absent.json", ["01_a.ipynb"])
     assert t2["missing"] == ["01_a.ipynb"] and t2["total_seconds"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the report that the book quotes
+# ---------------------------------------------------------------------------------------------
+def _report(tmp_path, **sections):
+    import json
+
+    doc = {"finished": "2026-01-01 00:00 UTC", "git_commit": "abcdef0123", "machine": {"cpu_model": "X", "cpus_usable": 2},
+           "sections": sections}
+    p = tmp_path / "results.json"
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def test_report_summary_copies_the_headline_numbers(tmp_path):
+    p = _report(tmp_path,
+                pipeline={"key": {"naive": 100.0, "tuned_cached": 1500.0, "ratio_tuned_cached_vs_naive": 15.0,
+                                  "fastest_model": "seed001_cnn"}},
+                inference={"key": {"ms_per_image_1core": {"keras": 2.5, "tflite": 1.25}, "target_ms": 10.0,
+                                   "model": "the `best` bundle", "tflite_check": {"agreement": 0.999, "n": 1000}},
+                           "targets": [{"target": "≤ 10 ms", "value_ms": 2.5, "met": True, "margin": "-7.5 ms"}]},
+                book={"key": {"total_minutes": 55.5, "complete": True}})
+    doc = bench.load_report(p)
+    s = bench.report_summary(doc)
+    assert s["pipeline_ratio_vs_naive"] == 15.0 and s["pipeline_fastest_model"] == "seed001_cnn"
+    assert s["inference_keras_ms"] == 2.5 and s["inference_tflite_ms"] == 1.25
+    assert s["inference_tflite_agreement"] == 0.999 and s["inference_tflite_n"] == 1000
+    assert s["inference_model"] == "the best bundle"          # markdown backticks dropped for the prose
+    assert s["book_minutes"] == 55.5 and s["cores"] == 2 and s["git_commit"] == "abcdef0"
+    t = bench.report_targets(doc)
+    assert list(t["met"]) == ["yes"] and t["measured"][0] == "2.5 ms"
+
+
+def test_report_summary_leaves_out_missing_sections(tmp_path):
+    s = bench.report_summary(bench.load_report(_report(tmp_path)))
+    assert not any(k.startswith(("pipeline_", "inference_", "book_")) for k in s)
+    assert bench.report_targets(bench.load_report(_report(tmp_path))).empty
+
+
+def test_find_report(tmp_path, monkeypatch):
+    monkeypatch.delenv(bench.REPORT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert bench.find_report() is None                          # nothing here: the chapter says what to run
+    (tmp_path / "notebooks").mkdir()
+    p = _report(tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    p.rename(tmp_path / "benchmarks" / "results.json")
+    monkeypatch.chdir(tmp_path / "notebooks")                   # a notebook runs in notebooks/
+    assert bench.find_report() == tmp_path / "benchmarks" / "results.json"
+    with pytest.raises(FileNotFoundError, match="make bench"):
+        bench.find_report(tmp_path / "nope.json")
+    monkeypatch.setenv(bench.REPORT_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(FileNotFoundError):
+        bench.find_report()
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"finished": "x"}'])
+def test_load_report_rejects_other_files(tmp_path, text):
+    p = tmp_path / "results.json"
+    p.write_text(text)
+    with pytest.raises(ValueError, match="bench"):
+        bench.load_report(p)

@@ -245,3 +245,62 @@ def test_ambiguous_alias_fails(tmp_path: Path):
     problems, _ = check_glue({"vgg19_test_acc": "0.9212"}, load_records(tmp_path))
     assert problems and "ambiguous" in problems[0]
     assert check_glue({"scratch_vgg19_test_acc": "0.9212"}, load_records(tmp_path))[0] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers quoted from the benchmark report (glued as bench_<key>) agree with the committed report
+# ---------------------------------------------------------------------------------------------
+BENCH_REPORT = ROOT / "benchmarks" / "results.json"
+BENCH_PREFIX = "bench_"
+
+
+def check_bench_glue(glued: Mapping[str, str], summary: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(problems, checked names): every glued ``bench_<key>`` equals ``summary[key]``."""
+    problems, checked = [], []
+    for name, text in sorted(glued.items()):
+        if not name.startswith(BENCH_PREFIX):
+            continue
+        key = name[len(BENCH_PREFIX):]
+        if key not in summary:
+            problems.append(f"{name} = {text} is not in the benchmark report's summary (keys: {sorted(summary)})")
+            continue
+        checked.append(name)
+        want = summary[key]
+        if isinstance(want, bool) or not isinstance(want, (int, float)):
+            ok = text.strip("'\"") == str(want)
+        else:
+            ok = parse_number(text) is not None and agrees(text, want)
+        if not ok:
+            problems.append(f"{name} = {text} in the book, but benchmarks/results.json says {want!r}")
+    return problems, checked
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_glued_benchmark_numbers_match_report(notebook: Path):
+    from helpers.bench import load_report, report_summary
+
+    glued = {k: v for k, v in glued_values(nbformat.read(notebook, as_version=4)).items() if k.startswith(BENCH_PREFIX)}
+    if not glued:
+        pytest.skip(f"{notebook.name} quotes no benchmark numbers")
+    assert BENCH_REPORT.is_file(), f"{notebook.name} quotes the benchmark report, but {BENCH_REPORT} is missing"
+    problems, checked = check_bench_glue(glued, report_summary(load_report(BENCH_REPORT)))
+    assert not problems, f"{notebook.name} disagrees with benchmarks/results.json:\n  " + "\n  ".join(problems)
+    assert checked
+
+
+def test_the_evaluation_chapter_quotes_the_report():
+    """Issue #8: the book summarises the report: inference, pipeline and book wall time at least."""
+    nb = ROOT / "notebooks" / "07_evaluation.ipynb"
+    glued = glued_values(nbformat.read(nb, as_version=4))
+    for key in ("bench_inference_keras_ms", "bench_pipeline_ratio_vs_naive", "bench_book_minutes"):
+        assert key in glued, f"{nb.name} does not glue {key}"
+
+
+def test_bench_check_can_fail():
+    summary = {"inference_keras_ms": 2.2184, "cpu_model": "AMD EPYC", "book_complete": True}
+    assert check_bench_glue({"bench_inference_keras_ms": "2.2"}, summary)[0] == []
+    assert check_bench_glue({"bench_cpu_model": "'AMD EPYC'", "bench_book_complete": "True"}, summary)[0] == []
+    assert check_bench_glue({"bench_inference_keras_ms": "27.0"}, summary)[0]          # an eager-mode number
+    assert check_bench_glue({"bench_inference_keras_ms": "2.3"}, summary)[0]
+    assert check_bench_glue({"bench_cpu_model": "'Intel'"}, summary)[0]
+    assert "not in the benchmark report" in check_bench_glue({"bench_gpu_ms": "1.0"}, summary)[0][0]

@@ -135,3 +135,116 @@ def test_resolution_probe_reports_accuracy_per_size(small_data, random_provenanc
     table = resolution_probe("mobilenetv2", random_provenance, small_data, sizes=(32,), per_class=2)
     assert list(table.index) == [32]
     assert 0.0 <= table.loc[32, "probe val accuracy"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 3: end-to-end fine-tuning with augmentation
+# ---------------------------------------------------------------------------------------------
+def _bn_base():
+    import keras
+
+    inp = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(4, 1, name="conv")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    return keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x), name="base")
+
+
+def _fit_through(base, x, y):
+    import keras
+
+    inp = keras.Input((4, 4, 3))
+    out = keras.layers.Dense(2, activation="softmax")(base(inp, training=False))  # the keras-io recipe
+    m = keras.Model(inp, out)
+    m.compile(keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+
+
+def test_keras3_training_flag_reaches_a_nested_base_despite_training_false():
+    """Why unfreeze_from keeps BN frozen: with the base trainable, ``base(x, training=False)`` does
+    not keep its BN layers in inference mode during ``fit`` (Keras 3; keras-team/keras#20285). If this
+    test starts failing, Keras changed and chapter 6's explanation must be revisited."""
+    x = np.random.default_rng(0).normal(50, 1, (16, 4, 4, 3)).astype("float32")
+    y = np.zeros(16, "int32")
+    base = _bn_base()
+    base.trainable = True
+    _fit_through(base, x, y)
+    assert np.abs(base.get_layer("bn").moving_mean.numpy()).max() > 0  # BN updated its statistics: training mode
+
+    base = _bn_base()
+    from helpers.transfer import unfreeze_from
+
+    unfreeze_from(base)
+    _fit_through(base, x, y)
+    np.testing.assert_array_equal(base.get_layer("bn").moving_mean.numpy(), 0)  # inference mode: untouched
+    assert base.get_layer("conv").trainable and not base.get_layer("bn").trainable
+
+
+def test_unfreeze_from_a_layer():
+    import keras
+
+    from helpers.transfer import unfreeze_from
+
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    n = unfreeze_from(base, "block_16_expand")
+    assert not base.get_layer("Conv1").trainable and base.get_layer("block_16_expand").trainable
+    assert base.get_layer("Conv_1").trainable and not base.get_layer("Conv_1_bn").trainable
+    assert n == len(base.trainable_weights) > 0
+    with pytest.raises(ValueError, match="no layer 'block_99'"):
+        unfreeze_from(base, "block_99")
+
+
+def test_end_to_end_phase_trains_the_base_and_records_it(small_data, random_provenance, tmp_path, monkeypatch):
+    monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
+    tl = TransferLearner("mobilenetv2", SIZE, random_provenance, "block_15_add", batch_size=8)
+    with pytest.raises(RuntimeError, match="train the head first"):
+        tl.fine_tune_end_to_end(small_data, epochs=1)
+    tl.extract(small_data, cache=False)
+    tl.train_head(epochs=1)
+    bn = [w.numpy().copy() for w in tl.base.get_layer("bn_Conv1").weights]
+    res = tl.fine_tune_end_to_end(small_data, epochs=1, lr=1e-2, patience=None)
+    assert res["epochs_run"] == 1
+    for before, w in zip(bn, tl.base.get_layer("bn_Conv1").weights):               # batch-norm did not
+        np.testing.assert_array_equal(w.numpy(), before)
+    assert not tl.base.trainable                                                    # frozen again for inference
+    assert "phase3_end_to_end" in tl.times and any(k.startswith("phase 3") for k in tl.phase_val)
+    p, y = tl.val_probs(small_data)
+    assert p.shape == (len(small_data.paths("val")), len(CLASSES)) and len(y) == len(p)
+    with pytest.raises(ValueError, match="val images"):
+        tl.val_probs()
+    model = tl.assemble()
+    names = [l.name for l in model.layers]
+    assert not any("augmentation" in n for n in names)                             # nothing random is saved
+    rec = tl.record("transfer_test", small_data, {}, None, mode="smoke")
+    assert rec["end_to_end"]["augmentation"] and rec["end_to_end"]["epochs_run"] == 1
+    assert rec["train_seconds"] >= tl.times["phase3_end_to_end"]
+
+
+MNV2_FILE = "mobilenet_v2_1.00_224_notop.weights.h5"
+
+
+def _real_mnv2():
+    import os
+    from pathlib import Path
+
+    d = os.environ.get("KERAS_WEIGHTS_DIR")
+    return Path(d) / MNV2_FILE if d and (Path(d) / MNV2_FILE).is_file() else None
+
+
+@pytest.mark.skipif(_real_mnv2() is None, reason=f"$KERAS_WEIGHTS_DIR unset or without {MNV2_FILE}")
+def test_end_to_end_phase_trains_the_lowest_pretrained_layer(small_data, tmp_path, monkeypatch):
+    """With real ImageNet weights every layer gets a gradient (a random base with inference-mode BN
+    saturates its ReLU6 units and passes none down), and BN-folded weights stay intact below BN."""
+    monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
+    prov = resolve_weights("mobilenetv2", str(_real_mnv2()))
+    tl = TransferLearner("mobilenetv2", SIZE, prov, "block_15_add", batch_size=8)
+    tl.extract(small_data, cache=False)
+    tl.train_head(epochs=1)
+    conv1 = tl.base.get_layer("Conv1").get_weights()[0].copy()
+    top_only = tl.base.get_layer("block_1_expand").get_weights()[0].copy()
+    tl.fine_tune_end_to_end(small_data, epochs=1, lr=1e-4, patience=None)
+    assert not np.allclose(tl.base.get_layer("Conv1").get_weights()[0], conv1)      # the lowest layer learned
+    tl2 = TransferLearner("mobilenetv2", SIZE, prov, "block_15_add", batch_size=8)
+    tl2.extract(small_data, cache=False)
+    tl2.train_head(epochs=1)
+    tl2.fine_tune_end_to_end(small_data, epochs=1, lr=1e-4, patience=None, first_layer="block_16_expand")
+    np.testing.assert_array_equal(tl2.base.get_layer("block_1_expand").get_weights()[0], top_only)  # below: frozen

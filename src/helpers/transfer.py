@@ -122,6 +122,44 @@ def set_top_trainable(top, trainable: bool = True) -> int:
     return len(top.trainable_weights)
 
 
+def unfreeze_from(base, first_layer: str | None = None) -> int:
+    """Unfreeze ``base`` from ``first_layer`` upwards (``None``: every layer); batch-norm stays frozen.
+
+    Layers below ``first_layer`` stay frozen (no gradient is computed for them, which also makes
+    the backward pass cheaper). Keeping batch-norm frozen is *required*, not a detail: in Keras 3,
+    ``fit`` calls the model with ``training=True`` and that reaches a nested base even when the
+    base was called with ``training=False`` (keras-team/keras#20285); only ``trainable=False``
+    keeps a BN layer in inference mode, i.e. on its ImageNet statistics. Returns the number of
+    trainable weight tensors. Recompile afterwards!
+    """
+    import keras
+
+    names = [l.name for l in base.layers]
+    if first_layer is not None and first_layer not in names:
+        raise ValueError(f"{base.name} has no layer {first_layer!r}; e.g. {names[-12:]}")
+    start = names.index(first_layer) if first_layer is not None else 0
+    base.trainable = True
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+    return len(base.trainable_weights)
+
+
+def finetune_augmentation(seed: int | None = 42):
+    """Label-preserving augmentation for end-to-end fine-tuning: flips, quarter turns, stain jitter.
+
+    Built from stock Keras layers plus :class:`helpers.models.RandomRot90`; it wraps the
+    deployable model only while training, so the saved model contains none of it.
+    """
+    import keras
+
+    from .augment import stain_augmentation
+    from .models import augmentation_layers
+
+    return keras.Sequential([*augmentation_layers(flip=True, rot90=True, seed=seed),
+                             *stain_augmentation(seed=None if seed is None else seed + 100).layers],
+                            name="finetune_augmentation")
+
+
 def _random_search_class():
     """keras-tuner's RandomSearch, minus its unconditional TensorBoard import.
 
@@ -198,6 +236,7 @@ class TransferLearner:
         self.model = None
         self.finetune_model = None
         self.finetuned_weights: list[str] = []
+        self.end_to_end: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- description
     def describe(self) -> pd.DataFrame:
@@ -391,6 +430,72 @@ class TransferLearner:
                  self.times["phase2_finetune"])
         return hist
 
+    def fine_tune_end_to_end(self, data, *, epochs: int = 6, lr: float = 3e-4, first_layer: str | None = None,
+                             augment: bool = True, patience: int | None = 3, time_budget: float | None = None,
+                             schedule: str | None = "cosine", resume: bool = False) -> dict[str, Any]:
+        """Phase 3: fine-tune the base from ``first_layer`` up (``None``: all of it) on the *images*,
+        with augmentation, starting from the phase-1 head (and the phase-2 top, if it ran).
+
+        Cached activations cannot be augmented (a flipped image has other activations), so this
+        phase pays the full forward and backward pass every step; it is affordable only for a
+        light base. Batch-norm stays frozen (:func:`unfreeze_from`). Training goes through
+        :func:`helpers.train.fit`: cosine learning-rate decay, early stopping on val accuracy with
+        the best weights restored, a time budget, per-epoch macro-F1, resumable checkpoints. The
+        trained layers are the deployable model's own (:meth:`assemble`), so no copy is needed.
+        Returns ``fit``'s summary.
+        """
+        import keras
+
+        from .pipeline import make_dataset
+        from .train import fit
+
+        if self.head is None:
+            raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the base")
+        model = self.model or self.assemble()
+        n = unfreeze_from(self.base, first_layer)
+        inp = keras.Input((self.image_size, self.image_size, 3), dtype="float32", name="image")
+        x = finetune_augmentation(self.seed)(inp) if augment else inp
+        wrapper = keras.Model(inp, model(x), name=f"{self.family}_end_to_end")
+        self.used_paths["val"] = data.paths("val")
+        train_ds = make_dataset(data.paths("train"), data.labels("train"), self.image_size, self.batch_size,
+                                shuffle=True, seed=self.seed)
+        val_ds = make_dataset(data.paths("val"), data.labels("val"), self.image_size, 64)
+        log.info("phase 3: %d trainable weight tensors (from %s), lr %g, %s augmentation", n,
+                 first_layer or "the first layer", lr, "with" if augment else "without")
+        try:
+            res = fit(wrapper, train_ds, val_ds, epochs=epochs, learning_rate=lr, schedule=schedule,
+                      patience=patience, min_delta=0.001, run_name=f"transfer_{self.family}_{self.image_size}_e2e",
+                      resume=resume, time_budget=time_budget)
+        finally:
+            self.base.trainable = False  # the deployable model is used for inference from here on
+        self.times["phase3_end_to_end"] = round(res["train_seconds"], 1)
+        hist = {k: [float(v) for v in vals] for k, vals in res["history"].items()}
+        self.histories["phase3"] = hist
+        best = res["best_epoch"]
+        label = f"phase 3: end-to-end from {first_layer or 'the input'}" + (", augmented" if augment else "")
+        self.phase_val[label] = float(hist["val_accuracy"][best - 1]) if best else float("nan")
+        self.end_to_end = {k: res[k] for k in ("epochs_run", "max_epochs", "best_epoch", "stopped", "schedule",
+                                                "learning_rate", "patience", "time_budget", "steps_per_epoch")}
+        self.end_to_end.update(first_layer=first_layer, augmentation=("flip + quarter turns + stain jitter"
+                                                                     if augment else None),
+                               trainable_weight_tensors=n)
+        self.speeds["end_to_end_train"] = res["epochs_run"] * len(data.paths("train")) / max(res["train_seconds"], 1e-9)
+        return res
+
+    def val_probs(self, data=None) -> tuple[np.ndarray, np.ndarray]:
+        """(val probabilities, labels) of the current model: from the cached activations, or — after
+        phase 3, which changed the lower layers too — end-to-end from the val images."""
+        if "phase3" in self.histories:
+            from .evaluate import predict_proba
+            from .pipeline import make_dataset
+
+            if data is None:
+                raise ValueError("after end-to-end fine-tuning the val images are needed: val_probs(data)")
+            ds = make_dataset(data.paths("val"), data.labels("val"), self.image_size, batch_size=64, cache=False)
+            y, p = predict_proba(self.model, ds)
+            return p, y
+        return self.val_from_cache(), self.labels("val")
+
     def val_from_cache(self) -> np.ndarray:
         """Val probabilities of the current top + head from the cached val activations (labels:
         :meth:`labels`)."""
@@ -440,8 +545,9 @@ class TransferLearner:
         return pd.DataFrame(rows).set_index("phase")
 
     def train_seconds(self) -> float:
-        """Feature extraction (train+val) + tuning + both phases."""
-        keys = ("extract_train", "extract_val", "pool_frozen_top", "tune_head", "phase1_head", "phase2_finetune")
+        """Feature extraction (train+val) + tuning + every training phase that ran."""
+        keys = ("extract_train", "extract_val", "pool_frozen_top", "tune_head", "phase1_head", "phase2_finetune",
+                "phase3_end_to_end")
         return float(sum(self.times.get(k, 0.0) for k in keys))
 
     def record(self, name: str, data, val: Mapping[str, Any], test: Mapping[str, Any] | None, *, mode: str,
@@ -461,6 +567,7 @@ class TransferLearner:
                            params=int(self.model.count_params()) if self.model is not None else None,
                            preprocessing=PREPROCESSING[self.family], per_class_caps=dict(self.caps),
                            n_used={k: int(len(v[1])) for k, v in self.features.items()},
+                           end_to_end=dict(self.end_to_end) or None,
                            **extra)
 
     def save(self, name: str, data, metrics: Mapping[str, Any], directory: str | os.PathLike | None = None,
