@@ -91,6 +91,17 @@ def build_training(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         x, y = _synthetic(n, tuple(lower.output.shape[1:]), low=0.0, high=4.0)
         trainable = int(sum(np.prod(w.shape) for w in ft.trainable_weights))
         return _fit_runner(ft, x, y, bs, float(spec.get("lr", 1e-4))), {"params_count": trainable}
+    if kind == "transfer_end_to_end":
+        from helpers.transfer import finetune_augmentation, unfreeze_from
+
+        size = int(spec["image_size"])
+        inp = keras.Input((size, size, 3), name="image")
+        x = preprocessing_layer(spec["family"])(finetune_augmentation(42)(inp))
+        model = keras.Model(inp, head(base(x, training=False)), name="end_to_end")
+        unfreeze_from(base, spec.get("first_layer"))
+        x, y = _synthetic(n, (size, size, 3))
+        trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+        return _fit_runner(model, x, y, bs, float(spec.get("lr", 3e-4))), {"params_count": trainable}
     if kind == "frozen_lower":
         import tensorflow as tf
 

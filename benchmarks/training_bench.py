@@ -4,7 +4,8 @@ Settings come from the chapters themselves (their ``parameters`` cells, and chap
 cell): the three CNNs of chapter 3 at its image size and batch size, and for each transfer
 family (chapters 4–6) what the chapter trains — the head on cached pooled features (phase 1),
 the top stage + head on cached activations (phase 2) — plus the frozen lower base's forward pass
-(what caching the features costs, once per image). Every set-up runs in its own process
+(what caching the features costs, once per image), and — where a chapter runs it — phase 3, every
+layer fine-tuned on augmented images. Every set-up runs in its own process
 (``bench_worker.py``: own memory high-water mark), a fixed number of steps on random tensors, with
 warm-up and interleaved repetitions (:func:`helpers.bench.measure_workers`). Seconds per epoch are
 *extrapolated* from images/s and the number of training images.
@@ -105,8 +106,9 @@ def chapter_epoch_seconds(spec: dict[str, Any]) -> float | None:
         ph = rec["phase_seconds"]
         if spec["kind"] == "frozen_lower":
             return float(ph["extract_train"])
-        phase = {"transfer_head": "phase1", "transfer_finetune": "phase2"}[spec["kind"]]
-        return float(ph[f"{phase}_{'head' if phase == 'phase1' else 'finetune'}"]) / len(rec["history"][phase]["loss"])
+        phase, key = {"transfer_head": ("phase1", "phase1_head"), "transfer_finetune": ("phase2", "phase2_finetune"),
+                      "transfer_end_to_end": ("phase3", "phase3_end_to_end")}[spec["kind"]]
+        return float(ph[key]) / len(rec["history"][phase]["loss"])
     except (OSError, KeyError, ValueError, TypeError, ZeroDivisionError, statistics.StatisticsError):
         return None
 
@@ -145,6 +147,11 @@ def setups(quick: bool) -> list[dict[str, Any]]:
             {**common, "name": f"{family} phase 2: top stage + head on cached activations", "kind": "transfer_finetune",
              "batch_size": 32, "steps": 1 if quick else 4, "lr": float(p.get("FT_LR", 1e-4))},
         ]
+        if p.get("E2E_EPOCHS"):  # the chapter fine-tunes the whole base on augmented images
+            out.append({**common, "name": f"{family} phase 3: end-to-end on augmented images",
+                        "kind": "transfer_end_to_end", "batch_size": 32, "steps": 1 if quick else 4,
+                        "lr": float(p.get("E2E_LR", 3e-4)), "first_layer": p.get("E2E_FIRST_LAYER"),
+                        "epoch_note": f"{n_train:,} (whole training split)", "epoch_images": n_train})
     return out
 
 
@@ -204,13 +211,16 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         "`ru_maxrss` would include the parent's memory, as it survives `exec`: TensorFlow + model + "
         "data of that set-up), on **random weights and random tensors** (speed does not depend on their values), "
         f"a fixed number of steps per timed run (CNNs {steps.get('train_cnn')}, head {steps.get('transfer_head')}, "
-        f"fine-tuning {steps.get('transfer_finetune')}, frozen forward {steps.get('frozen_lower')} batches), one "
+        f"fine-tuning {steps.get('transfer_finetune')}, "
+        + (f"end-to-end {steps['transfer_end_to_end']}, " if "transfer_end_to_end" in steps else "")
+        + f"frozen forward {steps.get('frozen_lower')} batches), one "
         f"warm-up run, then {repeats} rounds in which the set-ups of a group take turns (ratios are within a group). "
         "Image sizes, batch sizes, cut layers and head sizes are read from the chapters' parameter cells "
         "(and `results/transfer_*.json` for the tuned heads). **Seconds per epoch are extrapolated** "
         "(images per epoch ÷ images/s), not measured over full epochs; they exclude the validation pass and "
         "the input pipeline (see the pipeline section). For the transfer models the 'images' of phases 1 and 2 "
-        "are cached feature tensors; the frozen lower base runs once per image when the cache is built. "
+        "are cached feature tensors; the frozen lower base runs once per image when the cache is built; phase 3 "
+        "trains on augmented images through the whole base. "
         "*× group's first*: images/s relative to the first row of the group (seed004_cnn; for a transfer family "
         "its frozen lower base, i.e. how much cheaper per image training on the cache is than running the base), "
         "measured interleaved in the same run. *chapter's s/epoch*: what the chapter's own book-mode run measured "

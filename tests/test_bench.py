@@ -338,6 +338,19 @@ def test_training_setups_follow_the_chapters(benchmarks_path):
     assert kinds.count("train_cnn") == 3 and kinds.count("frozen_lower") == 3
     assert {s["family"] for s in specs if "family" in s} == {"vgg19", "resnet50", "mobilenetv2"}
     assert all(s["epoch_images"] > 0 and s["batch_size"] > 0 for s in specs)
+    e2e = [s for s in specs if s["kind"] == "transfer_end_to_end"]    # chapter 6 runs phase 3
+    assert [s["family"] for s in e2e] == ["mobilenetv2"] and e2e[0]["lr"] > 0
+
+
+def test_end_to_end_worker_trains(benchmarks_path):
+    """The phase-3 set-up builds and takes a training step (tiny input)."""
+    import bench_worker
+
+    spec = {"kind": "transfer_end_to_end", "family": "mobilenetv2", "image_size": 32, "split_layer": "block_15_add",
+            "batch_size": 4, "steps": 1, "head": {"units": 0, "dropout": 0.0}, "lr": 1e-4, "first_layer": None}
+    handlers, info = bench_worker.build_training(spec)
+    assert info["params_count"] > 2_000_000                     # the whole base is trainable (minus BN)
+    assert handlers["run"]({})["n"] == 4
 
 
 def test_book_times_reports_missing_notebooks(tmp_path, benchmarks_path):
