@@ -30,6 +30,28 @@ def book_times(timings_path: Path, notebooks: list[str]) -> dict[str, Any]:
     return {"rows": rows, "total_seconds": total, "missing": missing, "complete": not missing and bool(current)}
 
 
+def time_breakdown(results_dir: Path, top: int = 8) -> list[dict[str, Any]]:
+    """Where the book's time goes, from the training records: every transfer phase
+    (``phase_seconds``) and every from-scratch training run (``train_seconds``, ablations included),
+    largest first (at most ``top``)."""
+    rows = []
+    for f in sorted(Path(results_dir).rglob("*.json")):
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(rec, dict) or "model" not in rec or rec.get("mode") != "book":
+            continue
+        where = f.parent.name if f.parent != Path(results_dir) else ""
+        name = f"{where}/{rec['model']}" if where else rec["model"]
+        phases = rec.get("phase_seconds")
+        if isinstance(phases, dict):
+            rows += [{"record": name, "part": k, "seconds": float(v)} for k, v in phases.items()]
+        elif rec.get("train_seconds") is not None:
+            rows.append({"record": name, "part": "training", "seconds": float(rec["train_seconds"])})
+    return sorted(rows, key=lambda r: -r["seconds"])[:top]
+
+
 def run(ctx: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
@@ -57,10 +79,20 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
           "finishes; not re-measured here). Notebooks run at different times, on a machine shared with other work, "
           "and each run's time includes training: a notebook re-run with cached features or checkpoints is faster.",
           "", bench.markdown_table(df), "", verdict]
+    parts = time_breakdown(ROOT / "results")
+    if parts:
+        bd = pd.DataFrame(parts)
+        bd["minutes"] = bd.pop("seconds") / 60
+        if t["total_seconds"]:
+            bd["share of the book"] = bd["minutes"] * 60 / t["total_seconds"]
+        md += ["", "**Where the time goes** — the largest parts, from the book-mode records in `results/` "
+               "(`phase_seconds` of the transfer chapters, `train_seconds` of the from-scratch runs; a phase "
+               "that reused a cache shows the time it cost when the cache was computed):", "",
+               bench.markdown_table(bd)]
     targets = [{"target": f"whole book ≤ {TARGET_MIN:.0f} min", "value_min": total_min,
                 "met": met if t["complete"] else (False if not met else None),
                 "margin": f"{total_min - TARGET_MIN:+.1f} min" if t["complete"] else
                 f"incomplete: {total_min:.1f} min timed so far, {len(t['missing'])} notebook(s) untimed"}]
     return {"title": TITLE, "markdown": "\n".join(md), "targets": targets,
             "key": {"total_minutes": total_min, "complete": t["complete"], "missing": t["missing"]},
-            "results": t}
+            "results": {**t, "breakdown": parts}}

@@ -429,3 +429,21 @@ def test_load_report_rejects_other_files(tmp_path, text):
     p.write_text(text)
     with pytest.raises(ValueError, match="bench"):
         bench.load_report(p)
+
+
+def test_book_time_breakdown_reads_the_records(tmp_path, benchmarks_path):
+    import json
+
+    import book_bench
+
+    (tmp_path / "ablation").mkdir()
+    (tmp_path / "a.json").write_text(json.dumps({"model": "a", "mode": "book", "train_seconds": 100.0}))
+    (tmp_path / "t.json").write_text(json.dumps({"model": "t", "mode": "book",
+                                                 "phase_seconds": {"extract_train": 50.0, "phase3_end_to_end": 700.0}}))
+    (tmp_path / "ablation" / "b.json").write_text(json.dumps({"model": "b", "mode": "book", "train_seconds": 30.0}))
+    (tmp_path / "s.json").write_text(json.dumps({"model": "s", "mode": "smoke", "train_seconds": 999.0}))  # not book
+    (tmp_path / "notebook_timings.json").write_text(json.dumps({"01.ipynb": {"seconds": 3}}))  # not a record
+    rows = book_bench.time_breakdown(tmp_path, top=3)
+    assert [(r["record"], r["part"]) for r in rows] == [("t", "phase3_end_to_end"), ("a", "training"),
+                                                         ("t", "extract_train")]
+    assert book_bench.time_breakdown(tmp_path)[-1] == {"record": "ablation/b", "part": "training", "seconds": 30.0}
