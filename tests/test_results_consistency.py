@@ -248,14 +248,14 @@ def test_ambiguous_alias_fails(tmp_path: Path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Numbers quoted from the benchmark report (glued as bench_<key>) agree with the committed report
+# Numbers quoted from the benchmark report (glued as report_<key>) agree with the committed report
 # ---------------------------------------------------------------------------------------------
 BENCH_REPORT = ROOT / "benchmarks" / "results.json"
-BENCH_PREFIX = "bench_"
+BENCH_PREFIX = "report_"
 
 
 def check_bench_glue(glued: Mapping[str, str], summary: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(problems, checked names): every glued ``bench_<key>`` equals ``summary[key]``."""
+    """(problems, checked names): every glued ``report_<key>`` equals ``summary[key]``."""
     problems, checked = [], []
     for name, text in sorted(glued.items()):
         if not name.startswith(BENCH_PREFIX):
@@ -292,15 +292,15 @@ def test_the_evaluation_chapter_quotes_the_report():
     """Issue #8: the book summarises the report: inference, pipeline and book wall time at least."""
     nb = ROOT / "notebooks" / "07_evaluation.ipynb"
     glued = glued_values(nbformat.read(nb, as_version=4))
-    for key in ("bench_inference_keras_ms", "bench_pipeline_ratio_vs_naive", "bench_book_minutes"):
+    for key in ("report_inference_keras_ms", "report_pipeline_ratio_vs_naive", "report_book_minutes"):
         assert key in glued, f"{nb.name} does not glue {key}"
 
 
 def test_bench_check_can_fail():
     summary = {"inference_keras_ms": 2.2184, "cpu_model": "AMD EPYC", "book_complete": True}
-    assert check_bench_glue({"bench_inference_keras_ms": "2.2"}, summary)[0] == []
-    assert check_bench_glue({"bench_cpu_model": "'AMD EPYC'", "bench_book_complete": "True"}, summary)[0] == []
-    assert check_bench_glue({"bench_inference_keras_ms": "27.0"}, summary)[0]          # an eager-mode number
-    assert check_bench_glue({"bench_inference_keras_ms": "2.3"}, summary)[0]
-    assert check_bench_glue({"bench_cpu_model": "'Intel'"}, summary)[0]
-    assert "not in the benchmark report" in check_bench_glue({"bench_gpu_ms": "1.0"}, summary)[0][0]
+    assert check_bench_glue({"report_inference_keras_ms": "2.2"}, summary)[0] == []
+    assert check_bench_glue({"report_cpu_model": "'AMD EPYC'", "report_book_complete": "True"}, summary)[0] == []
+    assert check_bench_glue({"report_inference_keras_ms": "27.0"}, summary)[0]          # an eager-mode number
+    assert check_bench_glue({"report_inference_keras_ms": "2.3"}, summary)[0]
+    assert check_bench_glue({"report_cpu_model": "'Intel'"}, summary)[0]
+    assert "not in the benchmark report" in check_bench_glue({"report_gpu_ms": "1.0"}, summary)[0][0]

@@ -735,7 +735,7 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def report_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """The report's headline numbers as one flat dict (the book glues them as ``bench_<key>``).
+    """The report's headline numbers as one flat dict (the book glues them as ``report_<key>``).
 
     Sections missing from the report are left out; every value is copied, never recomputed, so
     the book shows exactly what ``BENCHMARKS.md`` shows.
