@@ -110,16 +110,14 @@ def _compile(model, lr: float) -> None:
 
 
 def set_top_trainable(top, trainable: bool = True) -> int:
-    """Unfreeze (or freeze) the top's layers except batch-norm, which stays frozen (inference mode).
+    """Unfreeze (:func:`unfreeze_from`, batch-norm stays frozen) or freeze all of the top.
 
     Returns the number of trainable weights tensors. Recompile afterwards!
     """
-    import keras
-
-    top.trainable = True
-    for layer in top.layers:
-        layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
-    return len(top.trainable_weights)
+    if trainable:
+        return unfreeze_from(top)
+    top.trainable = False
+    return 0
 
 
 def unfreeze_from(base, first_layer: str | None = None) -> int:
