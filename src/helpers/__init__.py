@@ -14,6 +14,7 @@ Small modules with one job each:
 * :mod:`helpers.train`      – one ``fit`` for every chapter; evaluate once and record
 * :mod:`helpers.weights`    – ImageNet weights: local file, Keras cache or download, with provenance
 * :mod:`helpers.transfer`   – transfer learning with cached frozen features and fine-tuning
+* :mod:`helpers.tta`        – test-time augmentation over the symmetries of a cell image
 * :mod:`helpers.evaluate`   – metrics, bootstrap intervals, ROC, McNemar, errors by sub-type
 * :mod:`helpers.calibrate`  – expected calibration error and temperature scaling
 * :mod:`helpers.explain`    – Grad-CAM

@@ -161,6 +161,12 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
         x_all = x_all[None]
     if x_all.ndim != 4 or x_all.shape[-1] != 3 or len(x_all) == 0:
         raise ValueError(f"images must be an (N, H, W, 3) array, got shape {x_all.shape}")
+    from .tta import is_tta, tta_core
+
+    if is_tta(model):
+        log.info("%s averages several views of each image: Grad-CAM explains the single-view model inside it",
+                 model.name)
+        model = tta_core(model)
     target = find_feature_layer(model, layer_name)
     hook = _Hooked(model, target)
     if class_index is not None:
@@ -190,8 +196,15 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
 
 def logits(model, images, batch_size: int = 32) -> np.ndarray | None:
     """Pre-softmax logits of a model ending in ``Dense(softmax)`` (also inside a nested head); ``None``
-    (logged) when it ends otherwise. One eager pass, ``training=False``."""
+    (logged) when it ends otherwise. One eager pass, ``training=False``. For a TTA wrapper
+    (:mod:`helpers.tta`) the logits of the single-view model, averaged over the same views."""
+    from .tta import dihedral, is_tta, tta_core, tta_views
+
     x_all = np.asarray(images, dtype="float32")
+    if is_tta(model):
+        core, views = tta_core(model), tta_views(model)
+        per_view = [logits(core, np.asarray(dihedral(x_all, k)), batch_size) for k in range(views)]
+        return None if per_view[0] is None else np.mean(per_view, axis=0)
     hook = _Hooked(model)
     if hook._head is None:
         log.info("model %s does not end in Dense(softmax): no logits available", model.name)

@@ -609,6 +609,31 @@ def measure_forward(family: str, image_size: int, batch_size: int = 32, seconds:
     return n / (time.perf_counter() - t0)
 
 
+def measure_train(family: str, image_size: int, first_layer: str | None = None, batch_size: int = 32,
+                  seconds: float = 3.0, n_classes: int = 8) -> float:
+    """Training speed (img/s) of fine-tuning the base from ``first_layer`` up (``None``: every layer,
+    batch-norm frozen as in :func:`unfreeze_from`) with a softmax head: forward, backward and Adam update
+    on random images of ``image_size`` (random weights — the cost does not depend on them). This is what
+    each epoch of phase 3 pays per image, before augmentation and validation."""
+    import keras
+
+    base = application(family)(include_top=False, weights=None, input_shape=(image_size, image_size, 3),
+                               pooling="avg")
+    unfreeze_from(base, first_layer)
+    inp = keras.Input((image_size, image_size, 3))
+    model = keras.Model(inp, keras.layers.Dense(n_classes, activation="softmax")(base(inp, training=False)))
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
+    y = np.arange(batch_size) % n_classes
+    model.train_on_batch(x, y)  # tracing and first-step allocations are not part of the speed
+    n, t0 = 0, time.perf_counter()
+    while n == 0 or time.perf_counter() - t0 < seconds:
+        model.train_on_batch(x, y)
+        n += batch_size
+    return n / (time.perf_counter() - t0)
+
+
 def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Sequence[int] = (64, 96, 128),
                      per_class: int = 30, seed: int = 42) -> pd.DataFrame:
     """How good are the *frozen* ImageNet features at each image size? A quick answer before paying

@@ -1,0 +1,237 @@
+"""Test-time augmentation (TTA) over the eight symmetries of a square image.
+
+A blood cell on a slide has no "up": turning the image by a quarter turn or mirroring it gives an
+equally valid picture of the same cell. These eight transformations (four rotations, each with or
+without a mirror) form the dihedral group D4 of the square. A model trained with flips and rotations
+is *almost* invariant to them; averaging its probabilities over the eight views removes what is left
+of its orientation noise, for eight times the inference cost.
+
+:func:`tta_model` wraps a trained model into a deployable Keras model that does exactly that
+(stacked into one batch, so the wrapped model runs once per call); :func:`view_probs` scores every
+view separately, which is what the chapters use to *decide* — on the validation split — whether
+TTA is worth its cost.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+
+VIEW_NAMES = ("identity", "rot180", "rot90", "rot270", "mirror", "mirror+rot180", "mirror+rot90", "mirror+rot270")
+"""The views of :func:`dihedral`, in order. The first 1, 2, 4 and 8 of them are *groups* (no change; half
+turns; quarter turns; all eight symmetries of the square), so a TTA model over them gives exactly the same
+answer for an image and for any of its views in the group."""
+VIEW_COUNTS = (1, 2, 4, 8)
+_TURNS = (0, 2, 1, 3)  # quarter turns of view k % 4
+
+
+def dihedral(x, k: int):
+    """View ``k`` (0–7, named in :data:`VIEW_NAMES`) of a batch of square images ``(B, S, S, C)``: a left-right
+    mirror when ``k >= 4``, then quarter turns anticlockwise. Works on NumPy arrays and tensors."""
+    if not 0 <= int(k) < 8:
+        raise ValueError(f"view index must be in 0..7, got {k}")
+    ops = keras.ops
+    if k >= 4:
+        x = ops.flip(x, axis=2)
+    for _ in range(_TURNS[int(k) % 4]):  # one quarter turn anticlockwise = transpose, then flip rows
+        x = ops.flip(ops.transpose(x, (0, 2, 1, 3)), axis=1)
+    return x
+
+
+@keras.saving.register_keras_serializable(package="bloodcells")
+class DihedralViews(keras.layers.Layer):
+    """``(B, S, S, C)`` → ``(views·B, S, S, C)``: the first ``views`` symmetries stacked view by view."""
+
+    def __init__(self, views: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        if int(views) not in VIEW_COUNTS:
+            raise ValueError(f"views must be one of {VIEW_COUNTS} (the groups of symmetries), got {views}")
+        self.views = int(views)
+
+    def call(self, x):
+        return keras.ops.concatenate([dihedral(x, k) for k in range(self.views)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        b = input_shape[0]
+        return (None if b is None else b * self.views, *input_shape[1:])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "views": self.views}
+
+
+@keras.saving.register_keras_serializable(package="bloodcells")
+class MeanOverViews(keras.layers.Layer):
+    """``(views·B, C)`` probabilities → ``(B, C)``: the average over the views of each image."""
+
+    def __init__(self, views: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.views = int(views)
+
+    def call(self, p):
+        c = p.shape[-1]
+        return keras.ops.mean(keras.ops.reshape(p, (self.views, -1, c)), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        b = input_shape[0]
+        return (None if b is None else b // self.views, input_shape[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "views": self.views}
+
+
+def tta_model(model, views: int = 8, name: str | None = None):
+    """A Keras model that averages ``model``'s probabilities over ``views`` symmetries of its input.
+
+    Same input contract as ``model`` (square images, float32 in [0, 255]); ``views=8`` is the whole
+    group D4, ``views=4`` the quarter turns, ``views=2`` the half turn. The wrapped model is shared, not copied.
+    """
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3 or shape[0] != shape[1]:
+        raise ValueError(f"TTA needs square image inputs (S, S, C); {model.name!r} takes {shape}")
+    inp = keras.Input(shape, dtype="float32", name="image")
+    stacked = DihedralViews(views, name="dihedral_views")(inp)
+    out = MeanOverViews(views, name="mean_over_views")(model(stacked))
+    return keras.Model(inp, out, name=name or f"{model.name}_tta{views}")
+
+
+def is_tta(model) -> bool:
+    """True for a model built by :func:`tta_model`."""
+    return any(isinstance(layer, DihedralViews) for layer in getattr(model, "layers", []))
+
+
+def tta_views(model) -> int:
+    """How many views a :func:`tta_model` wrapper averages (1 for any other model)."""
+    return next((layer.views for layer in getattr(model, "layers", []) if isinstance(layer, DihedralViews)), 1)
+
+
+def tta_core(model):
+    """The single-view model inside a :func:`tta_model` wrapper (the model itself when it is not one)."""
+    if not is_tta(model):
+        return model
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(inner) != 1:
+        raise ValueError(f"{model.name!r} is a TTA wrapper without exactly one inner model")
+    return inner[0]
+
+
+def view_probs(model, dataset, views: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels (N,), probabilities (views, N, C))``: ``model`` scored on every view of every image.
+
+    ``dataset`` yields ``(images, labels)`` batches (e.g. :func:`helpers.pipeline.make_dataset`). One
+    forward pass per batch, all views stacked, ``training=False``.
+    """
+    from tqdm import tqdm  # plain text bar: works in notebooks without ipywidgets
+
+    stack = DihedralViews(views)
+    ys, ps = [], []
+    n = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -1
+    for x, y in tqdm(dataset, desc=f"scoring {views} views", unit="batch", total=n if n >= 0 else None,
+                     mininterval=10):
+        p = np.asarray(model.predict_on_batch(stack(x)))
+        ps.append(p.reshape(views, -1, p.shape[-1]))
+        ys.append(np.asarray(y))
+    if not ps:
+        raise ValueError("the dataset is empty: nothing to score")
+    return np.concatenate(ys), np.concatenate(ps, axis=1)
+
+
+def view_table(y_true, probs_by_view: np.ndarray) -> "Any":
+    """Accuracy and macro-F1 of each view alone (``kind="one view"``) and of the average over the first
+    1, 2, 4, 8 views (``kind="TTA"``, column ``views``)."""
+    import pandas as pd
+
+    from .evaluate import metrics_block
+
+    p = np.asarray(probs_by_view)
+    rows = [(VIEW_NAMES[k], "one view", 1, p[k]) for k in range(len(p))]
+    rows += [(f"TTA over {n} view{'s' if n > 1 else ''}", "TTA", n, p[:n].mean(axis=0))
+             for n in VIEW_COUNTS if n <= len(p)]
+    out = []
+    for name, kind, n, q in rows:
+        m = metrics_block(y_true, q)
+        out.append({"view": name, "kind": kind, "views": n, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+    return pd.DataFrame(out).set_index("view")
+
+
+def choose_views(table, tolerance: float = 0.001) -> int:
+    """The fewest TTA views whose validation macro-F1 is within ``tolerance`` of the best TTA row of
+    :func:`view_table` — more views cost proportionally more inference time."""
+    tta = table[table["kind"] == "TTA"]
+    if tta.empty:
+        raise ValueError("the table has no TTA rows")
+    ok = tta[tta["macro_f1"] >= tta["macro_f1"].max() - tolerance]
+    return int(ok["views"].min())
+
+
+def tta_record(base: Mapping[str, Any], name: str, val: Mapping[str, Any], test: Mapping[str, Any] | None, *,
+               views: int, seconds: Mapping[str, float]) -> dict[str, Any]:
+    """A results record for the TTA version of a trained model: the base record's provenance (data, weights,
+    seed, training time — TTA trains nothing), its own metrics and a ``tta`` block."""
+    from .results import make_record
+
+    keep = ("family", "pretrained", "weights_summary", "params", "preprocessing", "split_layer", "architecture",
+            "augmentation", "training")
+    rec = make_record(name, image_size=base["image_size"], epochs=base["epochs"], train_seconds=base["train_seconds"],
+                      weights_source=base["weights_source"], data=base["data"], seed=base["seed"], val=val, test=test,
+                      mode=base.get("mode", "book"), **{k: base[k] for k in keep if k in base})
+    rec["tta"] = {"of": base["model"], "views": int(views), "view_names": list(VIEW_NAMES[:views]),
+                  "combine": "mean of the probabilities", "seconds": {k: round(float(v), 1) for k, v in seconds.items()},
+                  "base_val": {k: base["val"][k] for k in ("accuracy", "macro_f1")},
+                  "base_test": ({k: base["test"][k] for k in ("accuracy", "macro_f1")} if base.get("test") else None)}
+    return rec
+
+
+def evaluate_tta(model, data, image_size: int, views: int | None = None, tolerance: float = 0.001,
+                 batch_size: int = 64) -> dict[str, Any]:
+    """TTA for a trained model, decided on validation, tested once.
+
+    All eight views are scored on the validation split; the number of views is ``views`` or, when
+    ``None``, :func:`choose_views` on that table. Only then is the wrapped model (:func:`tta_model`)
+    run on the test split — once. Returns ``{"model", "views", "val_table", "val": (y, probs),
+    "test": (y, probs), "seconds"}``.
+    """
+    import time
+
+    from .evaluate import predict_proba
+    from .pipeline import make_dataset
+
+    def ds(split):
+        return make_dataset(data.paths(split), data.labels(split), image_size, batch_size=batch_size, cache=False)
+
+    t0 = time.perf_counter()
+    y_val, pv = view_probs(model, ds("val"), 8)
+    table = view_table(y_val, pv)
+    n = choose_views(table, tolerance) if views is None else int(views)
+    t1 = time.perf_counter()
+    wrapper = tta_model(model, n)
+    y_test, p_test = predict_proba(wrapper, ds("test"))
+    t2 = time.perf_counter()
+    return {"model": wrapper, "views": n, "val_table": table, "val": (y_val, pv[:n].mean(axis=0)),
+            "test": (y_test, p_test), "seconds": {"val_all_views": t1 - t0, "test": t2 - t1}}
+
+
+def save_tta(result: Mapping[str, Any], name: str, base_record: Mapping[str, Any], data,
+             like: str | os.PathLike | None = None, directory: str | os.PathLike | None = None) -> tuple[Any, dict[str, Any]]:
+    """Save the TTA model of :func:`evaluate_tta` as a bundle (with its val/test predictions) and write its
+    results record; returns ``(bundle folder, record)``. ``like``: the single-view model's bundle, whose
+    sidecar fields (preprocessing, family, weights) the TTA bundle repeats."""
+    from pathlib import Path
+
+    from .config import output_dir
+    from .evaluate import metrics_block
+    from .export import read_sidecar, save_bundle
+    from .results import write_record
+
+    val, test = metrics_block(*result["val"]), metrics_block(*result["test"])
+    rec = tta_record(base_record, name, val, test, views=result["views"], seconds=result["seconds"])
+    skip = {"classes", "image_size", "weights_source", "metrics", "data", "model_name"}
+    extra = {k: v for k, v in read_sidecar(like).items() if k not in skip} if like else {}
+    folder = save_bundle(result["model"], Path(directory) if directory else output_dir() / "models" / name,
+                         image_size=base_record["image_size"], weights_source=base_record["weights_source"],
+                         metrics={"val": val, "test": test}, data=base_record["data"], tta=rec["tta"],
+                         predictions={s: {"paths": data.paths(s), "y_true": result[s][0], "probs": result[s][1]}
+                                      for s in ("val", "test")}, **extra)
+    write_record(rec)
+    return folder, rec
