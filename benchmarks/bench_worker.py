@@ -126,6 +126,10 @@ def load_inference_model(spec: dict[str, Any]):
         from helpers.export import load_bundle
 
         model, side = load_bundle(spec["bundle"])
+        if spec.get("single_view"):
+            from helpers.tta import tta_core
+
+            return tta_core(model), f"bundle {Path(spec['bundle']).name}, the single-view network inside"
         return model, f"bundle {Path(spec['bundle']).name}"
     import keras
 

@@ -83,16 +83,21 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     cores = [c for c in (1, 2) if c <= usable]
     base_spec = {"bundle": choice["bundle"], "recipe": choice.get("recipe"),
                  "calls_b1": 5 if quick else 30, "calls_b32": 1 if quick else 3, "calls_eager": 2 if quick else 5}
-    configs = [(rt, c) for rt in ("keras", "tflite") for c in cores]
-    workers = {cfg: bench.Worker([sys.executable, WORKER, json.dumps({**base_spec, "kind": f"infer_{cfg[0]}",
-                                                                       "threads": cfg[1]})],
-                                 name=f"{cfg[0]}-{cfg[1]}core") for cfg in configs}
+    configs = {(rt, c): {"kind": f"infer_{rt}", "threads": c} for rt in ("keras", "tflite") for c in cores}
+    views = int(((choice.get("sidecar") or {}).get("tta") or {}).get("views", 1))
+    if views > 1:  # a TTA model: also time the single-view network inside it (1 core, batch 1)
+        configs.update({(f"{rt}-single-view", 1): {"kind": f"infer_{rt}", "threads": 1, "single_view": True}
+                        for rt in ("keras", "tflite")})
+    workers = {cfg: bench.Worker([sys.executable, WORKER, json.dumps({**base_spec, **extra})],
+                                 name=f"{cfg[0]}-{cfg[1]}core") for cfg, extra in configs.items()}
     try:
         rows = []
         for (rt, c), w in workers.items():
             k1, k32 = base_spec["calls_b1"], base_spec["calls_b32"]
             rows.append((f"{rt}, {c} core{'s' * (c > 1)}, batch 1", w, {"cmd": "run", "what": "b1"}, k1,
                          {"runtime": rt, "cores": c, "batch": 1}))
+            if rt.endswith("single-view"):
+                continue
             rows.append((f"{rt}, {c} core{'s' * (c > 1)}, batch 32", w, {"cmd": "run", "what": "b32"}, 32 * k32,
                          {"runtime": rt, "cores": c, "batch": 32}))
             if rt == "keras" and c == 1:
@@ -120,7 +125,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     finally:
         for w in workers.values():
             w.kill()
-    return report(choice, ms, prof, acc, infos, mem, repeats, quick)
+    return report(choice, ms, prof, acc, infos, mem, repeats, quick, views)
 
 
 def part_table(prof: dict[str, Any], top: int = 8) -> str:
@@ -136,7 +141,7 @@ def part_table(prof: dict[str, Any], top: int = 8) -> str:
     return bench.markdown_table(pd.DataFrame(rows).rename(columns={"part": "layer (flat model)"}))
 
 
-def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
+def report(choice, ms, prof, acc, infos, mem, repeats, quick, views: int = 1) -> dict[str, Any]:
     import pandas as pd
 
     lat = {(m.params["runtime"], m.params["cores"], m.params["batch"]): m for m in ms}
@@ -147,7 +152,8 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
         rows.append({"setup": m.name, "ms per call (median)": 1000 * p["batch"] / m.median,
                      "ms per image": 1000 / m.median, "images/s": m.median, "spread": m.spread,
                      "× keras 1-core": m.median / lat[("keras", 1, p["batch"])].median,
-                     "peak RSS MB (process)": mem.get((p["runtime"].split("-")[0], p["cores"]))})
+                     "peak RSS MB (process)": mem.get((p["runtime"], p["cores"]),
+                                                      mem.get((p["runtime"].split("-")[0], p["cores"])))})
     df = pd.DataFrame(rows)
     one = {rt: 1000 / lat[(rt, 1, 1)].median for rt in ("keras", "tflite") if (rt, 1, 1) in lat}
     best_rt = min(one, key=one.get)
@@ -174,6 +180,18 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
                   f"2 cores / 1 core for Keras at batch 32: "
                   + (f"{lat[('keras', 2, 32)].median / lat[('keras', 1, 32)].median:.2f}×." if ("keras", 2, 32) in lat
                      else "not measured (1 usable core)."))
+    single = {rt: 1000 / lat[(f"{rt}-single-view", 1, 1)].median for rt in ("keras", "tflite")
+              if (f"{rt}-single-view", 1, 1) in lat}
+    if single:
+        fits = {rt: max([n for n in (1, 2, 4, 8) if n * v <= TARGET_MS], default=0) for rt, v in single.items()}
+        md.append(f"- Test-time augmentation: this model averages **{views} views** of each image. The single-view "
+                  "network inside it takes " + ", ".join(f"{v:.1f} ms ({rt})" for rt, v in single.items())
+                  + " per image (1 core, batch 1), so the views cost "
+                  + ", ".join(f"{one[rt] / v:.1f}× ({rt})" for rt, v in single.items() if rt in one)
+                  + f". Estimated as views × the single-view time, the {TARGET_MS:.0f} ms budget of one core affords "
+                  + ", ".join(f"{n} view{'s' * (n != 1)} ({rt})" for rt, n in fits.items())
+                  + " (the view counts are 1, 2, 4 or 8); fewer views (`TTA_VIEWS` in chapters 3 and 6) trade "
+                  "validation accuracy for latency.")
     if ("keras-eager", 1, 1) in lat:
         md.append(f"- A plain eager call `model(x)` (what `helpers.compare.latency` in chapter 7 times) takes "
                   f"{1000 / lat[('keras-eager', 1, 1)].median:.0f} ms per image on 1 core, "
@@ -210,7 +228,8 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick) -> dict[str, Any]:
                   f"top-1 agreement **{acc['agreement']:.2%}** ({acc['n_disagree']} disagreements), accuracy "
                   f"TFLite {acc['accuracy_tflite']:.2%} vs Keras {acc['accuracy_keras_saved']:.2%}, largest "
                   f"probability difference {acc['max_abs_prob_diff']:.2g}.")
-    key = {"model": choice["why"], "ms_per_image_1core": one, "best_runtime_1core": best_rt,
+    key = {"model": choice["why"], "ms_per_image_1core": one, "best_runtime_1core": best_rt, "tta_views": views,
+           "single_view_ms_per_image_1core": single or None,
            "target_ms": TARGET_MS, "met": best_ms <= TARGET_MS, "tflite_check": acc,
            "peak_rss_mb": {f"{rt}-{c}": v for (rt, c), v in mem.items()}}
     return {"title": TITLE, "markdown": "\n".join(md), "key": key, "targets": targets,

@@ -395,9 +395,19 @@ def test_report_summary_copies_the_headline_numbers(tmp_path):
     assert s["inference_keras_ms"] == 2.5 and s["inference_tflite_ms"] == 1.25
     assert s["inference_tflite_agreement"] == 0.999 and s["inference_tflite_n"] == 1000
     assert s["inference_model"] == "the best bundle"          # markdown backticks dropped for the prose
+    assert s["inference_tta_views"] == 1 and "inference_single_view_tflite_ms" not in s
     assert s["book_minutes"] == 55.5 and s["cores"] == 2 and s["git_commit"] == "abcdef0"
     t = bench.report_targets(doc)
     assert list(t["met"]) == ["yes"] and t["measured"][0] == "2.5 ms"
+
+
+def test_report_summary_of_a_tta_model(tmp_path):
+    """A TTA model's report also gives the single-view network's latency and the number of views."""
+    p = _report(tmp_path, inference={"key": {"ms_per_image_1core": {"keras": 30.0, "tflite": 13.5}, "tta_views": 8,
+                                             "single_view_ms_per_image_1core": {"keras": 9.0, "tflite": 1.7}}})
+    s = bench.report_summary(bench.load_report(p))
+    assert s["inference_tta_views"] == 8 and s["inference_tflite_ms"] == 13.5
+    assert s["inference_single_view_tflite_ms"] == 1.7 and s["inference_single_view_keras_ms"] == 9.0
 
 
 def test_report_summary_leaves_out_missing_sections(tmp_path):

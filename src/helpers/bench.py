@@ -762,6 +762,10 @@ def report_summary(doc: dict[str, Any]) -> dict[str, Any]:
         out[f"inference_{runtime}_ms"] = float(ms)
     if "target_ms" in k:
         out["inference_target_ms"] = float(k["target_ms"])
+    if k:
+        out["inference_tta_views"] = int(k.get("tta_views") or 1)
+    for runtime, ms in (k.get("single_view_ms_per_image_1core") or {}).items():
+        out[f"inference_single_view_{runtime}_ms"] = float(ms)
     chk = k.get("tflite_check") or {}
     if "agreement" in chk:
         out["inference_tflite_agreement"] = float(chk["agreement"])
