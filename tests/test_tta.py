@@ -90,6 +90,14 @@ def test_bad_arguments(cnn):
         tta_model(rect)
 
 
+def test_view_probs_rejects_non_square_batches(cnn):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((4, 24, 20, 3), "float32"), np.zeros(4, "int32"))).batch(2)
+    with pytest.raises(ValueError, match="square"):
+        view_probs(cnn, ds)
+
+
 def test_bundle_round_trip_and_explanations(cnn, tmp_path):
     x = _images(2)
     w = tta_model(cnn, 4)

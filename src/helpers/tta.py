@@ -129,6 +129,8 @@ def view_probs(model, dataset, views: int = 8) -> tuple[np.ndarray, np.ndarray]:
     n = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -1
     for x, y in tqdm(dataset, desc=f"scoring {views} views", unit="batch", total=n if n >= 0 else None,
                      mininterval=10):
+        if len(x.shape) != 4 or x.shape[1] != x.shape[2]:
+            raise ValueError(f"TTA needs batches of square images (B, S, S, C); got shape {tuple(x.shape)}")
         p = np.asarray(model.predict_on_batch(stack(x)))
         ps.append(p.reshape(views, -1, p.shape[-1]))
         ys.append(np.asarray(y))
