@@ -12,6 +12,8 @@ Small modules with one job each:
 * :mod:`helpers.augment`    – augmentation layers and class weights
 * :mod:`helpers.models`     – the seed CNNs and the improved baseline
 * :mod:`helpers.train`      – one ``fit`` for every chapter; evaluate once and record
+* :mod:`helpers.predictions` – one value for a model's answers on a split (``Predictions``) and ``predict``
+* :mod:`helpers.runs`       – ``save_run``: the one writer of a trained model's record and bundle
 * :mod:`helpers.weights`    – ImageNet weights: local file, Keras cache or download, with provenance
 * :mod:`helpers.transfer`   – transfer learning with cached frozen features and fine-tuning
 * :mod:`helpers.tta`        – test-time augmentation over the symmetries of a cell image

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import CLASSES
 from .io import atomic_dir, atomic_write_json
+from .predictions import Predictions
 
 MODEL_FILE = "model.keras"
 SIDECAR_FILE = "bundle.json"
@@ -31,7 +32,7 @@ def save_bundle(model, directory: str | os.PathLike, *, image_size: int, weights
                 predictions: Mapping[str, Mapping[str, Any]] | None = None, **extra: Any) -> Path:
     """Save atomically: the bundle is written to a temporary sibling folder, then renamed into place.
 
-    ``predictions`` maps a split name to ``{"paths": [...], "y_true": [...], "probs": (N, C)}``; each is
+    ``predictions`` maps a split name to its :class:`helpers.predictions.Predictions`; each is
     stored as ``predictions_<split>.npz`` so the evaluation chapter never has to run the test split again.
     """
     directory = Path(directory)
@@ -42,9 +43,9 @@ def save_bundle(model, directory: str | os.PathLike, *, image_size: int, weights
                    "model_name": getattr(model, "name", None), **extra}
         atomic_write_json(tmp / SIDECAR_FILE, sidecar)
         for split, pred in (predictions or {}).items():
-            np.savez_compressed(tmp / f"predictions_{split}.npz", paths=np.asarray(pred["paths"], dtype=str),
-                                y_true=np.asarray(pred["y_true"], dtype="int32"),
-                                probs=np.asarray(pred["probs"], dtype="float32"))
+            if not isinstance(pred, Predictions):  # transitional: a {"paths", "y_true", "probs"} mapping
+                pred = Predictions(pred["paths"], pred["y_true"], pred["probs"])
+            pred.save(tmp / f"predictions_{split}.npz")
     return directory
 
 

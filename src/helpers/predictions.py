@@ -1,0 +1,96 @@
+"""One value for a model's answers on one split, and the one function that makes it.
+
+Every chapter, the bundle writer, the record writer and the comparison of models use
+:class:`Predictions` (which images, their true labels, the predicted probabilities) and
+:func:`predict` (run a model over the images of a split, through the training pipeline's
+decoding and resizing).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """``paths[i]`` has true label ``y_true[i]`` and predicted probabilities ``probs[i]`` (one row per class)."""
+
+    paths: tuple[str, ...]
+    y_true: np.ndarray
+    probs: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", tuple(map(str, self.paths)))
+        object.__setattr__(self, "y_true", np.asarray(self.y_true, dtype="int32").reshape(-1))
+        object.__setattr__(self, "probs", np.asarray(self.probs, dtype="float32"))
+        n = len(self.paths)
+        if self.probs.ndim != 2 or len(self.probs) != n or len(self.y_true) != n:
+            raise ValueError(f"predictions need one label and one probability row per image: {n} paths, "
+                             f"{len(self.y_true)} labels, probabilities of shape {self.probs.shape}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        """The most probable class of each image."""
+        return self.probs.argmax(axis=1)
+
+    def metrics(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
+        """:func:`helpers.evaluate.metrics_block` of these predictions."""
+        from . import CLASSES
+        from .evaluate import metrics_block
+
+        return metrics_block(self.y_true, self.probs, classes if classes is not None else CLASSES)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``paths``, ``y_true`` and ``probs`` to one ``.npz`` file (atomically)."""
+        from .io import atomic_write_bytes
+
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, paths=np.asarray(self.paths, dtype=str), y_true=self.y_true, probs=self.probs)
+        return atomic_write_bytes(Path(path), buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Predictions":
+        """The predictions saved by :meth:`save`."""
+        with np.load(path) as z:
+            return cls(tuple(z["paths"].tolist()), z["y_true"], z["probs"])
+
+
+def predict_dataset(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, probabilities)`` of ``model`` over a labelled, batched ``tf.data`` dataset, in order.
+
+    The model is called in inference mode (``training=False``) one batch at a time.
+    """
+    ys, ps = [], []
+    for x, y in dataset:
+        ps.append(np.asarray(model(x, training=False)))
+        ys.append(np.asarray(y))
+    if not ps:
+        raise ValueError("the dataset is empty: nothing to predict")
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def predict(model, paths: Sequence[str], labels: Sequence[int] | np.ndarray, image_size: int, *,
+            batch_size: int = 64) -> Predictions:
+    """Run ``model`` over the image files ``paths`` (decoded and resized exactly as in training).
+
+    ``labels`` are the true classes (integer indices) of the files, kept beside the probabilities.
+    """
+    from .pipeline import make_dataset
+
+    ds = make_dataset(paths, labels, image_size, batch_size, cache=False)
+    y, p = predict_dataset(model, ds)
+    return Predictions(tuple(map(str, paths)), y, p)
+
+
+def predict_split(model, data, split: str, image_size: int, *, batch_size: int = 64) -> Predictions:
+    """:func:`predict` on split ``split`` of a :class:`helpers.data.SplitData`."""
+    return predict(model, data.paths(split), data.labels(split), image_size, batch_size=batch_size)

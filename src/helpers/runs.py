@@ -1,0 +1,61 @@
+"""One way to save a trained model: its results record and its bundle, from its predictions.
+
+:func:`save_run` is the only writer of training results: every chapter (from-scratch CNNs,
+transfer learning, test-time augmentation) and the stand-in model of a smoke run call it. The
+record goes to the results registry (:mod:`helpers.results`), the bundle — model, sidecar and the
+saved predictions — to ``outputs/models/<name>`` (:mod:`helpers.export`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .predictions import Predictions
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """What :func:`save_run` wrote: the record (as written), its path and the bundle folder (or ``None``)."""
+
+    record: dict[str, Any]
+    record_path: Path
+    bundle: Path | None
+
+
+def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, image_size: int, epochs: int,
+             train_seconds: float, weights_source: Any, seed: int, mode: str = "book",
+             record: Mapping[str, Any] | None = None, bundle: Mapping[str, Any] | None = None,
+             preprocessing: str | None = None, save_model: bool = True,
+             results_directory: str | os.PathLike | None = None,
+             models_directory: str | os.PathLike | None = None) -> SavedRun:
+    """Write the record ``<results>/<name>.json`` and (``save_model``) the bundle ``<models>/<name>``.
+
+    ``predictions`` maps a split name to its :class:`Predictions`; ``"val"`` is required, ``"test"`` is
+    present only when the model was scored on the test split (its one look). Their metrics go into the
+    record and the bundle's sidecar; the predictions themselves are saved with the bundle.
+    ``record``/``bundle``: extra fields for the record / the sidecar (e.g. ``history``, ``family``).
+    ``data`` is the :class:`helpers.data.SplitData` the model was trained on (its provenance is recorded).
+    """
+    from .config import output_dir
+    from .export import save_bundle
+    from .results import make_record, write_record
+
+    if "val" not in predictions:
+        raise ValueError("save_run needs the validation predictions (predictions['val'])")
+    metrics = {split: p.metrics() for split, p in predictions.items()}
+    provenance = data.provenance() if hasattr(data, "provenance") else dict(data)
+    rec = make_record(name, image_size=image_size, epochs=epochs, train_seconds=train_seconds,
+                      weights_source=weights_source, data=provenance, seed=seed, val=metrics["val"],
+                      test=metrics.get("test"), mode=mode, **dict(record or {}))
+    path = write_record(rec, results_directory)
+    folder = None
+    if save_model:
+        d = Path(models_directory) if models_directory else output_dir() / "models"
+        extra = dict(bundle or {})
+        if preprocessing is not None:
+            extra["preprocessing"] = preprocessing
+        folder = save_bundle(model, d / name, image_size=image_size, weights_source=weights_source,
+                             metrics=metrics, data=provenance, predictions=dict(predictions), **extra)
+    return SavedRun(record=rec, record_path=path, bundle=folder)

@@ -1,0 +1,181 @@
+"""Re-execute chapters into a scratch folder and compare their numbers with a reference.
+
+    python tools/reproduce.py --mode smoke --out /tmp/run-a                 # every chapter, tiny mode
+    python tools/reproduce.py --mode smoke --out /tmp/run-b --against /tmp/run-a
+    python tools/reproduce.py --mode smoke --out /tmp/run 03 04              # only chapters 03 and 04
+
+Each chapter runs with papermill from a copy (the committed notebooks, records and models are never
+written): records go to ``OUT/results``, models and caches to ``OUT/outputs``, executed notebooks to
+``OUT/notebooks``. ``--deterministic`` (default on) seeds Python, NumPy and Keras at kernel start and
+turns on TensorFlow's op determinism, so two runs of the same code give the same numbers; that is how a
+change of the helpers is shown to keep behaviour. ``OUT/snapshot.json`` holds, per chapter, every
+record's metrics and every glued value; ``--against`` prints the differences to another snapshot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+STARTUP = """\
+import os, random
+import numpy as np
+random.seed(0)
+np.random.seed(0)
+import keras, tensorflow as tf
+keras.utils.set_random_seed(0)
+tf.config.experimental.enable_op_determinism()
+"""
+
+
+def _record_numbers(rec: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        block = rec.get(split) or {}
+        for k in ("accuracy", "macro_f1"):
+            if k in block:
+                out[f"{split}.{k}"] = block[k]
+        for cls, m in (block.get("per_class") or {}).items():
+            if isinstance(m, dict) and "f1" in m:
+                out[f"{split}.f1.{cls}"] = m["f1"]
+    for k, v in (rec.get("history") or {}).items():
+        if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v):
+            out[f"history.{k}"] = v
+    for k in ("epochs", "image_size", "views"):
+        if k in rec:
+            out[k] = rec[k]
+    return out
+
+
+def _glued(nb_path: Path) -> dict[str, Any]:
+    nb = json.loads(nb_path.read_text())
+    out: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for o in cell.get("outputs", []):
+            name = (o.get("metadata") or {}).get("scrapbook", {}).get("name")
+            if name:
+                text = "".join((o.get("data") or {}).get("text/plain", ""))
+                try:
+                    out[name] = float(text)
+                except ValueError:
+                    out[name] = text
+    return out
+
+
+def run(chapters: list[str], mode: str, out: Path, deterministic: bool) -> dict[str, Any]:
+    import papermill as pm
+
+    out.mkdir(parents=True, exist_ok=True)
+    env_keep = {k: os.environ.get(k) for k in ("BLOODCELLS_MODE", "BLOODCELLS_RESULTS_DIR",
+                                               "BLOODCELLS_OUTPUT_DIR", "IPYTHONDIR", "PYTHONHASHSEED")}
+    os.environ["BLOODCELLS_MODE"] = mode
+    os.environ["BLOODCELLS_RESULTS_DIR"] = str(out / "results")
+    os.environ["BLOODCELLS_OUTPUT_DIR"] = str(out / "outputs")
+    os.environ["PYTHONHASHSEED"] = "0"
+    if deterministic:
+        ipy = Path(tempfile.mkdtemp(prefix="ipython-"))
+        (ipy / "profile_default" / "startup").mkdir(parents=True)
+        (ipy / "profile_default" / "startup" / "00-seed.py").write_text(STARTUP)
+        os.environ["IPYTHONDIR"] = str(ipy)
+    (out / "results").mkdir(exist_ok=True)
+    (out / "notebooks").mkdir(exist_ok=True)
+    snap: dict[str, Any] = {"mode": mode, "deterministic": deterministic, "chapters": {}}
+    try:
+        for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+            if chapters and not nb.name.startswith(tuple(chapters)):
+                continue
+            before = {p.name for p in (out / "results").rglob("*.json")}
+            dest = out / "notebooks" / nb.name
+            t0 = time.perf_counter()
+            print(f"=== {nb.name} ({mode})", flush=True)
+            pm.execute_notebook(str(nb), str(dest), parameters={"MODE": mode}, kernel_name="python3",
+                                cwd=str(nb.parent), progress_bar=False)
+            recs = {}
+            for p in sorted((out / "results").rglob("*.json")):
+                if p.name in before or p.name == "notebook_timings.json":
+                    continue
+                recs[str(p.relative_to(out / "results"))] = _record_numbers(json.loads(p.read_text()))
+            snap["chapters"][nb.stem] = {"seconds": round(time.perf_counter() - t0, 1), "records": recs,
+                                         "glue": _glued(dest)}
+            print(f"    {len(recs)} records, {len(snap['chapters'][nb.stem]['glue'])} glued values, "
+                  f"{snap['chapters'][nb.stem]['seconds']:.0f} s", flush=True)
+    finally:
+        for k, v in env_keep.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        (out / "snapshot.json").write_text(json.dumps(snap, indent=1, sort_keys=True))
+    return snap
+
+
+# Glued values that measure time, load or speed differ between any two runs; they are not behaviour.
+VOLATILE = ("second", "_s", "_min", "minute", "time", "load", "img_s", "per_s", "speed", "ms", "latency",
+            "throughput", "speedup", "faster", "fps", "cpu", "date", "when", "mb", "budget_left", "epochs_left")
+
+
+def _volatile(key: str) -> bool:
+    k = key.lower()
+    return any(v in k for v in VOLATILE) or "epoch_seconds" in k
+
+
+def _close(a: Any, b: Any, tol: float) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
+    return a == b
+
+
+def compare(new: dict[str, Any], ref: dict[str, Any], tol: float = 1e-6) -> list[str]:
+    """Lines naming every value that differs (volatile timing values are skipped)."""
+    diffs = []
+    for ch, ref_ch in ref["chapters"].items():
+        new_ch = new["chapters"].get(ch)
+        if new_ch is None:
+            diffs.append(f"{ch}: not run")
+            continue
+        for kind in ("records", "glue"):
+            a_all, b_all = new_ch[kind], ref_ch[kind]
+            for key in sorted(set(a_all) | set(b_all)):
+                if kind == "records":
+                    a, b = a_all.get(key, {}), b_all.get(key, {})
+                    for k in sorted(set(a) | set(b)):
+                        if not _volatile(k) and not _close(a.get(k), b.get(k), tol):
+                            diffs.append(f"{ch}: record {key} {k}: {b.get(k)!r} -> {a.get(k)!r}")
+                elif not _volatile(key) and not _close(a_all.get(key), b_all.get(key), tol):
+                    diffs.append(f"{ch}: glue {key}: {b_all.get(key)!r} -> {a_all.get(key)!r}")
+    return diffs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("chapters", nargs="*", help="chapter prefixes (e.g. 03); default: all")
+    ap.add_argument("--mode", choices=["smoke", "book"], default="smoke")
+    ap.add_argument("--out", type=Path, required=True, help="scratch folder for records, models and notebooks")
+    ap.add_argument("--against", type=Path, help="a folder with an earlier snapshot.json to compare with")
+    ap.add_argument("--tolerance", type=float, default=1e-6)
+    ap.add_argument("--no-deterministic", dest="deterministic", action="store_false")
+    args = ap.parse_args(argv)
+    snap = run(args.chapters, args.mode, args.out.resolve(), args.deterministic)
+    if args.against:
+        ref = json.loads((args.against / "snapshot.json").read_text())
+        ref["chapters"] = {k: v for k, v in ref["chapters"].items() if k in snap["chapters"]}
+        diffs = compare(snap, ref, args.tolerance)
+        for line in diffs:
+            print(line)
+        print(f"{len(diffs)} differences against {args.against}")
+        return 1 if diffs else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
