@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: weights setup book notebooks site test test-fast bench clean browser
+.PHONY: weights setup book notebooks site test test-fast lint bench clean browser
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -47,8 +47,14 @@ site: setup  ## build the website from the executed notebooks (warnings are erro
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Site: $(CURDIR)/_build/html/index.html"
 
-test: setup browser  ## unit tests, a smoke run of every notebook (nbval), and a book build
+test: setup browser lint  ## lint, unit tests, a smoke run of every notebook (nbval), and a book build
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+
+test-fast: setup lint  ## lint and the unit tests that train nothing (no notebooks, no book build)
+	$(BIN)/python -m pytest tests -m "not slow" --ignore=tests/test_site.py --ignore=tests/test_book.py -p no:cacheprovider
+
+lint: setup  ## ruff (configured in pyproject.toml) over the helpers, tests, benchmarks and tools
+	$(BIN)/ruff check src tests benchmarks tools conftest.py
 
 browser:  ## install Debian's chromium for the browser test of the site (tests/test_site.py), where we can
 	@if [ -x /usr/bin/chromium ]; then :; \
