@@ -6,6 +6,7 @@ Small modules with one job each:
 * :mod:`helpers.io`         – atomic writes (files and folders), hashing, provenance (git commit)
 * :mod:`helpers.data`       – find and scan a PBC-style dataset, duplicates, fingerprints, ``load_split``
 * :mod:`helpers.split`      – the deterministic, duplicate-aware train/val/test split and its manifest
+* :mod:`helpers.download`   – verified, cached downloads of PBC (Mendeley) and BloodMNIST (Zenodo)
 * :mod:`helpers.explore`    – descriptive statistics of a dataset (chapter 1)
 * :mod:`helpers.pipeline`   – ``tf.data`` input pipelines
 * :mod:`helpers.preprocess` – what resizing and normalisation do (chapter 2)

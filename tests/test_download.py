@@ -1,0 +1,198 @@
+"""helpers.download against generated files served on 127.0.0.1 (the real hosts are never contacted).
+
+A good zip (nested, with macOS junk), a wrong checksum, a truncated file, a connection that drops
+mid-file and a zip missing a class: each has one clear outcome and leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import download as dl
+
+COUNTS = {"basophil": 3, "eosinophil": 2, "erythroblast": 1, "ig": 2, "lymphocyte": 1, "monocyte": 1,
+          "neutrophil": 2, "platelet": 1}
+
+
+def _jpeg() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 100, 150)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def make_zip(counts=COUNTS, junk: bool = True) -> bytes:
+    buf, img = io.BytesIO(), _jpeg()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for cls, n in counts.items():
+            for i in range(n):
+                zf.writestr(f"PBC_dataset_normal_DIB/PBC_dataset_normal_DIB/{cls}/{cls[:2].upper()}_{i}.jpg", img)
+            if junk:
+                zf.writestr(f"__MACOSX/PBC_dataset_normal_DIB/{cls}/._{cls}_0.jpg", b"junk")
+                zf.writestr(f"PBC_dataset_normal_DIB/PBC_dataset_normal_DIB/{cls}/.DS_Store", b"junk")
+    return buf.getvalue()
+
+
+class _Server:
+    """Serves ``files[path] = bytes``; ``drop[path] = n`` sends a full Content-Length but only n bytes."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.drop: dict[str, int] = {}
+        self.hits: list[str] = []
+        srv = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                path = self.path.split("?")[0]
+                srv.hits.append(path)
+                body = srv.files.get(path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: srv.drop.get(path, len(body))])
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def server():
+    s = _Server()
+    yield s
+    s.close()
+
+
+def _left(dest: Path) -> list[str]:
+    return sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) if dest.exists() else []
+
+
+def test_good_download_is_verified_unpacked_without_junk_and_cached(server, tmp_path):
+    body = make_zip()
+    server.files["/pbc.zip"] = body
+    root, summary = dl.fetch_pbc(tmp_path, url=server.url + "/pbc.zip", expected=COUNTS, progress=False)
+    assert dl.count_images(root) == COUNTS
+    assert summary["zip_sha256"] == hashlib.sha256(body).hexdigest()
+    assert summary["n_images"] == sum(COUNTS.values())
+    assert not list(tmp_path.rglob("__MACOSX")) and not list(tmp_path.rglob(".DS_Store"))
+    assert not (tmp_path / dl.PBC_ZIP).exists()  # the verified folder is the cache, not the zip
+    n = len(server.hits)
+    root2, summary2 = dl.fetch_pbc(tmp_path, url=server.url + "/pbc.zip", expected=COUNTS, progress=False)
+    assert (root2, summary2["zip_sha256"]) == (root, summary["zip_sha256"]) and len(server.hits) == n
+
+
+def test_a_given_checksum_is_checked(server, tmp_path):
+    server.files["/pbc.zip"] = make_zip()
+    with pytest.raises(dl.DownloadError, match="checksum"):
+        dl.fetch_pbc(tmp_path, url=server.url + "/pbc.zip", sha256="0" * 64, expected=COUNTS, progress=False)
+    assert _left(tmp_path) == []
+
+
+def test_a_truncated_file_is_refused_and_removed(server, tmp_path):
+    body = make_zip()
+    server.files["/pbc.zip"] = body[: len(body) // 2]
+    with pytest.raises(dl.DownloadError, match="incomplete or corrupt|corrupt"):
+        dl.fetch_pbc(tmp_path, url=server.url + "/pbc.zip", expected=COUNTS, progress=False)
+    assert _left(tmp_path) == []
+
+
+def test_an_interrupted_download_leaves_nothing(server, tmp_path):
+    body = make_zip()
+    server.files["/pbc.zip"] = body
+    server.drop["/pbc.zip"] = len(body) // 3
+    with pytest.raises(dl.DownloadError, match="failed"):
+        dl.fetch_pbc(tmp_path, url=server.url + "/pbc.zip", expected=COUNTS, progress=False)
+    assert _left(tmp_path) == []
+
+
+def test_a_zip_missing_a_class_is_refused(server, tmp_path):
+    server.files["/pbc.zip"] = make_zip({k: v for k, v in COUNTS.items() if k != "monocyte"})
+    with pytest.raises(dl.DownloadError, match="monocyte"):
+        dl.fetch_pbc(tmp_path, url=server.url + "/pbc.zip", expected=COUNTS, progress=False)
+    assert _left(tmp_path) == []
+
+
+def test_wrong_counts_are_refused(server, tmp_path):
+    server.files["/pbc.zip"] = make_zip({**COUNTS, "platelet": 2})
+    with pytest.raises(dl.DownloadError, match="platelet: 2 instead of 1"):
+        dl.fetch_pbc(tmp_path, url=server.url + "/pbc.zip", expected=COUNTS, progress=False)
+    assert _left(tmp_path) == []
+
+
+def test_the_official_counts_sum_to_the_release():
+    assert sum(dl.PBC_COUNTS.values()) == 17092
+    assert sum(dl.BLOODMNIST_SPLIT.values()) == 17092
+
+
+def test_an_entry_outside_the_folder_is_refused(server, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("../evil.jpg", b"x")
+    server.files["/pbc.zip"] = buf.getvalue()
+    with pytest.raises(dl.DownloadError, match="outside"):
+        dl.fetch_pbc(tmp_path / "d", url=server.url + "/pbc.zip", expected=COUNTS, progress=False)
+    assert not (tmp_path / "evil.jpg").exists()
+
+
+def _npz(sizes=(5, 2, 3), hw=8) -> bytes:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), sizes):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, hw, hw, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 8, (n, 1))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def test_bloodmnist_download_is_md5_checked_and_loads(server, tmp_path, monkeypatch):
+    body = _npz()
+    server.files["/bloodmnist_64.npz"] = body
+    monkeypatch.setitem(dl.BLOODMNIST_MD5, 64, hashlib.md5(body).hexdigest())
+    path = dl.fetch_bloodmnist(64, tmp_path, url=server.url + "/bloodmnist_64.npz", progress=False)
+    splits = dl.load_bloodmnist(path, expected={"train": 5, "val": 2, "test": 3})
+    assert {k: v[0].shape for k, v in splits.items()} == {"train": (5, 8, 8, 3), "val": (2, 8, 8, 3),
+                                                            "test": (3, 8, 8, 3)}
+    assert splits["train"][1].ndim == 1
+    with pytest.raises(dl.DownloadError, match="official split"):
+        dl.load_bloodmnist(path)  # the generated file is not the official 11,959 / 1,712 / 3,421
+
+
+def test_bloodmnist_with_a_wrong_md5_is_refused(server, tmp_path):
+    server.files["/bloodmnist_64.npz"] = _npz()
+    with pytest.raises(dl.DownloadError, match="checksum"):
+        dl.fetch_bloodmnist(64, tmp_path, url=server.url + "/bloodmnist_64.npz", progress=False)
+    assert _left(tmp_path) == []
+
+
+def test_bloodmnist_bad_files_are_clear_errors(tmp_path):
+    (tmp_path / "x.npz").write_bytes(b"not a zip")
+    with pytest.raises(dl.DownloadError, match="readable"):
+        dl.load_bloodmnist(tmp_path / "x.npz")
+    np.savez(tmp_path / "y.npz", train_images=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(dl.DownloadError, match="lacks"):
+        dl.load_bloodmnist(tmp_path / "y.npz")
+    with pytest.raises(ValueError, match="sizes"):
+        dl.fetch_bloodmnist(32, tmp_path)
