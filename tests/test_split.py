@@ -306,3 +306,64 @@ def test_same_manifest_in_fresh_processes_with_other_hash_seeds(tmp_path):
                            text=True, env=env, timeout=120, check=True)
         outs.append(r.stdout)
     assert outs[0] == outs[1] == manifest_text(make_split(df))
+
+
+# ------------------------------------------------------------------------------------------------
+# the split rule: a file's split depends only on its own duplicate group
+# ------------------------------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets(), st.data())
+def test_rule_split_is_stable_under_subsets_and_keeps_groups_whole(data, draw):
+    from helpers.split import split_by_rule
+
+    df, order, _ = data
+    full = split_by_rule(df.iloc[list(order)].reset_index(drop=True))
+    assert manifest_text(full) == manifest_text(split_by_rule(df))  # listing order does not matter
+    m = full.merge(df[["path", "md5"]], on="path")
+    mixed = m.groupby("md5")["label"].transform("nunique") > 1
+    assert set(m.loc[mixed, "path"]) == set(m.loc[m["split"] == EXCLUDED, "path"])
+    assert (m[~mixed].groupby("md5")["split"].nunique() == 1).all()  # no group straddles splits
+    # any subset that keeps duplicate groups whole gets the same split for every file it keeps
+    md5s = sorted(df["md5"].unique())
+    keep = draw.draw(st.lists(st.sampled_from(md5s), min_size=1, unique=True))
+    sub = df[df["md5"].isin(keep)]
+    got = split_by_rule(sub).set_index("path")["split"]
+    assert (got == full.set_index("path").loc[got.index, "split"]).all()
+
+
+def test_rule_split_proportions_are_near_64_16_20_on_many_files():
+    from helpers.split import realised_fractions, split_by_rule
+
+    man = split_by_rule(frame({c: 2000 for c in CLASSES[:3]}))
+    fr = realised_fractions(man)
+    assert np.allclose(fr.to_numpy(), np.array(FRACTIONS)[None, :], atol=0.035), fr
+
+
+def test_rule_value_depends_on_the_key():
+    from helpers.split import rule_value
+
+    assert rule_value("basophil/BA_1.jpg") == rule_value("basophil/BA_1.jpg")
+    assert rule_value("basophil/BA_1.jpg") != rule_value("basophil/BA_1.jpg", key="other")
+    assert 0 <= rule_value("x") < 1
+
+
+@pytest.mark.shared
+def test_rule_split_on_the_real_data_is_stratified_and_keeps_the_pairs_together():
+    """On the real copy: realised shares per class within 4 points of 64/16/20, no group across splits."""
+    import os
+    from pathlib import Path
+
+    from helpers.config import splits_dir
+    from helpers.split import DEFAULT_MANIFEST, realised_fractions, split_by_rule
+
+    if os.environ.get("BLOODCELLS_SYNTHETIC_DATA"):
+        pytest.skip("no real data configured (BLOODCELLS_DATA_DIR)")
+    committed = load_manifest(Path(splits_dir()) / DEFAULT_MANIFEST)
+    # the committed manifest records the duplicate groups (by their first path): the rule needs nothing else
+    files = committed.assign(md5=committed["group"].where(committed["group"] != "", committed["path"]))
+    man = split_by_rule(files)
+    fr = realised_fractions(man)
+    assert np.allclose(fr.to_numpy(), np.array(FRACTIONS)[None, :], atol=0.04), fr
+    used = man[man["split"] != EXCLUDED].merge(files[["path", "md5"]], on="path")
+    assert (used.groupby("md5")["split"].nunique() == 1).all()
+    assert set(man.loc[man["split"] == EXCLUDED, "path"]) == set(committed.loc[committed["split"] == EXCLUDED, "path"])

@@ -71,6 +71,52 @@ def make_split(files: pd.DataFrame, seed: int = 42, fractions: tuple[float, floa
     return df.sort_values("path")[MANIFEST_COLUMNS].reset_index(drop=True)
 
 
+RULE_KEY = "bloodcells-split-v1"
+"""The key of the split rule's hash; changing it would re-deal every image."""
+
+
+def rule_value(group_key: str, key: str = RULE_KEY) -> float:
+    """A number in [0, 1) that depends only on ``group_key`` (a keyed SHA-256; uniform over many keys)."""
+    digest = hashlib.sha256(f"{key}\0{group_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def rule_split_of(group_key: str, fractions: tuple[float, float, float] = FRACTIONS, key: str = RULE_KEY) -> str:
+    """The split of a duplicate group named by ``group_key`` (its smallest relative path) under the rule."""
+    u = rule_value(group_key, key)
+    return SPLITS[0] if u < fractions[0] else SPLITS[1] if u < fractions[0] + fractions[1] else SPLITS[2]
+
+
+def split_by_rule(files: pd.DataFrame, fractions: tuple[float, float, float] = FRACTIONS,
+                  dup_key: str = "md5", key: str = RULE_KEY) -> pd.DataFrame:
+    """Assign every file to a split by a rule that looks at nothing but the file's own duplicate group.
+
+    A group (files with identical ``dup_key``) is named by its smallest relative path; a keyed hash of that
+    name, compared with 0.64 / 0.80, gives its split. So the full download, a re-encoded copy and any subset
+    that keeps groups whole agree on every image they share — unlike :func:`make_split`, whose cut points
+    depend on which other images are present. Groups with two different labels are excluded. Returns a
+    manifest like :func:`make_split`.
+    """
+    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
+    df = files[["path", "label", "subtype", dup_key]].copy()
+    first = df.groupby(dup_key)["path"].transform("min")
+    size = df.groupby(dup_key)["path"].transform("size")
+    df["group"] = first.where(size > 1, "")
+    mixed = df.groupby(first)["label"].transform("nunique") > 1
+    for path in df.loc[mixed, "path"]:
+        log.warning("excluded %s: identical image appears under different labels", path)
+    df["split"] = [EXCLUDED if m else rule_split_of(g, fractions, key) for g, m in zip(first, mixed)]
+    return df.sort_values("path")[MANIFEST_COLUMNS].reset_index(drop=True)
+
+
+def realised_fractions(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Per class: the share of its (non-excluded) images in each split."""
+    m = manifest[manifest["split"] != EXCLUDED]
+    table = pd.crosstab(m["label"], m["split"], normalize="index")
+    return table.reindex(columns=list(SPLITS), fill_value=0.0)
+
+
 def manifest_text(manifest: pd.DataFrame) -> str:
     """The canonical CSV text of a manifest (sorted by path, LF line ends)."""
     m = manifest[MANIFEST_COLUMNS].sort_values("path")
