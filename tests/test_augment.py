@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from helpers import CLASSES
-from helpers.augment import (AUGMENTATIONS, augment_examples, class_weights, make_augmentation,
-                             seed001_augmentation, stain_augmentation)
+from helpers.augment import (AUGMENTATIONS, augment_examples, class_weights, finetune_augmentation,
+                             in_model_colour_jitter, make_augmentation, model_augmentation_layers,
+                             seed001_augmentation, seed001_layers, stain_augmentation)
 
 NAMES = sorted(AUGMENTATIONS)
 
@@ -109,6 +110,39 @@ def test_in_tf_data_pipeline(tmp_path):
     xs = [x.numpy() for x, _ in ds]
     assert [x.shape[0] for x in xs] == [2, 2, 1]  # a smaller last batch works too
     assert all(x.dtype == np.float32 and x.min() >= 0 and x.max() <= 255 for x in xs)
+
+
+def test_finetune_augmentation_is_geometry_then_stain(batch):
+    aug = finetune_augmentation(seed=5)
+    assert aug.name == "finetune_augmentation"
+    assert [type(layer).__name__ for layer in aug.layers] == [
+        "RandomFlip", "RandomRot90", "RandomBrightness", "RandomContrast", "RandomSaturation", "RandomHue",
+        "ClipToRange"]
+    assert [layer.name for layer in aug.layers[:2]] == ["aug_flip", "aug_rot90"]
+    out = np.asarray(aug(batch, training=True))
+    assert out.shape == batch.shape and out.min() >= 0.0 and out.max() <= 255.0
+    np.testing.assert_allclose(np.asarray(aug(batch, training=False)), batch, atol=1e-4)
+    np.testing.assert_array_equal(out, np.asarray(finetune_augmentation(seed=5)(batch, training=True)))
+
+
+def test_in_model_layers_by_option():
+    names = [layer.name for layer in model_augmentation_layers(rotate=0.1, colour=0.2, seed=1)]
+    assert names == ["aug_flip", "aug_rot90", "aug_rotate", "aug_brightness", "aug_contrast"]
+    assert model_augmentation_layers(flip=False, rot90=False) == []
+    flip, rotate = seed001_layers(3, 4, 0.25, names=("f", "r"))
+    assert (flip.name, flip.seed, rotate.name, rotate.seed, rotate.factor) == ("f", 3, "r", 4, (-0.25, 0.25))
+    assert [layer.seed for layer in seed001_augmentation(seed=3).layers] == [3, 4]
+
+
+def test_the_two_colour_jitters_differ_in_scale_and_parts():
+    """In-model jitter: brightness/contrast on the [0, 1] scale; stain jitter: four parts on [0, 255], clipped."""
+    unit = in_model_colour_jitter(0.1, seed=2)
+    assert [type(layer).__name__ for layer in unit] == ["RandomBrightness", "RandomContrast"]
+    assert list(unit[0].value_range) == [0.0, 1.0] and all(layer.seed == 2 for layer in unit)
+    stain = stain_augmentation(seed=2).layers
+    assert [type(layer).__name__ for layer in stain] == ["RandomBrightness", "RandomContrast", "RandomSaturation",
+                                                         "RandomHue", "ClipToRange"]
+    assert list(stain[0].value_range) == [0.0, 255.0] and [layer.seed for layer in stain[:4]] == [12, 13, 14, 15]
 
 
 def test_class_weights_balance():

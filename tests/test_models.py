@@ -1,4 +1,5 @@
-"""Model builders: shapes, parameter counts, the registry's error, the quarter-turn layer."""
+"""Model builders: shapes, parameter counts, the registry's error, the augmentation layers they get from augment
+(the quarter-turn layer itself is tested in test_layers.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from helpers import CLASSES  # noqa: E402
-from helpers.models import MODELS, RandomRot90, build_model, count_params, improved_cnn  # noqa: E402
+from helpers.models import MODELS, build_model, count_params, improved_cnn  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -70,20 +71,14 @@ def test_bad_improved_options_are_clear_errors():
         improved_cnn(32, widths=())
 
 
-def test_rot90_only_turns_in_training_and_keeps_pixels():
-    x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
-    layer = RandomRot90(seed=1)
-    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
-    turned = [np.asarray(layer(x, training=True)) for _ in range(12)]
-    for t in turned:
-        for i in range(2):
-            assert any(np.array_equal(t[i], np.rot90(x[i], k, axes=(0, 1))) for k in range(4))
-    assert any(not np.array_equal(t, x) for t in turned)  # it does turn sometimes
-
-
-def test_rot90_rejects_non_square_images():
-    with pytest.raises(ValueError, match="square"):
-        RandomRot90()(np.zeros((1, 4, 6, 3), "float32"), training=True)
+def test_in_model_augmentation_keeps_its_layer_names_and_seeds():
+    """The layer names are part of saved models; the seeds fix the random draws of training."""
+    s001 = {layer.name: layer for layer in build_model("seed001_cnn", 32).layers}
+    assert [type(s001[n]).__name__ for n in ("flip", "rotate")] == ["RandomFlip", "RandomRotation"]
+    assert s001["flip"].seed == s001["rotate"].seed == 42 and s001["rotate"].factor == (-0.4, 0.4)
+    names = [layer.name for layer in improved_cnn(32).layers]
+    assert names[1:7] == ["rescale", "aug_flip", "aug_rot90", "aug_brightness", "aug_contrast", "conv1_1"]
+    assert [layer.name for layer in improved_cnn(32, colour_augment=0.0).layers][2:4] == ["aug_flip", "aug_rot90"]
 
 
 def test_augmentation_is_inactive_at_inference():

@@ -10,7 +10,8 @@ Small modules with one job each:
 * :mod:`helpers.explore`    – descriptive statistics of a dataset (chapter 1)
 * :mod:`helpers.pipeline`   – ``tf.data`` input pipelines
 * :mod:`helpers.preprocess` – what resizing and normalisation do (chapter 2)
-* :mod:`helpers.augment`    – augmentation layers and class weights
+* :mod:`helpers.augment`    – every augmenter (pipeline and in-model) and class weights
+* :mod:`helpers.layers`     – the book's custom Keras layers, registered on import (saved models need them)
 * :mod:`helpers.models`     – the seed CNNs and the improved baseline
 * :mod:`helpers.train`      – one ``fit`` for every chapter; evaluate once and record
 * :mod:`helpers.predictions` – one value for a model's answers on a split (``Predictions``) and ``predict``

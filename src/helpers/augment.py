@@ -1,19 +1,26 @@
-"""Data augmentation and class weights (chapter 2).
+"""Data augmentation and class weights: every augmenter of the book is built here.
 
-Every augmenter here is a ``keras.Sequential`` of Keras' random preprocessing layers that
+Two kinds, both made of Keras' random preprocessing layers (plus :mod:`helpers.layers`):
 
-* takes and returns batches of ``float32`` images in ``[0, 255]``, ``(N, H, W, 3)`` — what
-  :func:`helpers.pipeline.make_dataset` produces (any N and image size; for a single image add a
-  batch axis, ``aug(x[None])[0]``: a Keras ``Sequential`` fixes the rank on its first call);
-* is the identity when called with ``training=False`` (so it may also sit inside a model);
-* is reproducible: the same ``seed`` gives the same random draws, call after call.
+* **Pipeline augmenters** (:func:`seed001_augmentation`, :func:`stain_augmentation`, their combination,
+  :func:`make_augmentation` by name, and :func:`finetune_augmentation`): a ``keras.Sequential`` that
 
-Pass one to ``make_dataset(..., augment=make_augmentation("seed001"))``: it runs on whole
-batches after the cache, so every epoch sees new variants.
+  - takes and returns batches of ``float32`` images in ``[0, 255]``, ``(N, H, W, 3)`` — what
+    :func:`helpers.pipeline.make_dataset` produces (any N and image size; for a single image add a
+    batch axis, ``aug(x[None])[0]``: a Keras ``Sequential`` fixes the rank on its first call);
+  - is the identity when called with ``training=False`` (so it may also sit inside a model);
+  - is reproducible: the same ``seed`` gives the same random draws, call after call.
+
+  Pass one to ``make_dataset(..., augment=make_augmentation("seed001"))``: it runs on whole
+  batches after the cache, so every epoch sees new variants.
+* **In-model layers** (:func:`seed001_layers`, :func:`model_augmentation_layers`): lists of layers that the
+  builders of :mod:`helpers.models` insert *after* the model's rescaling, active only while training.
+
+The builders create their layers in a fixed order with fixed seeds and names: the layer names are part of
+the saved models, and the order of construction fixes Keras' random state.
 """
 from __future__ import annotations
 
-import functools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -22,34 +29,30 @@ VALUE_RANGE = (0.0, 255.0)
 
 
 def _keras():
-    import keras
+    import keras  # imported only when an augmenter is built (class_weights needs no TensorFlow)
 
     return keras
 
 
-@functools.lru_cache(maxsize=None)
-def _clip_class():
-    """The ``ClipToRange`` layer class, defined once (Keras is imported only when needed)."""
-    keras = _keras()
-
-    @keras.saving.register_keras_serializable(package="bloodcells")
-    class ClipToRange(keras.layers.Layer):
-        def __init__(self, low: float = 0.0, high: float = 255.0, **kwargs):
-            super().__init__(**kwargs)
-            self.low, self.high = float(low), float(high)
-
-        def call(self, x):
-            return keras.ops.clip(x, self.low, self.high)
-
-        def get_config(self):
-            return {**super().get_config(), "low": self.low, "high": self.high}
-
-    return ClipToRange
-
-
 def _clip_layer(value_range: tuple[float, float] = VALUE_RANGE, name: str = "clip"):
     """A layer that clips to ``value_range`` (the saturation layer can leave it)."""
-    return _clip_class()(*value_range, name=name)
+    from .layers import ClipToRange
+
+    return ClipToRange(*value_range, name=name)
+
+
+def seed001_layers(flip_seed: int | None, rotation_seed: int | None, rotation: float = 0.4,
+                   names: tuple[str | None, str | None] = (None, None)) -> list:
+    """Seed project 001's geometric augmentation as two layers: ``RandomFlip("horizontal_and_vertical")``,
+    then ``RandomRotation(rotation)`` (corners filled by reflection, Keras' default).
+
+    ``names=(None, None)`` lets Keras name them. The seed notebook's model seeded both layers with the same
+    seed (:func:`helpers.models.seed001_cnn` keeps that); :func:`seed001_augmentation` seeds the rotation with
+    ``seed + 1``. Both are kept as they are: the recorded results depend on them.
+    """
+    keras = _keras()
+    return [keras.layers.RandomFlip("horizontal_and_vertical", seed=flip_seed, name=names[0]),
+            keras.layers.RandomRotation(rotation, seed=rotation_seed, name=names[1])]
 
 
 def seed001_augmentation(seed: int | None = 42, rotation: float = 0.4):
@@ -60,10 +63,8 @@ def seed001_augmentation(seed: int | None = 42, rotation: float = 0.4):
     The corners that a rotation uncovers are filled by reflection (Keras' default).
     """
     keras = _keras()
-    return keras.Sequential([
-        keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
-        keras.layers.RandomRotation(rotation, seed=None if seed is None else seed + 1),
-    ], name="seed001_augmentation")
+    return keras.Sequential(seed001_layers(seed, None if seed is None else seed + 1, rotation),
+                            name="seed001_augmentation")
 
 
 def stain_augmentation(brightness: float = 0.1, contrast: float = 0.2, saturation: float = 0.15,
@@ -111,6 +112,57 @@ def geometric_and_stain_augmentation(seed: int | None = 42):
     geo = seed001_augmentation(seed)
     stain = stain_augmentation(seed=None if seed is None else seed + 100)
     return keras.Sequential([*geo.layers, *stain.layers], name="seed001_stain_augmentation")
+
+
+def in_model_colour_jitter(colour: float, seed: int | None = 42) -> list:
+    """Mild brightness and contrast jitter of ``±colour`` for use *inside* a model, after its rescaling.
+
+    Why a second colour jitter next to :func:`stain_augmentation`: this one was designed for
+    :func:`helpers.models.improved_cnn`, where it runs after the model's ``Rescaling(1/255)`` (or the
+    per-channel standardisation), so it works on the ``[0, 1]`` scale: brightness shifts by up to
+    ``±colour`` and is clipped to ``[0, 1]``, contrast (Keras' default value range) is clipped to
+    ``[0, 255]``; both layers share ``seed``; no saturation or hue. :func:`stain_augmentation` runs on
+    pipeline images in ``[0, 255]`` and also jitters saturation and hue (stain colour), with its own seeds.
+    The trained models and the recorded results depend on each as it is, so both stay.
+    """
+    L = _keras().layers
+    return [L.RandomBrightness(colour, value_range=(0.0, 1.0), seed=seed, name="aug_brightness"),
+            L.RandomContrast(colour, seed=seed, name="aug_contrast")]
+
+
+def model_augmentation_layers(*, flip: bool = True, rotate: float = 0.0, rot90: bool = True,
+                              colour: float = 0.0, seed: int | None = 42) -> list:
+    """Random layers for geometric (and optionally mild colour) augmentation, for use inside a model.
+
+    ``rot90`` uses exact quarter turns (:class:`helpers.layers.RandomRot90`: no interpolation, no corners to
+    fill) — a cell has no "up". ``rotate`` adds a free rotation of ``±rotate·360°``. ``colour`` adds
+    :func:`in_model_colour_jitter` to imitate stain and illumination variation.
+    """
+    from .layers import RandomRot90
+
+    L = _keras().layers
+    out: list = []
+    if flip:
+        out.append(L.RandomFlip("horizontal_and_vertical", seed=seed, name="aug_flip"))
+    if rot90:
+        out.append(RandomRot90(seed=seed, name="aug_rot90"))
+    if rotate:
+        out.append(L.RandomRotation(rotate, fill_mode="reflect", seed=seed, name="aug_rotate"))
+    if colour:
+        out.extend(in_model_colour_jitter(colour, seed))
+    return out
+
+
+def finetune_augmentation(seed: int | None = 42):
+    """Label-preserving augmentation for end-to-end fine-tuning: flips, quarter turns, stain jitter.
+
+    Built from stock Keras layers plus :class:`helpers.layers.RandomRot90`; it wraps the
+    deployable model only while training, so the saved model contains none of it.
+    """
+    keras = _keras()
+    return keras.Sequential([*model_augmentation_layers(flip=True, rot90=True, seed=seed),
+                             *stain_augmentation(seed=None if seed is None else seed + 100).layers],
+                            name="finetune_augmentation")
 
 
 AUGMENTATIONS: dict[str, Callable] = {

@@ -69,14 +69,10 @@ def read_sidecar(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def register_custom_layers() -> None:
-    """Make the book's custom Keras layers known before loading a saved model (``RandomRot90`` from
-    :mod:`helpers.models`, ``ClipToRange`` from :mod:`helpers.augment`, the TTA layers of
-    :mod:`helpers.tta`); Keras can only rebuild a saved model whose layer classes have been registered
-    in this process."""
-    from . import models, tta  # noqa: F401  (register RandomRot90, DihedralViews, MeanOverViews on import)
-    from .augment import _clip_class
-
-    _clip_class()
+    """Make the book's custom Keras layers known before loading a saved model: importing
+    :mod:`helpers.layers` registers them all (Keras can only rebuild a saved model whose layer classes have
+    been registered in this process)."""
+    from . import layers  # noqa: F401  (registers every custom layer on import)
 
 
 def load_bundle(directory: str | os.PathLike):

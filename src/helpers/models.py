@@ -2,7 +2,8 @@
 
 Every builder takes images as the pipeline delivers them (``float32`` in ``[0, 255]``, shape
 ``(H, W, 3)``), rescales them *inside* the model (so a saved model needs no separate
-pre-processing) and ends in an 8-way softmax. Get one by name with :func:`build_model`.
+pre-processing) and ends in an 8-way softmax. Get one by name with :func:`build_model`. Their augmentation
+layers come from :mod:`helpers.augment`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import keras
 import numpy as np
 
 from . import CLASSES
+from .augment import model_augmentation_layers, seed001_layers
 from .pipeline import validate_image_size
 
 
@@ -53,69 +55,14 @@ def seed001_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASS
     L = keras.layers
     inp = _input(image_size)
     x = L.Rescaling(1.0 / 255, name="rescale")(inp)
-    x = L.RandomFlip("horizontal_and_vertical", seed=seed, name="flip")(x)
-    x = L.RandomRotation(0.4, seed=seed, name="rotate")(x)
+    for layer in seed001_layers(seed, seed, 0.4, names=("flip", "rotate")):
+        x = layer(x)
     for i, filters in enumerate((8, 16, 32), 1):
         x = L.Conv2D(filters, 5, activation="relu", padding="same", name=f"conv{i}")(x)
         x = L.MaxPooling2D(name=f"pool{i}")(x)
     x = L.Flatten(name="flatten")(x)
     out = L.Dense(n_classes, activation="softmax", name="probs")(x)
     return keras.Model(inp, out, name="seed001_cnn")
-
-
-def augmentation_layers(*, flip: bool = True, rotate: float = 0.0, rot90: bool = True,
-                        colour: float = 0.0, seed: int | None = 42) -> list:
-    """Random layers for geometric (and optionally mild colour) augmentation, for use inside a model.
-
-    ``rot90`` uses exact quarter turns (no interpolation, no corners to fill) — a cell has no
-    "up". ``rotate`` adds a free rotation of ``±rotate·360°``. ``colour`` jitters brightness and
-    contrast by ``±colour`` to imitate stain and illumination variation.
-    """
-    L = keras.layers
-    out: list = []
-    if flip:
-        out.append(L.RandomFlip("horizontal_and_vertical", seed=seed, name="aug_flip"))
-    if rot90:
-        out.append(RandomRot90(seed=seed, name="aug_rot90"))
-    if rotate:
-        out.append(L.RandomRotation(rotate, fill_mode="reflect", seed=seed, name="aug_rotate"))
-    if colour:
-        out.append(L.RandomBrightness(colour, value_range=(0.0, 1.0), seed=seed, name="aug_brightness"))
-        out.append(L.RandomContrast(colour, seed=seed, name="aug_contrast"))
-    return out
-
-
-@keras.saving.register_keras_serializable(package="bloodcells")
-class RandomRot90(keras.layers.Layer):
-    """Rotate each image of a batch by a random multiple of 90° (training only; square images).
-
-    Quarter turns need no interpolation and leave no empty corners, unlike a free rotation.
-    """
-
-    def __init__(self, seed: int | None = None, **kw):
-        super().__init__(**kw)
-        self.seed = seed
-        self._gen = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training:
-            return x
-        import tensorflow as tf
-
-        if x.shape[1] != x.shape[2]:
-            raise ValueError(f"RandomRot90 needs square images, got {x.shape[1]}x{x.shape[2]}; "
-                             "use a square IMAGE_SIZE or switch rot90 off")
-        k = keras.random.randint((tf.shape(x)[0],), 0, 4, seed=self._gen)
-        t = tf.transpose(x, (0, 2, 1, 3))  # transpose + flip = a quarter turn (no asserts, no interpolation)
-        turns = [x, tf.reverse(t, [1]), tf.reverse(x, [1, 2]), tf.reverse(t, [2])]
-        stacked = tf.stack(turns, axis=1)  # (B, 4, H, W, C)
-        return tf.gather(stacked, k, axis=1, batch_dims=1)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
 
 
 def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES), *,
@@ -148,7 +95,7 @@ def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLAS
     else:
         x = L.Rescaling(1.0 / 255, name="rescale")(inp)
     if augment:
-        for layer in augmentation_layers(flip=True, rot90=True, colour=colour_augment, seed=seed):
+        for layer in model_augmentation_layers(flip=True, rot90=True, colour=colour_augment, seed=seed):
             x = layer(x)
     if stem_stride > 1:  # a cheap strided convolution first: later layers work on 1/stride² the pixels
         x = L.Conv2D(widths[0], 3, strides=stem_stride, padding="same", use_bias=not batch_norm, name="stem")(x)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import CLASSES
+from .augment import finetune_augmentation
 from .config import output_dir
 from .io import atomic_write_json, text_digest
 from .weights import application, check_family, describe, is_pretrained, load_base
@@ -140,22 +141,6 @@ def unfreeze_from(base, first_layer: str | None = None) -> int:
     for i, layer in enumerate(base.layers):
         layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
     return len(base.trainable_weights)
-
-
-def finetune_augmentation(seed: int | None = 42):
-    """Label-preserving augmentation for end-to-end fine-tuning: flips, quarter turns, stain jitter.
-
-    Built from stock Keras layers plus :class:`helpers.models.RandomRot90`; it wraps the
-    deployable model only while training, so the saved model contains none of it.
-    """
-    import keras
-
-    from .augment import stain_augmentation
-    from .models import augmentation_layers
-
-    return keras.Sequential([*augmentation_layers(flip=True, rot90=True, seed=seed),
-                             *stain_augmentation(seed=None if seed is None else seed + 100).layers],
-                            name="finetune_augmentation")
 
 
 def _random_search_class():

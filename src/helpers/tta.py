@@ -9,7 +9,7 @@ of its orientation noise, for eight times the inference cost.
 :func:`tta_model` wraps a trained model into a deployable Keras model that does exactly that
 (stacked into one batch, so the wrapped model runs once per call); :func:`view_probs` scores every
 view separately, which is what the chapters use to *decide* — on the validation split — whether
-TTA is worth its cost.
+TTA is worth its cost. The two layers of the wrapper and :func:`dihedral` live in :mod:`helpers.layers`.
 """
 from __future__ import annotations
 
@@ -19,66 +19,7 @@ from typing import Any, Mapping
 import keras
 import numpy as np
 
-VIEW_NAMES = ("identity", "rot180", "rot90", "rot270", "mirror", "mirror+rot180", "mirror+rot90", "mirror+rot270")
-"""The views of :func:`dihedral`, in order. The first 1, 2, 4 and 8 of them are *groups* (no change; half
-turns; quarter turns; all eight symmetries of the square), so a TTA model over them gives exactly the same
-answer for an image and for any of its views in the group."""
-VIEW_COUNTS = (1, 2, 4, 8)
-_TURNS = (0, 2, 1, 3)  # quarter turns of view k % 4
-
-
-def dihedral(x, k: int):
-    """View ``k`` (0–7, named in :data:`VIEW_NAMES`) of a batch of square images ``(B, S, S, C)``: a left-right
-    mirror when ``k >= 4``, then quarter turns anticlockwise. Works on NumPy arrays and tensors."""
-    if not 0 <= int(k) < 8:
-        raise ValueError(f"view index must be in 0..7, got {k}")
-    ops = keras.ops
-    if k >= 4:
-        x = ops.flip(x, axis=2)
-    for _ in range(_TURNS[int(k) % 4]):  # one quarter turn anticlockwise = transpose, then flip rows
-        x = ops.flip(ops.transpose(x, (0, 2, 1, 3)), axis=1)
-    return x
-
-
-@keras.saving.register_keras_serializable(package="bloodcells")
-class DihedralViews(keras.layers.Layer):
-    """``(B, S, S, C)`` → ``(views·B, S, S, C)``: the first ``views`` symmetries stacked view by view."""
-
-    def __init__(self, views: int = 8, **kwargs):
-        super().__init__(**kwargs)
-        if int(views) not in VIEW_COUNTS:
-            raise ValueError(f"views must be one of {VIEW_COUNTS} (the groups of symmetries), got {views}")
-        self.views = int(views)
-
-    def call(self, x):
-        return keras.ops.concatenate([dihedral(x, k) for k in range(self.views)], axis=0)
-
-    def compute_output_shape(self, input_shape):
-        b = input_shape[0]
-        return (None if b is None else b * self.views, *input_shape[1:])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "views": self.views}
-
-
-@keras.saving.register_keras_serializable(package="bloodcells")
-class MeanOverViews(keras.layers.Layer):
-    """``(views·B, C)`` probabilities → ``(B, C)``: the average over the views of each image."""
-
-    def __init__(self, views: int = 8, **kwargs):
-        super().__init__(**kwargs)
-        self.views = int(views)
-
-    def call(self, p):
-        c = p.shape[-1]
-        return keras.ops.mean(keras.ops.reshape(p, (self.views, -1, c)), axis=0)
-
-    def compute_output_shape(self, input_shape):
-        b = input_shape[0]
-        return (None if b is None else b // self.views, input_shape[-1])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "views": self.views}
+from .layers import VIEW_COUNTS, VIEW_NAMES, DihedralViews, MeanOverViews, dihedral  # noqa: F401 (re-exported)
 
 
 def tta_model(model, views: int = 8, name: str | None = None):
