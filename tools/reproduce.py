@@ -26,13 +26,28 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 STARTUP = """\
-import os, random
-import numpy as np
-random.seed(0)
-np.random.seed(0)
-import keras, tensorflow as tf
-keras.utils.set_random_seed(0)
-tf.config.experimental.enable_op_determinism()
+# Seed right before the first cell runs (seeding at kernel start-up is not enough: the kernel draws
+# random numbers of its own between start-up and the first cell).
+_seeded = []
+
+
+def _seed_before_first_cell(*_args):
+    if _seeded:
+        return
+    _seeded.append(True)
+    import random
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    random.seed(0)
+    np.random.seed(0)
+    keras.utils.set_random_seed(0)
+    tf.config.experimental.enable_op_determinism()
+
+
+get_ipython().events.register("pre_run_cell", _seed_before_first_cell)
 """
 
 
