@@ -207,12 +207,12 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 
         pred = load_predictions(spec["bundle"], "test")
         limit = req.get("limit")
-        idx = np.arange(len(pred["paths"]))[: int(limit) if limit else None]
-        paths = resolve_paths(pred["paths"][idx].tolist(), req.get("data_root"))
-        ds = make_dataset(paths, pred["y_true"][idx], size, batch_size=32, cache=False)
+        idx = np.arange(len(pred))[: int(limit) if limit else None]
+        paths = resolve_paths(np.asarray(pred.paths)[idx].tolist(), req.get("data_root"))
+        ds = make_dataset(paths, pred.y_true[idx], size, batch_size=32, cache=False)
         run32 = runners_for_accuracy()
         probs = np.concatenate([run32(xb.numpy()) for xb, _ in ds])
-        keras_probs, y = pred["probs"][idx], pred["y_true"][idx]
+        keras_probs, y = pred.probs[idx], pred.y_true[idx]
         top_t, top_k = probs.argmax(1), keras_probs.argmax(1)
         return {"n": int(len(idx)), "agreement": float((top_t == top_k).mean()),
                 "accuracy_tflite": float((top_t == y).mean()), "accuracy_keras_saved": float((top_k == y).mean()),

@@ -9,6 +9,7 @@ import pytest
 from helpers import CLASSES
 from helpers.compare import find_bundles, latency, load_aligned, publish_best, size_mb
 from helpers.export import BundleError, save_bundle
+from helpers.predictions import Predictions
 
 keras = pytest.importorskip("keras")
 
@@ -21,7 +22,7 @@ def _model(name):
 
 def _preds(paths, y, seed):
     p = np.random.default_rng(seed).dirichlet(np.ones(8), len(paths))
-    return {"paths": paths, "y_true": y, "probs": p}
+    return Predictions(paths, y, p)
 
 
 @pytest.fixture()
@@ -49,6 +50,9 @@ def test_find_and_align(models_dir):
     raw = np.load(models_dir / "b" / "predictions_test.npz")
     i = list(raw["paths"]).index("/elsewhere/eosinophil/EO_1.jpg")
     assert np.allclose(al.probs["b"][0], raw["probs"][i])
+    pb = al.predictions("b")                      # one model's answers on the shared items, as one value
+    assert isinstance(pb, Predictions) and pb.paths == tuple(al.paths.tolist())
+    np.testing.assert_array_equal(pb.probs, al.probs["b"].astype("float32"))
     val = load_aligned(bundles, "val")            # b has no val predictions: left out
     assert set(val.probs) == {"a"}
     assert size_mb(bundles[0]) > 0
@@ -101,3 +105,20 @@ def test_bundle_with_custom_layer_loads_after_registration(tmp_path):
             f"from helpers.export import load_bundle; m, _ = load_bundle({str(tmp_path / 'm')!r}); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_smoke_bundle_saves_a_labelled_run(tmp_path):
+    from helpers.compare import SMOKE_NOTE, smoke_bundle
+    from helpers.data import load_split
+    from helpers.export import load_predictions, read_sidecar
+    from helpers.results import load_records
+
+    data = load_split(max_per_class=2, progress=False)
+    folder = smoke_bundle(data, tmp_path / "models", image_size=16, results_directory=tmp_path / "res")
+    assert folder == tmp_path / "models" / "smoke_tiny_cnn" and find_bundles(tmp_path / "models") == [folder]
+    side = read_sidecar(folder)
+    assert side["note"] == SMOKE_NOTE and side["train_seconds"] > 0 and set(side["metrics"]) == {"val", "test"}
+    (rec,) = load_records(tmp_path / "res")
+    assert rec["model"] == "smoke_tiny_cnn" and rec["mode"] == "smoke" and rec["note"] == SMOKE_NOTE
+    assert rec["test"] == side["metrics"]["test"] and rec["epochs"] == 1
+    assert load_predictions(folder, "test").paths == tuple(map(str, data.paths("test")))

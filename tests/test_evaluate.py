@@ -87,7 +87,7 @@ def test_errors_by_subtype():
 
 
 # ------------------------------------------------------------------------------------------------
-# metrics_block and predict_proba on inputs with known answers (issue 2)
+# metrics_block on inputs with known answers (issue 2)
 # ------------------------------------------------------------------------------------------------
 def test_metrics_block_perfect_predictions():
     y = [0, 1, 2, 3, 4, 5, 6, 7, 0]
@@ -127,16 +127,3 @@ def test_metrics_block_custom_classes_and_json_types():
     assert set(m["per_class"]) == {"a", "b"}
     assert isinstance(m["accuracy"], float) and isinstance(m["n"], int)
     assert isinstance(m["per_class"]["a"]["support"], int)
-
-
-def test_predict_proba_over_batches():
-    from helpers.evaluate import predict_proba
-
-    batches = [(np.ones((2, 3)), np.array([0, 1])), (np.zeros((1, 3)), np.array([2]))]
-
-    def model(x, training=False):
-        assert training is False
-        return np.tile(x.sum(axis=1, keepdims=True), (1, 8))
-
-    y, p = predict_proba(model, batches)
-    assert y.tolist() == [0, 1, 2] and p.shape == (3, 8) and p[0, 0] == 3 and p[2, 0] == 0

@@ -122,14 +122,15 @@ def test_bundle_predictions_roundtrip(tmp_path):
     import keras
 
     from helpers.export import load_predictions
+    from helpers.predictions import Predictions
 
     inp = keras.Input((8, 8, 3))
     model = keras.Model(inp, keras.layers.Dense(len(CLASSES), activation="softmax")(keras.layers.Flatten()(inp)))
     probs = np.full((3, len(CLASSES)), 1 / len(CLASSES), "float32")
     d = save_bundle(model, tmp_path / "m", image_size=8, weights_source="none",
-                    predictions={"test": {"paths": ["a.jpg", "b.jpg", "c.jpg"], "y_true": [0, 1, 2], "probs": probs}})
+                    predictions={"test": Predictions(["a.jpg", "b.jpg", "c.jpg"], [0, 1, 2], probs)})
     pred = load_predictions(d, "test")
-    assert list(pred["paths"]) == ["a.jpg", "b.jpg", "c.jpg"] and pred["probs"].shape == probs.shape
+    assert list(pred.paths) == ["a.jpg", "b.jpg", "c.jpg"] and pred.probs.shape == probs.shape
     with pytest.raises(BundleError, match="no saved val predictions"):
         load_predictions(d, "val")
     save_bundle(model, d, image_size=8, weights_source="none")  # overwrite in place: old files replaced

@@ -55,7 +55,9 @@ def test_one_epoch_fit_writes_a_valid_record(data, datasets, tmp_path):
     assert saved["augmentation"] == {"flip": True} and saved["ablation"] == {"batch_norm": True}
     assert len(saved["epoch_seconds"]) == 1 and "val_macro_f1" in saved["history"]
     assert "load_avg" not in saved["history"] and "epoch_seconds" not in saved["history"]
-    assert "_predictions" not in saved
+    assert "_predictions" not in saved and "_bundle" not in saved and rec["_bundle"] is None
+    assert rec["_predictions"]["test"].paths == tuple(map(str, data.paths("test")))
+    assert rec["_predictions"]["val"].metrics() == saved["val"]
 
 
 def test_without_test_the_test_split_is_untouched(data, datasets, tmp_path):
@@ -63,6 +65,21 @@ def test_without_test_the_test_split_is_untouched(data, datasets, tmp_path):
     res = fit(model, *datasets, epochs=1, checkpoint_dir=tmp_path / "ck", verbose=0)
     rec = evaluate_and_record(model, "t_val_only", data, res, image_size=SIZE, test=False, directory=tmp_path)
     assert rec["test"] is None and "test" not in rec["_predictions"]
+
+
+def test_evaluate_and_record_saves_the_bundle_when_asked(data, tmp_path):
+    from helpers.export import load_predictions, read_sidecar
+
+    model = _small()
+    res = {"history": {"loss": [1.0]}, "epochs_run": 1, "train_seconds": 1.0}
+    rec = evaluate_and_record(model, "t_saved", data, res, image_size=SIZE, directory=tmp_path / "res",
+                              save_model=True, models_directory=tmp_path / "models")
+    assert rec["_bundle"] == tmp_path / "models" / "t_saved"
+    side = read_sidecar(rec["_bundle"])
+    assert side["metrics"] == {"val": rec["val"], "test": rec["test"]} and side["data"] == rec["data"]
+    assert side["weights_source"] == rec["weights_source"]
+    saved = load_predictions(rec["_bundle"], "test")
+    np.testing.assert_array_equal(saved.probs, rec["_predictions"]["test"].probs)
 
 
 def test_resume_continues_the_epoch_count(datasets, tmp_path):

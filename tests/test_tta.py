@@ -137,34 +137,37 @@ def small_data():
 
 
 def test_view_probs_agrees_with_the_wrapper(cnn, small_data):
-    from helpers.evaluate import predict_proba
     from helpers.pipeline import make_dataset
+    from helpers.predictions import predict_dataset
 
     ds = make_dataset(small_data.paths("val"), small_data.labels("val"), SIZE, batch_size=8, cache=False)
     y, pv = view_probs(cnn, ds, 8)
     assert pv.shape == (8, len(y), 8)
     np.testing.assert_array_equal(y, small_data.labels("val"))
     for n in (2, 8):
-        _, pw = predict_proba(tta_model(cnn, n), ds)
+        _, pw = predict_dataset(tta_model(cnn, n), ds)
         np.testing.assert_allclose(pv[:n].mean(axis=0), pw, atol=1e-5)
 
 
 def test_evaluate_and_save_tta(cnn, small_data, tmp_path, monkeypatch):
-    from helpers.evaluate import metrics_block
+    from helpers.predictions import Predictions
     from helpers.results import make_record
 
     monkeypatch.setenv("BLOODCELLS_RESULTS_DIR", str(tmp_path / "results"))
     res = evaluate_tta(cnn, small_data, SIZE, views=None)
     assert res["views"] in VIEW_COUNTS and tta_views(res["model"]) == res["views"]
-    assert len(res["test"][0]) == len(small_data.labels("test"))
+    assert isinstance(res["val"], Predictions) and isinstance(res["test"], Predictions)
+    assert len(res["test"].y_true) == len(small_data.labels("test"))
+    assert res["val"].paths == tuple(map(str, small_data.paths("val")))
     base_like = tmp_path / "single"
     save_bundle(cnn, base_like, image_size=SIZE, weights_source={"kind": "none (trained from scratch)"},
                 preprocessing="test contract", family="test-family")
-    val, test = metrics_block(*res["val"]), metrics_block(*res["test"])
+    val, test = res["val"].metrics(), res["test"].metrics()
     base = make_record("tiny_cnn", image_size=SIZE, epochs=1, train_seconds=1.0,
                        weights_source={"kind": "none (trained from scratch)"}, data=small_data.provenance(), seed=0,
                        val=val, test=test)
-    folder, rec = save_tta(res, "tiny_cnn_tta", base, small_data, like=base_like, directory=tmp_path / "tta")
+    folder, rec = save_tta(res, "tiny_cnn_tta", base, small_data, like=base_like, models_directory=tmp_path / "tta")
+    assert folder == tmp_path / "tta" / "tiny_cnn_tta"
     validate_record(rec)
     assert rec["tta"]["of"] == "tiny_cnn" and rec["tta"]["views"] == res["views"]
     assert rec["train_seconds"] == base["train_seconds"] and rec["data"] == base["data"]
@@ -173,5 +176,5 @@ def test_evaluate_and_save_tta(cnn, small_data, tmp_path, monkeypatch):
     assert side["preprocessing"] == "test contract" and side["family"] == "test-family"
     assert side["tta"]["views"] == res["views"]
     saved = load_predictions(folder, "test")
-    np.testing.assert_allclose(saved["probs"], res["test"][1], atol=1e-6)
-    assert [str(p) for p in saved["paths"]] == [str(p) for p in small_data.paths("test")]
+    np.testing.assert_allclose(saved.probs, res["test"].probs, atol=1e-6)
+    assert [str(p) for p in saved.paths] == [str(p) for p in small_data.paths("test")]

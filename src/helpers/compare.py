@@ -1,7 +1,7 @@
 """Gather the saved model bundles for a side-by-side comparison (chapter 7).
 
 Every training chapter saves its final model as a bundle with its validation and test predictions
-(:func:`helpers.export.save_bundle`). This module finds those bundles, lines their predictions up
+(:func:`helpers.runs.save_run`). This module finds those bundles, lines their predictions up
 item by item (McNemar's test needs the *same* items), measures what only the model itself can tell
 (size on disk, latency) and publishes the chosen model as the ``best`` bundle.
 """
@@ -21,6 +21,7 @@ import numpy as np
 from .export import (MODEL_FILE, SIDECAR_FILE, BundleError, load_predictions, read_sidecar,  # noqa: F401
                      register_custom_layers)
 from .io import atomic_dir, atomic_write_json
+from .predictions import Predictions
 
 log = logging.getLogger("helpers.compare")
 
@@ -55,6 +56,10 @@ class Aligned:
     y_true: np.ndarray
     probs: dict[str, np.ndarray]
 
+    def predictions(self, name: str) -> Predictions:
+        """Model ``name``'s predictions on the shared items."""
+        return Predictions(tuple(self.paths.tolist()), self.y_true, self.probs[name])
+
 
 def _key(path: str) -> str:
     """``.../<class>/<file>`` → ``<class>/<file>``: the same image whatever folder the data sat in."""
@@ -67,7 +72,7 @@ def load_aligned(bundles: Sequence[Path], split: str) -> Aligned:
     Bundles without predictions for ``split`` are logged and left out. Raises when the bundles
     disagree on an item's true label (they were trained on different data).
     """
-    loaded = {}
+    loaded: dict[str, Predictions] = {}
     for b in bundles:
         try:
             loaded[b.name] = load_predictions(b, split)
@@ -75,7 +80,7 @@ def load_aligned(bundles: Sequence[Path], split: str) -> Aligned:
             log.warning("left out %s: %s", b.name, e)
     if not loaded:
         raise BundleError(f"no bundle has saved {split} predictions")
-    keyed = {name: [_key(q) for q in p["paths"].tolist()] for name, p in loaded.items()}
+    keyed = {name: [_key(q) for q in p.paths] for name, p in loaded.items()}
     common = set.intersection(*(set(k) for k in keyed.values()))
     if not common:
         raise BundleError(f"the bundles share no {split} item: were they trained on different splits?")
@@ -88,12 +93,12 @@ def load_aligned(bundles: Sequence[Path], split: str) -> Aligned:
     for name, p in loaded.items():
         order = {q: i for i, q in enumerate(keyed[name])}
         idx = np.array([order[q] for q in keys])
-        y = p["y_true"][idx]
+        y = p.y_true[idx]
         if y_true is None:
-            y_true, paths = y, p["paths"][idx]
+            y_true, paths = y, np.asarray(p.paths)[idx]
         elif not np.array_equal(y, y_true):
             raise BundleError(f"{name} disagrees with the other bundles on the true labels of {split} items")
-        probs[name] = p["probs"][idx]
+        probs[name] = p.probs[idx]
     return Aligned(split, paths, y_true, probs)
 
 
@@ -155,15 +160,19 @@ def publish_best(src: str | os.PathLike, models_dir: str | os.PathLike, selectio
     return dest
 
 
+SMOKE_NOTE = "tiny smoke-test model built by chapter 7 because no bundles existed; not a real result"
+
+
 def smoke_bundle(data, models_dir: str | os.PathLike, image_size: int = 32, name: str = "smoke_tiny_cnn",
-                 seed: int = 42) -> Path:
-    """For a standalone smoke run only: train a tiny CNN for one epoch and save it as a bundle with its
-    val/test predictions, so that the evaluation chapter has something to evaluate. Labelled as such."""
+                 seed: int = 42, results_directory: str | os.PathLike | None = None) -> Path:
+    """For a standalone smoke run only: train a tiny CNN for one epoch and save it with
+    :func:`helpers.runs.save_run` (a ``mode="smoke"`` record and a bundle with its val/test predictions),
+    so that the evaluation chapter has something to evaluate. Labelled as such. Returns the bundle folder."""
     import keras
 
-    from .evaluate import metrics_block, predict_proba
-    from .export import save_bundle
     from .pipeline import make_dataset
+    from .predictions import predict_split
+    from .runs import FROM_SCRATCH, save_run
 
     keras.utils.set_random_seed(seed)
     L = keras.layers
@@ -180,12 +189,9 @@ def smoke_bundle(data, models_dir: str | os.PathLike, image_size: int = 32, name
     model.fit(make_dataset(data.paths("train"), data.labels("train"), image_size, 32, shuffle=True, seed=seed),
               epochs=1, verbose=0, shuffle=False)
     secs = time.perf_counter() - t0
-    preds, metrics = {}, {}
-    for split in ("val", "test"):
-        y, p = predict_proba(model, make_dataset(data.paths(split), data.labels(split), image_size, 64, cache=False))
-        preds[split] = {"paths": data.paths(split), "y_true": y, "probs": p}
-        metrics[split] = metrics_block(y, p)
-    return save_bundle(model, Path(models_dir) / name, image_size=image_size,
-                       weights_source={"kind": "none (trained from scratch)"}, metrics=metrics,
-                       data=data.provenance(), predictions=preds, train_seconds=round(secs, 2),
-                       note="tiny smoke-test model built by chapter 7 because no bundles existed; not a real result")
+    preds = {split: predict_split(model, data, split, image_size) for split in ("val", "test")}
+    run = save_run(model, name, data, preds, image_size=image_size, epochs=1, train_seconds=secs,
+                   weights_source=dict(FROM_SCRATCH), seed=seed, mode="smoke", record={"note": SMOKE_NOTE},
+                   bundle={"train_seconds": round(secs, 2), "note": SMOKE_NOTE},
+                   results_directory=results_directory, models_directory=models_dir)
+    return run.bundle

@@ -1,21 +1,15 @@
 """Metrics for one model on one split (scikit-learn does the arithmetic)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from . import CLASSES
 
-
-def predict_proba(model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model`` over a labelled ``tf.data`` dataset: ``(y_true, probabilities)``."""
-    ys, ps = [], []
-    for x, y in dataset:
-        ps.append(np.asarray(model(x, training=False)))
-        ys.append(np.asarray(y))
-    return np.concatenate(ys), np.concatenate(ps)
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def metrics_block(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str] = CLASSES) -> dict[str, Any]:

@@ -11,8 +11,6 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
 from . import CLASSES
 from .io import atomic_dir, atomic_write_json
 from .predictions import Predictions
@@ -29,7 +27,7 @@ def save_bundle(model, directory: str | os.PathLike, *, image_size: int, weights
                 metrics: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
                 classes: tuple[str, ...] = CLASSES, preprocessing: str = "float32 RGB in [0, 255]; "
                 "resize with antialiasing; the model normalises internally",
-                predictions: Mapping[str, Mapping[str, Any]] | None = None, **extra: Any) -> Path:
+                predictions: Mapping[str, Predictions] | None = None, **extra: Any) -> Path:
     """Save atomically: the bundle is written to a temporary sibling folder, then renamed into place.
 
     ``predictions`` maps a split name to its :class:`helpers.predictions.Predictions`; each is
@@ -85,10 +83,9 @@ def load_bundle(directory: str | os.PathLike):
     return model, side
 
 
-def load_predictions(directory: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
-    """``{"paths", "y_true", "probs"}`` saved with the bundle for ``split``."""
+def load_predictions(directory: str | os.PathLike, split: str) -> Predictions:
+    """The :class:`helpers.predictions.Predictions` saved with the bundle for ``split``."""
     p = Path(directory) / f"predictions_{split}.npz"
     if not p.is_file():
         raise BundleError(f"{directory} has no saved {split} predictions ({p.name}).")
-    with np.load(p) as z:
-        return {k: z[k] for k in ("paths", "y_true", "probs")}
+    return Predictions.load(p)

@@ -64,13 +64,16 @@ class Predictions:
             return cls(tuple(z["paths"].tolist()), z["y_true"], z["probs"])
 
 
-def predict_dataset(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+def predict_dataset(model, dataset, max_batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, probabilities)`` of ``model`` over a labelled, batched ``tf.data`` dataset, in order.
 
-    The model is called in inference mode (``training=False``) one batch at a time.
+    The model is called in inference mode (``training=False``) one batch at a time; ``max_batches``
+    stops after that many batches (e.g. a quick look at the training split).
     """
     ys, ps = [], []
-    for x, y in dataset:
+    for i, (x, y) in enumerate(dataset):
+        if max_batches is not None and i >= max_batches:
+            break
         ps.append(np.asarray(model(x, training=False)))
         ys.append(np.asarray(y))
     if not ps:

@@ -14,6 +14,9 @@ from typing import Any, Mapping
 
 from .predictions import Predictions
 
+FROM_SCRATCH = {"kind": "none (trained from scratch)"}
+"""The ``weights_source`` of a model trained from random initialisation."""
+
 
 @dataclass(frozen=True)
 class SavedRun:
@@ -40,7 +43,7 @@ def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, 
     """
     from .config import output_dir
     from .export import save_bundle
-    from .results import make_record, write_record
+    from .results import make_record, validate_record, write_record
 
     if "val" not in predictions:
         raise ValueError("save_run needs the validation predictions (predictions['val'])")
@@ -49,13 +52,14 @@ def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, 
     rec = make_record(name, image_size=image_size, epochs=epochs, train_seconds=train_seconds,
                       weights_source=weights_source, data=provenance, seed=seed, val=metrics["val"],
                       test=metrics.get("test"), mode=mode, **dict(record or {}))
-    path = write_record(rec, results_directory)
+    validate_record(rec)  # a bad record fails before anything is written
     folder = None
-    if save_model:
+    if save_model:  # the bundle first: a record never names a model whose bundle failed to save
         d = Path(models_directory) if models_directory else output_dir() / "models"
         extra = dict(bundle or {})
         if preprocessing is not None:
             extra["preprocessing"] = preprocessing
         folder = save_bundle(model, d / name, image_size=image_size, weights_source=weights_source,
                              metrics=metrics, data=provenance, predictions=dict(predictions), **extra)
+    path = write_record(rec, results_directory)
     return SavedRun(record=rec, record_path=path, bundle=folder)

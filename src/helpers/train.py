@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import keras
 import numpy as np
@@ -23,6 +23,7 @@ from sklearn.metrics import f1_score
 from . import CLASSES
 from .config import output_dir
 from .io import atomic_write_json
+from .predictions import Predictions, predict_dataset, predict_split
 
 log = logging.getLogger("helpers.train")
 
@@ -37,16 +38,6 @@ def _steps(ds) -> int | None:
     except Exception:  # not a tf.data dataset
         return None
     return n if n > 0 else None
-
-
-def _probs_labels(model, ds, max_batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    ys, ps = [], []
-    for i, (x, y) in enumerate(ds):
-        if max_batches is not None and i >= max_batches:
-            break
-        ps.append(np.asarray(model(x, training=False)))
-        ys.append(np.asarray(y))
-    return np.concatenate(ys), np.concatenate(ps)
 
 
 def _macro_f1(y: np.ndarray, p: np.ndarray, n_classes: int) -> float:
@@ -91,13 +82,13 @@ class EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        y, p = _probs_labels(self.model, self.val_ds)
+        y, p = predict_dataset(self.model, self.val_ds)
         logs["val_loss"] = float(keras.ops.convert_to_numpy(
             keras.losses.sparse_categorical_crossentropy(y, np.clip(p, 1e-7, 1.0))).mean())
         logs["val_accuracy"] = float((p.argmax(1) == y).mean())
         logs["val_macro_f1"] = _macro_f1(y, p, self.n_classes)
         if self.train_f1_batches:
-            yt, pt = _probs_labels(self.model, self.train_ds, self.train_f1_batches)
+            yt, pt = predict_dataset(self.model, self.train_ds, self.train_f1_batches)
             logs["macro_f1"] = _macro_f1(yt, pt, self.n_classes)
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["epoch_seconds"] = time.perf_counter() - self._t0
@@ -271,44 +262,58 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
             "steps_per_epoch": steps, "checkpoint_dir": str(ckdir)}
 
 
+def split_predictions(model, data, image_size: int, *, batch_size: int = 64, test: bool = True, val_ds=None,
+                      test_ds=None) -> dict[str, Predictions]:
+    """The model's :class:`~helpers.predictions.Predictions` on val and (``test``) test.
+
+    ``val_ds``/``test_ds``: ready datasets of those splits (in the order of ``data.paths``) to use instead
+    of building them from ``data``.
+    """
+    splits = ("val", "test") if test else ("val",)
+    given = {"val": val_ds, "test": test_ds}
+    out = {}
+    for split in splits:
+        if given[split] is None:
+            out[split] = predict_split(model, data, split, image_size, batch_size=batch_size)
+        else:
+            out[split] = Predictions(data.paths(split), *predict_dataset(model, given[split]))
+    return out
+
+
+def run_fields(model, fit_result: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
+    """What a from-scratch model's record says about its training (besides the common fields)."""
+    from .models import count_params
+
+    h = fit_result["history"]
+    keys = ("max_epochs", "best_epoch", "stopped", "schedule", "learning_rate", "weight_decay", "patience",
+            "min_delta", "time_budget", "steps_per_epoch", "resumed_from_epoch")
+    return {"architecture": model.name, "params": count_params(model),
+            "history": {k: v for k, v in h.items() if k not in ("epoch_seconds", "load_avg")},
+            "load_avg": [round(x, 2) for x in h.get("load_avg", [])],
+            "epoch_seconds": [round(s, 2) for s in h.get("epoch_seconds", [])],
+            "training": {k: fit_result.get(k) for k in keys} | {"batch_size": batch_size, "optimizer": "adam"}}
+
+
 def evaluate_and_record(model, name: str, data, fit_result: Mapping[str, Any], *, image_size: int,
                         batch_size: int = 64, seed: int = 42, mode: str = "book", test: bool = True,
                         directory: str | os.PathLike | None = None, val_ds=None, test_ds=None,
+                        save_model: bool = False, models_directory: str | os.PathLike | None = None,
                         **extra: Any) -> dict[str, Any]:
-    """Evaluate on val (and, once, on test), write the result record; return it.
+    """Evaluate on val (and, once, on test) and save the run with :func:`helpers.runs.save_run`; return the record.
 
     ``data`` is a :class:`helpers.data.SplitData`; datasets are built from it unless given.
     ``test=False`` (model selection, ablations) leaves the test split untouched (``"test": null``).
+    ``save_model``: also save the model's bundle (``<models_directory>/<name>``, default ``outputs/models``).
     ``extra`` goes into the record (e.g. ``augmentation=…``, ``ablation=…``, ``reference=…``).
-    The returned record also carries the (unsaved) predictions under ``"_predictions"``.
+    The returned record also carries the predictions (``"_predictions"``: split → Predictions), the
+    record's path (``"_path"``) and the bundle folder (``"_bundle"``, ``None`` without ``save_model``).
     """
-    from .evaluate import metrics_block
-    from .models import count_params
-    from .pipeline import make_dataset
-    from .results import make_record, write_record
+    from .runs import FROM_SCRATCH, save_run
 
-    def _ds(split):
-        return make_dataset(data.paths(split), data.labels(split), image_size, batch_size, cache=False)
-
-    yv, pv = _probs_labels(model, val_ds if val_ds is not None else _ds("val"))
-    val_block = metrics_block(yv, pv)
-    test_block, preds = None, {"val": (yv, pv)}
-    if test:
-        yt, pt = _probs_labels(model, test_ds if test_ds is not None else _ds("test"))
-        test_block = metrics_block(yt, pt)
-        preds["test"] = (yt, pt)
-    h = fit_result["history"]
-    rec = make_record(
-        name, image_size=image_size, epochs=fit_result["epochs_run"], train_seconds=fit_result["train_seconds"],
-        weights_source={"kind": "none (trained from scratch)"}, data=data.provenance(), seed=seed,
-        val=val_block, test=test_block, mode=mode, architecture=model.name, params=count_params(model),
-        history={k: v for k, v in h.items() if k not in ("epoch_seconds", "load_avg")},
-        load_avg=[round(x, 2) for x in h.get("load_avg", [])],
-        epoch_seconds=[round(s, 2) for s in h.get("epoch_seconds", [])],
-        training={k: fit_result.get(k) for k in ("max_epochs", "best_epoch", "stopped", "schedule", "learning_rate", "weight_decay",
-                                                 "patience", "min_delta", "time_budget", "steps_per_epoch",
-                                                 "resumed_from_epoch")} | {"batch_size": batch_size,
-                                                                           "optimizer": "adam"},
-        **extra)
-    path = write_record(rec, directory)
-    return {**rec, "_path": str(path), "_predictions": preds}
+    preds = split_predictions(model, data, image_size, batch_size=batch_size, test=test, val_ds=val_ds,
+                              test_ds=test_ds)
+    run = save_run(model, name, data, preds, image_size=image_size, epochs=fit_result["epochs_run"],
+                   train_seconds=fit_result["train_seconds"], weights_source=dict(FROM_SCRATCH), seed=seed,
+                   mode=mode, record=run_fields(model, fit_result, batch_size) | extra, save_model=save_model,
+                   results_directory=directory, models_directory=models_directory)
+    return {**run.record, "_path": str(run.record_path), "_predictions": preds, "_bundle": run.bundle}

@@ -108,22 +108,16 @@ def choose_views(table, tolerance: float = 0.001) -> int:
     return int(ok["views"].min())
 
 
-def tta_record(base: Mapping[str, Any], name: str, val: Mapping[str, Any], test: Mapping[str, Any] | None, *,
-               views: int, seconds: Mapping[str, float]) -> dict[str, Any]:
-    """A results record for the TTA version of a trained model: the base record's provenance (data, weights,
-    seed, training time — TTA trains nothing), its own metrics and a ``tta`` block."""
-    from .results import make_record
-
+def tta_fields(base: Mapping[str, Any], *, views: int, seconds: Mapping[str, float]) -> dict[str, Any]:
+    """The record fields of the TTA version of a trained model besides the common ones: what the base
+    record says about the model (family, params, augmentation, training …) and a ``tta`` block."""
     keep = ("family", "pretrained", "weights_summary", "params", "preprocessing", "split_layer", "architecture",
             "augmentation", "training")
-    rec = make_record(name, image_size=base["image_size"], epochs=base["epochs"], train_seconds=base["train_seconds"],
-                      weights_source=base["weights_source"], data=base["data"], seed=base["seed"], val=val, test=test,
-                      mode=base.get("mode", "book"), **{k: base[k] for k in keep if k in base})
-    rec["tta"] = {"of": base["model"], "views": int(views), "view_names": list(VIEW_NAMES[:views]),
-                  "combine": "mean of the probabilities", "seconds": {k: round(float(v), 1) for k, v in seconds.items()},
-                  "base_val": {k: base["val"][k] for k in ("accuracy", "macro_f1")},
-                  "base_test": ({k: base["test"][k] for k in ("accuracy", "macro_f1")} if base.get("test") else None)}
-    return rec
+    tta = {"of": base["model"], "views": int(views), "view_names": list(VIEW_NAMES[:views]),
+           "combine": "mean of the probabilities", "seconds": {k: round(float(v), 1) for k, v in seconds.items()},
+           "base_val": {k: base["val"][k] for k in ("accuracy", "macro_f1")},
+           "base_test": ({k: base["test"][k] for k in ("accuracy", "macro_f1")} if base.get("test") else None)}
+    return {**{k: base[k] for k in keep if k in base}, "tta": tta}
 
 
 def evaluate_tta(model, data, image_size: int, views: int | None = None, tolerance: float = 0.001,
@@ -132,49 +126,49 @@ def evaluate_tta(model, data, image_size: int, views: int | None = None, toleran
 
     All eight views are scored on the validation split; the number of views is ``views`` or, when
     ``None``, :func:`choose_views` on that table. Only then is the wrapped model (:func:`tta_model`)
-    run on the test split — once. Returns ``{"model", "views", "val_table", "val": (y, probs),
-    "test": (y, probs), "seconds"}``.
+    run on the test split — once. Returns ``{"model", "views", "val_table", "val": Predictions,
+    "test": Predictions, "seconds"}`` (:class:`helpers.predictions.Predictions` of the wrapped model).
     """
     import time
 
-    from .evaluate import predict_proba
     from .pipeline import make_dataset
-
-    def ds(split):
-        return make_dataset(data.paths(split), data.labels(split), image_size, batch_size=batch_size, cache=False)
+    from .predictions import Predictions, predict_split
 
     t0 = time.perf_counter()
-    y_val, pv = view_probs(model, ds("val"), 8)
+    val_ds = make_dataset(data.paths("val"), data.labels("val"), image_size, batch_size=batch_size, cache=False)
+    y_val, pv = view_probs(model, val_ds, 8)
     table = view_table(y_val, pv)
     n = choose_views(table, tolerance) if views is None else int(views)
     t1 = time.perf_counter()
     wrapper = tta_model(model, n)
-    y_test, p_test = predict_proba(wrapper, ds("test"))
+    test = predict_split(wrapper, data, "test", image_size, batch_size=batch_size)
     t2 = time.perf_counter()
-    return {"model": wrapper, "views": n, "val_table": table, "val": (y_val, pv[:n].mean(axis=0)),
-            "test": (y_test, p_test), "seconds": {"val_all_views": t1 - t0, "test": t2 - t1}}
+    return {"model": wrapper, "views": n, "val_table": table,
+            "val": Predictions(data.paths("val"), y_val, pv[:n].mean(axis=0)), "test": test,
+            "seconds": {"val_all_views": t1 - t0, "test": t2 - t1}}
 
 
 def save_tta(result: Mapping[str, Any], name: str, base_record: Mapping[str, Any], data,
-             like: str | os.PathLike | None = None, directory: str | os.PathLike | None = None) -> tuple[Any, dict[str, Any]]:
-    """Save the TTA model of :func:`evaluate_tta` as a bundle (with its val/test predictions) and write its
-    results record; returns ``(bundle folder, record)``. ``like``: the single-view model's bundle, whose
-    sidecar fields (preprocessing, family, weights) the TTA bundle repeats."""
-    from pathlib import Path
+             like: str | os.PathLike | None = None, *, results_directory: str | os.PathLike | None = None,
+             models_directory: str | os.PathLike | None = None) -> tuple[Any, dict[str, Any]]:
+    """Save the TTA model of :func:`evaluate_tta` with :func:`helpers.runs.save_run`: its results record and
+    its bundle (with its val/test predictions); returns ``(bundle folder, record)``.
 
-    from .config import output_dir
-    from .evaluate import metrics_block
-    from .export import read_sidecar, save_bundle
-    from .results import write_record
+    The record repeats the base record's provenance (data, weights, seed, training time — TTA trains nothing)
+    with its own metrics and a ``tta`` block (:func:`tta_fields`). ``like``: the single-view model's bundle,
+    whose sidecar fields (preprocessing, family, weights) the TTA bundle repeats.
+    """
+    from .export import read_sidecar
+    from .runs import save_run
 
-    val, test = metrics_block(*result["val"]), metrics_block(*result["test"])
-    rec = tta_record(base_record, name, val, test, views=result["views"], seconds=result["seconds"])
     skip = {"classes", "image_size", "weights_source", "metrics", "data", "model_name"}
-    extra = {k: v for k, v in read_sidecar(like).items() if k not in skip} if like else {}
-    folder = save_bundle(result["model"], Path(directory) if directory else output_dir() / "models" / name,
-                         image_size=base_record["image_size"], weights_source=base_record["weights_source"],
-                         metrics={"val": val, "test": test}, data=base_record["data"], tta=rec["tta"],
-                         predictions={s: {"paths": data.paths(s), "y_true": result[s][0], "probs": result[s][1]}
-                                      for s in ("val", "test")}, **extra)
-    write_record(rec)
-    return folder, rec
+    side = {k: v for k, v in read_sidecar(like).items() if k not in skip} if like else {}
+    preprocessing = side.pop("preprocessing", None)
+    fields = tta_fields(base_record, views=result["views"], seconds=result["seconds"])
+    run = save_run(result["model"], name, data, {"val": result["val"], "test": result["test"]},
+                   image_size=base_record["image_size"], epochs=base_record["epochs"],
+                   train_seconds=base_record["train_seconds"], weights_source=base_record["weights_source"],
+                   seed=base_record["seed"], mode=base_record.get("mode", "book"), record=fields,
+                   bundle={"tta": fields["tta"], **side}, preprocessing=preprocessing,
+                   results_directory=results_directory, models_directory=models_directory)
+    return run.bundle, run.record
