@@ -43,7 +43,7 @@ def test_batch_norm_stays_frozen_when_the_top_is_unfrozen():
     base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
     _, top = split_model(base, "conv5_block2_out")
     unfreeze_from(top)
-    assert all(not l.trainable for l in top.layers if isinstance(l, keras.layers.BatchNormalization))
+    assert all(not layer.trainable for layer in top.layers if isinstance(layer, keras.layers.BatchNormalization))
     assert top.get_layer("conv5_block3_2_conv").trainable
 
 
@@ -214,12 +214,13 @@ def test_end_to_end_phase_trains_the_base_and_records_it(small_data, random_prov
     with pytest.raises(ValueError, match="val images"):
         val_predictions(tl)
     model = deployable(tl)
-    names = [l.name for l in model.layers]
+    names = [layer.name for layer in model.layers]
     assert not any("augmentation" in n for n in names)                             # nothing random is saved
     rec = save(tl, "transfer_test", small_data, {"val": val}, mode="smoke", save_model=False,
                results_directory=tmp_path / "results").record
     assert rec["end_to_end"]["augmentation"] and rec["end_to_end"]["epochs_run"] == 1
-    assert rec["train_seconds"] >= tl.times["phase3_end_to_end"] and rec["train_seconds"] == pytest.approx(train_seconds(tl), abs=0.05)
+    assert rec["train_seconds"] >= tl.times["phase3_end_to_end"]
+    assert rec["train_seconds"] == pytest.approx(train_seconds(tl), abs=0.05)
 
 
 MNV2_FILE = "mobilenet_v2_1.00_224_notop.weights.h5"

@@ -89,14 +89,16 @@ def split_model(base, split_layer: str):
     try:
         cut = base.get_layer(split_layer).output
     except ValueError:
-        names = [l.name for l in base.layers if l.name.endswith(("_add", "_out", "_pool", "conv2", "relu"))][-12:]
+        ends = ("_add", "_out", "_pool", "conv2", "relu")
+        names = [layer.name for layer in base.layers if layer.name.endswith(ends)][-12:]
         raise ValueError(f"{base.name} has no layer {split_layer!r}; candidates near the top: {names}") from None
     lower = keras.Model(base.input, cut, name=f"{base.name}_lower")
     top = keras.Model(cut, base.output, name=f"{base.name}_top")
     return lower, top
 
 
-def make_head(input_dim: int, units: int = 256, dropout: float = 0.3, n_classes: int = len(CLASSES), name: str = "head"):
+def make_head(input_dim: int, units: int = 256, dropout: float = 0.3, n_classes: int = len(CLASSES),
+              name: str = "head"):
     """Classifier on pooled features: Dropout → [Dense(units, relu) → Dropout] → Dense(softmax)."""
     import keras
 
@@ -134,7 +136,7 @@ def unfreeze_from(base, first_layer: str | None = None) -> int:
     """
     import keras
 
-    names = [l.name for l in base.layers]
+    names = [layer.name for layer in base.layers]
     if first_layer is not None and first_layer not in names:
         raise ValueError(f"{base.name} has no layer {first_layer!r}; e.g. {names[-12:]}")
     start = names.index(first_layer) if first_layer is not None else 0
@@ -414,7 +416,7 @@ def parts_table(run: TransferRun) -> pd.DataFrame:
     def n(ws):
         return int(sum(np.prod(w.shape) for w in ws))
 
-    top_layers = [l for l in run.top.layers if l.weights]
+    top_layers = [layer for layer in run.top.layers if layer.weights]
     return pd.DataFrame([
         {"part": f"lower (input … {run.split_layer}), frozen, run once", "layers": len(run.lower.layers),
          "params": n(run.lower.weights), "output": str(tuple(run.lower.output.shape[1:]))},
@@ -729,7 +731,8 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
         clf.fit(feats["train"], picks["train"][1])
         acc = float((clf.predict(feats["val"]) == picks["val"][1]).mean())
         n = sum(len(p) for p, _ in picks.values())
-        rows.append({"image_size": int(size), "probe val accuracy": round(acc, 4), "img/s (incl. start-up)": round(n / secs, 1)})
+        rows.append({"image_size": int(size), "probe val accuracy": round(acc, 4),
+                     "img/s (incl. start-up)": round(n / secs, 1)})
         log.info("%s at %d px: frozen-feature probe val accuracy %.3f (%.0f img/s)", family, size, acc, n / secs)
         keras.backend.clear_session()
     return pd.DataFrame(rows).set_index("image_size")
