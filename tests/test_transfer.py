@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from helpers import CLASSES
-from helpers.transfer import (TransferLearner, make_head, preprocessing_layer, set_top_trainable, split_model,
-                              stratified_subset)
+from helpers.transfer import (deployable, evaluate, extract, make_head, phase1, phase2, phase3, phase_table,
+                              preprocessing_layer, save, split_model, start_run, stratified_subset, train_seconds,
+                              tune, unfreeze_from, val_predictions)
 from helpers.weights import resolve_weights
 
 SIZE = 32  # the smallest input the three bases accept: keeps the tests fast
@@ -41,8 +42,8 @@ def test_batch_norm_stays_frozen_when_the_top_is_unfrozen():
 
     base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
     _, top = split_model(base, "conv5_block2_out")
-    set_top_trainable(top, True)
-    assert all(not l.trainable for l in top.layers if isinstance(l, keras.layers.BatchNormalization))
+    unfreeze_from(top)
+    assert all(not layer.trainable for layer in top.layers if isinstance(layer, keras.layers.BatchNormalization))
     assert top.get_layer("conv5_block3_2_conv").trainable
 
 
@@ -73,56 +74,56 @@ def random_provenance():
 
 
 def test_fine_tuning_needs_a_trained_head(small_data, random_provenance):
-    tl = TransferLearner("mobilenetv2", SIZE, random_provenance, "block_15_add")
+    tl = start_run("mobilenetv2", SIZE, random_provenance, "block_15_add")
     with pytest.raises(RuntimeError, match="extract"):
-        tl.train_head(epochs=1)
-    tl.extract(small_data, cache=False)
+        phase1(tl, epochs=1)
+    extract(tl, small_data, cache=False)
     with pytest.raises(RuntimeError, match="train the head first"):
-        tl.fine_tune(epochs=1)
+        phase2(tl, epochs=1)
 
 
 def test_two_phases_record_and_saved_model(small_data, random_provenance, tmp_path):
     from helpers.export import load_bundle, read_sidecar
-    from helpers.results import load_records, write_record
+    from helpers.results import load_records
 
-    tl = TransferLearner("mobilenetv2", SIZE, random_provenance, "block_15_add", batch_size=8)
-    table = tl.extract(small_data)
+    tl = start_run("mobilenetv2", SIZE, random_provenance, "block_15_add", batch_size=8)
+    table = extract(tl, small_data)
     n_train = len(small_data.paths("train"))
     assert tl.features["train"][0].shape == (n_train, 1, 1, 160)  # 32 px → 1×1 at block 15
     assert tl.features["train"][0].dtype == np.float16
     assert tl.pooled["val"].shape == (len(small_data.paths("val")), 1280)
     assert list(table["how"]) == ["computed", "computed"]
-    again = TransferLearner("mobilenetv2", SIZE, random_provenance, "block_15_add").extract(small_data)
+    again = extract(start_run("mobilenetv2", SIZE, random_provenance, "block_15_add"), small_data)
     assert all(h.startswith("loaded from cache") for h in again["how"])
     np.testing.assert_array_equal(again["seconds to compute"], table["seconds to compute"])
 
-    tuning = tl.tune_head(max_trials=2, epochs=1, directory=tmp_path / "tuner")
+    tuning = tune(tl, max_trials=2, epochs=1, directory=tmp_path / "tuner")
     assert len(tuning) == 2 and {"lr", "units", "dropout", "val_accuracy"} <= set(tuning.columns)
     kernel_before = tl.top.get_layer("Conv_1").get_weights()[0].copy()
-    tl.train_head(epochs=1)
+    phase1(tl, epochs=1)
     np.testing.assert_array_equal(tl.top.get_layer("Conv_1").get_weights()[0], kernel_before)  # frozen in phase 1
-    tl.fine_tune(epochs=1, lr=1e-2)
+    phase2(tl, epochs=1, lr=1e-2)
     trained = set(tl.finetuned_weights)
     assert {"Conv_1/kernel", "block_16_project/kernel", "probs/kernel"} <= trained  # the top is trained in phase 2
     assert not any("_bn/" in p or "BN/" in p for p in trained)  # … but never its batch-norm layers
-    assert len(tl.phase_table()) == 3
+    assert len(phase_table(tl)) == 3
 
-    model = tl.assemble()
-    test_metrics, y, p = tl.evaluate_split(small_data, "test")
+    model = deployable(tl)
+    predictions = evaluate(tl, small_data)
+    test_metrics, p, y = predictions["test"].metrics(), predictions["test"].probs, predictions["test"].y_true
     assert p.shape == (len(y), len(CLASSES)) and 0 <= test_metrics["accuracy"] <= 1
-    rec = tl.record("transfer_test", small_data, test_metrics, test_metrics, mode="smoke")
-    write_record(rec)
+    run = save(tl, "transfer_test", small_data, predictions, mode="smoke", models_directory=tmp_path / "models")
     saved = {r["model"]: r for r in load_records()}["transfer_test"]
     assert saved["weights_source"]["kind"] == "none (trained from scratch)"
     assert {"extract_train", "phase1_head", "phase2_finetune", "evaluate_test"} <= set(saved["phase_seconds"])
     assert saved["tuner"] and saved["pretrained"] is False
 
-    d = tl.save("transfer_test", small_data, {"test": test_metrics}, directory=tmp_path / "models" / "t")
+    d = run.bundle
     side = read_sidecar(d)
     assert side["classes"] == list(CLASSES) and side["image_size"] == SIZE
     assert side["weights_source"]["kind"] == "none (trained from scratch)" and "127.5" in side["preprocessing"]
     assert side["data"]["data_fingerprint"] == small_data.data_fingerprint
-    assert not list(d.parent.glob(".t.*"))  # no temporary folder left behind
+    assert not list(d.parent.glob(".transfer_test.*"))  # no temporary folder left behind
     reloaded, _ = load_bundle(d)
     x = np.random.default_rng(2).uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(reloaded(x, training=False)), np.asarray(model(x, training=False)),
@@ -195,28 +196,31 @@ def test_unfreeze_from_a_layer():
 
 def test_end_to_end_phase_trains_the_base_and_records_it(small_data, random_provenance, tmp_path, monkeypatch):
     monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
-    tl = TransferLearner("mobilenetv2", SIZE, random_provenance, "block_15_add", batch_size=8)
+    tl = start_run("mobilenetv2", SIZE, random_provenance, "block_15_add", batch_size=8)
     with pytest.raises(RuntimeError, match="train the head first"):
-        tl.fine_tune_end_to_end(small_data, epochs=1)
-    tl.extract(small_data, cache=False)
-    tl.train_head(epochs=1)
+        phase3(tl, small_data, epochs=1)
+    extract(tl, small_data, cache=False)
+    phase1(tl, epochs=1)
     bn = [w.numpy().copy() for w in tl.base.get_layer("bn_Conv1").weights]
-    res = tl.fine_tune_end_to_end(small_data, epochs=1, lr=1e-2, patience=None)
+    res = phase3(tl, small_data, epochs=1, lr=1e-2, patience=None)
     assert res["epochs_run"] == 1
     for before, w in zip(bn, tl.base.get_layer("bn_Conv1").weights):               # batch-norm did not
         np.testing.assert_array_equal(w.numpy(), before)
     assert not tl.base.trainable                                                    # frozen again for inference
     assert "phase3_end_to_end" in tl.times and any(k.startswith("phase 3") for k in tl.phase_val)
-    p, y = tl.val_probs(small_data)
+    val = val_predictions(tl, small_data)
+    p, y = val.probs, val.y_true
     assert p.shape == (len(small_data.paths("val")), len(CLASSES)) and len(y) == len(p)
     with pytest.raises(ValueError, match="val images"):
-        tl.val_probs()
-    model = tl.assemble()
-    names = [l.name for l in model.layers]
+        val_predictions(tl)
+    model = deployable(tl)
+    names = [layer.name for layer in model.layers]
     assert not any("augmentation" in n for n in names)                             # nothing random is saved
-    rec = tl.record("transfer_test", small_data, {}, None, mode="smoke")
+    rec = save(tl, "transfer_test", small_data, {"val": val}, mode="smoke", save_model=False,
+               results_directory=tmp_path / "results").record
     assert rec["end_to_end"]["augmentation"] and rec["end_to_end"]["epochs_run"] == 1
     assert rec["train_seconds"] >= tl.times["phase3_end_to_end"]
+    assert rec["train_seconds"] == pytest.approx(train_seconds(tl), abs=0.05)
 
 
 MNV2_FILE = "mobilenet_v2_1.00_224_notop.weights.h5"
@@ -236,17 +240,17 @@ def test_end_to_end_phase_trains_the_lowest_pretrained_layer(small_data, tmp_pat
     saturates its ReLU6 units and passes none down), and BN-folded weights stay intact below BN."""
     monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
     prov = resolve_weights("mobilenetv2", str(_real_mnv2()))
-    tl = TransferLearner("mobilenetv2", SIZE, prov, "block_15_add", batch_size=8)
-    tl.extract(small_data, cache=False)
-    tl.train_head(epochs=1)
+    tl = start_run("mobilenetv2", SIZE, prov, "block_15_add", batch_size=8)
+    extract(tl, small_data, cache=False)
+    phase1(tl, epochs=1)
     conv1 = tl.base.get_layer("Conv1").get_weights()[0].copy()
     top_only = tl.base.get_layer("block_1_expand").get_weights()[0].copy()
-    tl.fine_tune_end_to_end(small_data, epochs=1, lr=1e-4, patience=None)
+    phase3(tl, small_data, epochs=1, lr=1e-4, patience=None)
     assert not np.allclose(tl.base.get_layer("Conv1").get_weights()[0], conv1)      # the lowest layer learned
-    tl2 = TransferLearner("mobilenetv2", SIZE, prov, "block_15_add", batch_size=8)
-    tl2.extract(small_data, cache=False)
-    tl2.train_head(epochs=1)
-    tl2.fine_tune_end_to_end(small_data, epochs=1, lr=1e-4, patience=None, first_layer="block_16_expand")
+    tl2 = start_run("mobilenetv2", SIZE, prov, "block_15_add", batch_size=8)
+    extract(tl2, small_data, cache=False)
+    phase1(tl2, epochs=1)
+    phase3(tl2, small_data, epochs=1, lr=1e-4, patience=None, first_layer="block_16_expand")
     np.testing.assert_array_equal(tl2.base.get_layer("block_1_expand").get_weights()[0], top_only)  # below: frozen
 
 
@@ -261,3 +265,41 @@ def test_measure_forward_and_train_give_speeds():
     assert late > 0
     with pytest.raises(ValueError, match="no layer 'nope'"):
         measure_train("mobilenetv2", 32, first_layer="nope", batch_size=4, seconds=0.05)
+
+
+def test_phase_functions_work_on_plain_arrays_without_a_run(tmp_path):
+    """The maths of each phase needs only Keras parts and arrays: no TransferRun."""
+    import keras
+
+    from helpers.features import activations
+    from helpers.transfer import assemble, fine_tune_top, freeze, train_head
+
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
+                                          pooling="avg")
+    freeze(base)
+    lower, top = split_model(base, "block_15_add")
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(16, 1, 1, 160)).astype("float16")
+    y = np.arange(16) % len(CLASSES)
+    pooled = np.asarray(top.predict(X.astype("float32"), verbose=0))
+    head = train_head(pooled, y, pooled, y, units=0, epochs=1, batch_size=8, seed=0)
+    assert head.seconds > 0 and len(head.history["loss"]) == 1 and "probs/kernel" in head.trained
+    phase2 = fine_tune_top(top, head.model, X, y, X, y, epochs=1, batch_size=8)
+    assert "Conv_1/kernel" in phase2.trained and "val_accuracy_before" in phase2.history
+    assert not top.trainable                                                       # frozen again
+    model = assemble(preprocessing_layer("mobilenetv2"), base, head.model, SIZE)
+    assert model.output.shape[-1] == len(CLASSES) and not base.trainable
+
+    from helpers.data import load_split
+
+    data = load_split(max_per_class=1, progress=False)
+    paths, labels = data.paths("val"), data.labels("val")
+    pre = preprocessing_layer("mobilenetv2")
+    kw = dict(family="mobilenetv2", image_size=SIZE, split_layer="block_15_add", weights_sha256=None, split="val",
+              folder=tmp_path)
+    first = activations(pre, lower, paths, labels, **kw)
+    again = activations(pre, lower, paths, labels, **kw)
+    assert first.how == "computed" and again.how.startswith("loaded from cache") and again.seconds == round(
+        first.seconds, 1)
+    np.testing.assert_array_equal(again.X, first.X)
+    assert first.X.dtype == np.float16 and len(list(tmp_path.glob("*.npy"))) == 1

@@ -17,7 +17,8 @@ Small modules with one job each:
 * :mod:`helpers.predictions` – one value for a model's answers on a split (``Predictions``) and ``predict``
 * :mod:`helpers.runs`       – ``save_run``: the one writer of a trained model's record and bundle
 * :mod:`helpers.weights`    – ImageNet weights: local file, Keras cache or download, with provenance
-* :mod:`helpers.transfer`   – transfer learning with cached frozen features and fine-tuning
+* :mod:`helpers.features`   – the frozen lower part's activations, run once per split and cached
+* :mod:`helpers.transfer`   – transfer learning: one function per phase (head, top, end-to-end), one run's steps
 * :mod:`helpers.tta`        – test-time augmentation over the symmetries of a cell image
 * :mod:`helpers.evaluate`   – metrics, bootstrap intervals, ROC, McNemar, errors by sub-type
 * :mod:`helpers.calibrate`  – expected calibration error and temperature scaling

@@ -18,10 +18,17 @@ output every epoch, so it runs **once** over train and val and its activations a
 output of the frozen top; phase 2 trains ``top + head`` on the cached activations. The layers of
 the top are *shared* with the base, so the fine-tuned weights are already in the base when the
 full model ``preprocess → base → head`` is assembled and evaluated end-to-end on the test images.
+(The cache itself is :mod:`helpers.features`.) A light base can afford **phase 3**: every layer from
+a chosen one up, fine-tuned end-to-end on augmented images.
+
+Each phase is a function of the Keras parts and arrays it needs (:func:`tune_head`,
+:func:`train_head`, :func:`fine_tune_top`, :func:`fine_tune_end_to_end`, :func:`assemble`). The
+chapters carry the parts between cells in a :class:`TransferRun` (plain fields) and call one step
+per cell (:func:`start_run`, :func:`extract`, :func:`tune`, :func:`phase1`, :func:`phase2`,
+:func:`phase3`, :func:`evaluate`, :func:`save`); saving goes through :func:`helpers.runs.save_run`.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -35,7 +42,8 @@ import pandas as pd
 from . import CLASSES
 from .augment import finetune_augmentation
 from .config import output_dir
-from .io import atomic_write_json, text_digest
+from .predictions import Predictions, predict_split
+from .runs import SavedRun
 from .weights import application, check_family, describe, is_pretrained, load_base
 
 log = logging.getLogger("helpers.transfer")
@@ -82,14 +90,16 @@ def split_model(base, split_layer: str):
     try:
         cut = base.get_layer(split_layer).output
     except ValueError:
-        names = [l.name for l in base.layers if l.name.endswith(("_add", "_out", "_pool", "conv2", "relu"))][-12:]
+        ends = ("_add", "_out", "_pool", "conv2", "relu")
+        names = [layer.name for layer in base.layers if layer.name.endswith(ends)][-12:]
         raise ValueError(f"{base.name} has no layer {split_layer!r}; candidates near the top: {names}") from None
     lower = keras.Model(base.input, cut, name=f"{base.name}_lower")
     top = keras.Model(cut, base.output, name=f"{base.name}_top")
     return lower, top
 
 
-def make_head(input_dim: int, units: int = 256, dropout: float = 0.3, n_classes: int = len(CLASSES), name: str = "head"):
+def make_head(input_dim: int, units: int = 256, dropout: float = 0.3, n_classes: int = len(CLASSES),
+              name: str = "head"):
     """Classifier on pooled features: Dropout → [Dense(units, relu) → Dropout] → Dense(softmax)."""
     import keras
 
@@ -110,15 +120,9 @@ def _compile(model, lr: float) -> None:
                   metrics=["accuracy"])
 
 
-def set_top_trainable(top, trainable: bool = True) -> int:
-    """Unfreeze (:func:`unfreeze_from`, batch-norm stays frozen) or freeze all of the top.
-
-    Returns the number of trainable weights tensors. Recompile afterwards!
-    """
-    if trainable:
-        return unfreeze_from(top)
-    top.trainable = False
-    return 0
+def freeze(model) -> None:
+    """Freeze every layer of ``model`` (the inverse of :func:`unfreeze_from`). Recompile afterwards!"""
+    model.trainable = False
 
 
 def unfreeze_from(base, first_layer: str | None = None) -> int:
@@ -133,7 +137,7 @@ def unfreeze_from(base, first_layer: str | None = None) -> int:
     """
     import keras
 
-    names = [l.name for l in base.layers]
+    names = [layer.name for layer in base.layers]
     if first_layer is not None and first_layer not in names:
         raise ValueError(f"{base.name} has no layer {first_layer!r}; e.g. {names[-12:]}")
     start = names.index(first_layer) if first_layer is not None else 0
@@ -183,388 +187,450 @@ def _early_stop(patience: int):
                                          mode="max")
 
 
+
+# ==================================================================================== the phases
+# Each phase is a function of the Keras parts and arrays it needs; it returns what it trained, the
+# Keras history and the seconds it took. :class:`TransferRun` below only carries them between cells.
+@dataclass(frozen=True)
+class PhaseResult:
+    """A trained phase: the model it trained, its Keras history, its wall time and the weights it trained."""
+
+    model: Any
+    history: dict[str, list[float]]
+    seconds: float
+    trained: tuple[str, ...] = ()           # paths of the weight tensors the phase trained
+    summary: Mapping[str, Any] | None = None  # phase 3: the summary of :func:`helpers.train.fit`
+
+
+def _history(history: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    return {k: [float(v) for v in vals] for k, vals in history.items()}
+
+
+def pool(top, X: np.ndarray) -> np.ndarray:
+    """The (frozen) top's pooled output for cached activations ``X``: the head's input in phase 1."""
+    return np.asarray(top.predict(X.astype("float32"), batch_size=256, verbose=0))
+
+
+def head_probs(top, head, X: np.ndarray) -> np.ndarray:
+    """Class probabilities of ``top → head`` for cached activations ``X``."""
+    return np.asarray(head.predict(pool(top, X), batch_size=256, verbose=0))
+
+
+def tune_head(Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, *, directory: str | os.PathLike,
+              project_name: str = "head", seed: int = 42, max_trials: int = 8, epochs: int = 15,
+              lrs: Sequence[float] = (3e-3, 1e-3, 3e-4), units: Sequence[int] = (0, 128, 256, 512),
+              dropouts: Sequence[float] = (0.0, 0.2, 0.4)) -> tuple[pd.DataFrame, float]:
+    """Random search (keras-tuner) of the head's learning rate, width and dropout on pooled features.
+
+    Selection by **val** accuracy. Returns ``(one row per trial, best first; seconds)``.
+    """
+    dim = Xtr.shape[1]
+
+    def build(hp):
+        head = make_head(dim, hp.Choice("units", list(units)), hp.Choice("dropout", list(dropouts)))
+        _compile(head, hp.Choice("lr", list(lrs)))
+        return head
+
+    tuner = _random_search_class()(build, objective="val_accuracy", max_trials=max_trials, seed=seed,
+                                   directory=str(directory), project_name=project_name, overwrite=True)
+    t0 = time.perf_counter()
+    tuner.search(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=256, verbose=0,
+                 callbacks=[_early_stop(3)])
+    seconds = time.perf_counter() - t0
+    table = pd.DataFrame([{**t.hyperparameters.values, "val_accuracy": t.score}
+                          for t in tuner.oracle.get_best_trials(max_trials)])
+    table.index.name = "rank"
+    return table, seconds
+
+
+def best_hyperparameters(table: pd.DataFrame) -> dict[str, Any]:
+    """``units``, ``dropout`` and ``lr`` of the best trial of :func:`tune_head` (plain Python numbers)."""
+    best = {k: (v.item() if hasattr(v, "item") else v) for k, v in table.iloc[0][["units", "dropout", "lr"]].items()}
+    best["units"] = int(best["units"])
+    return best
+
+
+def train_head(Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, *, units: int = 256,
+               dropout: float = 0.3, lr: float = 1e-3, epochs: int = 30, batch_size: int = 128, patience: int = 5,
+               seed: int = 42) -> PhaseResult:
+    """Phase 1: a new head (:func:`make_head`, Keras seeded with ``seed``) trained on pooled features."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    head = make_head(Xtr.shape[1], units, dropout)
+    _compile(head, lr)
+    t0 = time.perf_counter()
+    h = head.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=batch_size, verbose=0,
+                 callbacks=[_early_stop(patience)])
+    seconds = time.perf_counter() - t0
+    return PhaseResult(head, _history(h.history), seconds, tuple(w.path for w in head.trainable_weights))
+
+
+def fine_tune_top(top, head, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, *,
+                  lr: float = 1e-4, epochs: int = 5, batch_size: int = 32, patience: int = 2,
+                  name: str = "finetune") -> PhaseResult:
+    """Phase 2: unfreeze ``top`` (batch-norm stays frozen), train ``top → head`` on cached activations.
+
+    The model is compiled *after* the unfreezing (only then does the optimiser see it), the top is
+    called with ``training=False``, and it is frozen again afterwards. The history also holds
+    ``val_accuracy_before`` (top + head before this phase).
+    """
+    import keras
+
+    n = unfreeze_from(top)  # before the model is built: Keras reads the flags then
+    inp = keras.Input(Xtr.shape[1:], name="cached_activations")
+    model = keras.Model(inp, head(top(inp, training=False)), name=name)
+    _compile(model, lr)
+    trained = tuple(w.path for w in model.trainable_weights)
+    log.info("phase 2: %d trainable weight tensors in %s, lr %g", n, top.name, lr)
+    before = float(model.evaluate(Xva.astype("float32"), yva, batch_size=128, verbose=0)[1])
+    try:
+        t0 = time.perf_counter()
+        h = model.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=batch_size, verbose=0,
+                      callbacks=[_early_stop(patience), _epoch_log("phase 2")])
+        seconds = time.perf_counter() - t0
+    finally:
+        freeze(top)
+    history = _history(h.history)
+    history["val_accuracy_before"] = [before]
+    return PhaseResult(model, history, seconds, trained)
+
+
+def fine_tune_end_to_end(model, base, data, *, image_size: int, epochs: int = 6, lr: float = 3e-4,
+                         first_layer: str | None = None, augment: bool = True, seed: int = 42,
+                         batch_size: int = 32, patience: int | None = 3, time_budget: float | None = None,
+                         schedule: str | None = "cosine", resume: bool = False, run_name: str = "transfer_e2e",
+                         name: str = "end_to_end") -> PhaseResult:
+    """Phase 3: fine-tune ``base`` (inside the deployable ``model``) from ``first_layer`` up on the *images*.
+
+    Cached activations cannot be augmented (a flipped image has other activations), so this phase
+    pays the full forward and backward pass every step; it is affordable only for a light base.
+    Batch-norm stays frozen (:func:`unfreeze_from`). ``augment`` wraps ``model`` in
+    :func:`finetune_augmentation` while training only. Training goes through :func:`helpers.train.fit`
+    (cosine decay, early stopping on val accuracy with the best weights restored, a time budget,
+    per-epoch macro-F1, resumable checkpoints) on the train and val splits of ``data``. ``model`` is
+    trained in place and returned; ``summary`` is ``fit``'s, ``trained`` the base's trained weights.
+    """
+    import keras
+
+    from .pipeline import make_dataset
+    from .train import fit
+
+    n = unfreeze_from(base, first_layer)
+    trained = tuple(w.path for w in base.trainable_weights)
+    inp = keras.Input((image_size, image_size, 3), dtype="float32", name="image")
+    x = finetune_augmentation(seed)(inp) if augment else inp
+    wrapper = keras.Model(inp, model(x), name=name)
+    train_ds = make_dataset(data.paths("train"), data.labels("train"), image_size, batch_size, shuffle=True,
+                            seed=seed)
+    val_ds = make_dataset(data.paths("val"), data.labels("val"), image_size, 64)
+    log.info("phase 3: %d trainable weight tensors (from %s), lr %g, %s augmentation", n,
+             first_layer or "the first layer", lr, "with" if augment else "without")
+    try:
+        res = fit(wrapper, train_ds, val_ds, epochs=epochs, learning_rate=lr, schedule=schedule,
+                  patience=patience, min_delta=0.001, run_name=run_name, resume=resume, time_budget=time_budget)
+    finally:
+        freeze(base)  # the deployable model is used for inference from here on
+    return PhaseResult(model, _history(res["history"]), float(res["train_seconds"]), trained, res)
+
+
+def assemble(preprocess, base, head, image_size: int, name: str = "transfer"):
+    """The deployable model: ``[0,255] image → preprocess → base(training=False) → head`` (base frozen)."""
+    import keras
+
+    freeze(base)
+    inp = keras.Input((image_size, image_size, 3), dtype="float32", name="image")
+    out = head(base(preprocess(inp), training=False))
+    return keras.Model(inp, out, name=name)
+
+
+# ==================================================================================== one run, cell by cell
 @dataclass
-class TransferLearner:
-    """One family, one image size: cached features, tuned head, fine-tuned top, final model."""
+class TransferRun:
+    """The parts and results of one transfer-learning run (one family, one image size), carried between cells.
+
+    Plain fields only: :func:`start_run` makes it, :func:`extract`, :func:`tune`, :func:`phase1`,
+    :func:`phase2`, :func:`phase3` and :func:`evaluate` call the functions above and note what they
+    return (``times`` in seconds, ``speeds`` in images/s), :func:`save` writes the record and bundle.
+    """
 
     family: str
     image_size: int
     provenance: Mapping[str, Any]
-    split_layer: str | None = None
-    seed: int = 42
-    batch_size: int = 32
+    split_layer: str
+    seed: int
+    batch_size: int
+    base: Any
+    lower: Any
+    top: Any
+    preprocess: Any
+    features: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # split → (activations, y)
+    pooled: dict[str, np.ndarray] = field(default_factory=dict)
+    used_paths: dict[str, list[str]] = field(default_factory=dict)
+    caps: dict[str, int] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)
+    speeds: dict[str, float] = field(default_factory=dict)
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     phase_val: dict[str, float] = field(default_factory=dict)
     tuner_table: pd.DataFrame | None = None
     best_hp: dict[str, Any] = field(default_factory=dict)
-    speeds: dict[str, float] = field(default_factory=dict)
-    caps: dict[str, int] = field(default_factory=dict)
-    used_paths: dict[str, list[str]] = field(default_factory=dict)
+    head: Any = None
+    model: Any = None
+    finetuned_weights: list[str] = field(default_factory=list)
+    end_to_end: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        import keras
 
-        self.family = check_family(self.family)
-        self.image_size = int(self.image_size)
-        self.split_layer = self.split_layer or SPLIT_LAYERS[self.family]
-        keras.utils.set_random_seed(self.seed)
-        self.base = load_base(self.family, self.image_size, dict(self.provenance))
-        self.base.trainable = False
-        self.lower, self.top = split_model(self.base, self.split_layer)
-        self.preprocess = preprocessing_layer(self.family)
-        self.features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.pooled: dict[str, np.ndarray] = {}
-        self.head = None
-        self.model = None
-        self.finetune_model = None
-        self.finetuned_weights: list[str] = []
-        self.end_to_end: dict[str, Any] = {}
+def start_run(family: str, image_size: int, provenance: Mapping[str, Any], split_layer: str | None = None, *,
+              seed: int = 42, batch_size: int = 32) -> TransferRun:
+    """Seed Keras, load the frozen base (:func:`helpers.weights.load_base`) and cut it at ``split_layer``."""
+    import keras
 
-    # ---------------------------------------------------------------- description
-    def describe(self) -> pd.DataFrame:
-        """Parameter counts of the frozen lower part, the fine-tunable top and the cached tensor shape."""
-        def n(ws):
-            return int(sum(np.prod(w.shape) for w in ws))
+    family = check_family(family)
+    image_size = int(image_size)
+    split_layer = split_layer or SPLIT_LAYERS[family]
+    keras.utils.set_random_seed(seed)
+    base = load_base(family, image_size, dict(provenance))
+    freeze(base)
+    lower, top = split_model(base, split_layer)
+    return TransferRun(family, image_size, provenance, split_layer, seed, batch_size, base, lower, top,
+                       preprocessing_layer(family))
 
-        top_layers = [l for l in self.top.layers if l.weights]
-        return pd.DataFrame([
-            {"part": f"lower (input … {self.split_layer}), frozen, run once", "layers": len(self.lower.layers),
-             "params": n(self.lower.weights), "output": str(tuple(self.lower.output.shape[1:]))},
-            {"part": f"top ({top_layers[0].name} … {top_layers[-1].name}), fine-tuned in phase 2",
-             "layers": len(self.top.layers), "params": n(self.top.weights), "output": str(tuple(self.top.output.shape[1:]))},
-        ]).set_index("part")
 
-    # ---------------------------------------------------------------- features
-    def _cache_key(self, paths: Sequence[str]) -> str:
-        ident = "|".join([self.family, str(self.image_size), self.split_layer, str(self.provenance.get("sha256")),
-                          *map(str, paths)])
-        return text_digest(ident)
+def parts_table(run: TransferRun) -> pd.DataFrame:
+    """Parameter counts of the frozen lower part, the fine-tunable top and the cached tensor shape."""
+    def n(ws):
+        return int(sum(np.prod(w.shape) for w in ws))
 
-    def _run_lower(self, paths: Sequence[str], labels: np.ndarray, desc: str) -> np.ndarray:
-        import tensorflow as tf
+    top_layers = [layer for layer in run.top.layers if layer.weights]
+    return pd.DataFrame([
+        {"part": f"lower (input … {run.split_layer}), frozen, run once", "layers": len(run.lower.layers),
+         "params": n(run.lower.weights), "output": str(tuple(run.lower.output.shape[1:]))},
+        {"part": f"top ({top_layers[0].name} … {top_layers[-1].name}), fine-tuned in phase 2",
+         "layers": len(run.top.layers), "params": n(run.top.weights), "output": str(tuple(run.top.output.shape[1:]))},
+    ]).set_index("part")
 
-        from .pipeline import make_dataset
 
-        ds = make_dataset(paths, labels, self.image_size, batch_size=64, cache=False)
-        pre, lower = self.preprocess, self.lower
+def extract(run: TransferRun, data, splits: Sequence[str] = ("train", "val"), *, cache: bool = True,
+            max_train_per_class: int | None = None, max_val_per_class: int | None = None) -> pd.DataFrame:
+    """Run the frozen lower part once over each split (:func:`helpers.features.activations`), then pool.
 
-        @tf.function(reduce_retracing=True)
-        def step(x):
-            return tf.cast(lower(pre(x), training=False), tf.float16)
+    ``max_train_per_class`` trains on a stratified random subset of the training split when a base
+    is too slow to run over all of it (``max_val_per_class`` likewise for val; the test split always
+    stays complete). ``cache``: reuse / write ``outputs/features``. Returns a timing table.
+    """
+    from .features import activations
 
-        out, done, t0, last = [], 0, time.perf_counter(), time.perf_counter()
-        for x, _ in ds:
-            out.append(step(x).numpy())
-            done += int(x.shape[0])
-            if time.perf_counter() - last > 60:
-                log.info("%s: %d/%d images (%.0f img/s)", desc, done, len(paths), done / (time.perf_counter() - t0))
-                last = time.perf_counter()
-        return np.concatenate(out)
+    rows = []
+    for split in splits:
+        paths, labels = data.paths(split), data.labels(split)
+        cap = {"train": max_train_per_class, "val": max_val_per_class}.get(split)
+        if cap:
+            keep = stratified_subset(labels, cap, run.seed)
+            paths, labels = [paths[i] for i in keep], labels[keep]
+            run.caps[split] = int(cap)
+        run.used_paths[split] = list(paths)
+        act = activations(run.preprocess, run.lower, paths, labels, family=run.family, image_size=run.image_size,
+                          split_layer=run.split_layer, weights_sha256=run.provenance.get("sha256"), split=split,
+                          cache=cache)
+        X, secs = act.X, act.seconds
+        run.features[split] = (X, labels)
+        run.times[f"extract_{split}"] = round(secs, 1)
+        run.speeds[f"lower_{split}"] = len(paths) / secs
+        rows.append({"split": split, "images": len(paths), "activation shape": str(X.shape[1:]),
+                     "MB (float16)": round(X.nbytes / 2**20, 1), "seconds to compute": round(secs, 1),
+                     "img/s": round(len(paths) / secs, 1), "how": act.how})
+        log.info("%s features of %s: %s, %s in %.1f s", run.family, split, X.shape, act.how, secs)
+    t0 = time.perf_counter()
+    for split, (X, _) in run.features.items():
+        run.pooled[split] = pool(run.top, X)
+    run.times["pool_frozen_top"] = round(time.perf_counter() - t0, 1)
+    return pd.DataFrame(rows).set_index("split")
 
-    def extract(self, data, splits: Sequence[str] = ("train", "val"), cache: bool = True,
-                max_train_per_class: int | None = None, max_val_per_class: int | None = None) -> pd.DataFrame:
-        """Run the frozen lower part once over each split; keep the activations (float16).
 
-        With ``cache`` the arrays are also stored as ``.npy`` in ``outputs/features`` and reused by a
-        later run with the same family, size, cut, weights and files (the timing reported is then the
-        one measured when the cache was computed, stored beside it). ``max_train_per_class`` trains on
-        a stratified random subset of the training split when a base is too slow to run over all of it
-        (``max_val_per_class`` likewise for val; the test split always stays complete). Returns a timing table.
-        """
-        rows = []
-        folder = output_dir() / "features"
-        for split in splits:
-            paths, labels = data.paths(split), data.labels(split)
-            cap = {"train": max_train_per_class, "val": max_val_per_class}.get(split)
-            if cap:
-                keep = stratified_subset(labels, cap, self.seed)
-                paths, labels = [paths[i] for i in keep], labels[keep]
-                self.caps[split] = int(cap)
-            self.used_paths[split] = list(paths)
-            f = folder / f"{self.family}_{self.image_size}_{self._cache_key(paths)}_{split}.npy"
-            meta_file = f.with_suffix(".json")
-            t0 = time.perf_counter()
-            if cache and f.is_file() and meta_file.is_file():
-                X = np.load(f)
-                meta = json.loads(meta_file.read_text())
-                secs = float(meta["seconds"])  # the cost of computing it, measured when it was computed
-                how = f"loaded from cache in {time.perf_counter() - t0:.1f} s (computed {meta['created']})"
-            else:
-                X = self._run_lower(paths, labels, f"{self.family} {split}")
-                secs = time.perf_counter() - t0
-                how = "computed"
-                if cache:
-                    folder.mkdir(parents=True, exist_ok=True)
-                    tmp = f.with_name(f".{f.stem}.{os.getpid()}.tmp.npy")
-                    np.save(tmp, X)
-                    os.replace(tmp, f)
-                    atomic_write_json(meta_file, {"seconds": round(secs, 1), "images": len(paths),
-                                                  "created": time.strftime("%Y-%m-%d %H:%M")})
-            self.features[split] = (X, labels)
-            self.times[f"extract_{split}"] = round(secs, 1)
-            self.speeds[f"lower_{split}"] = len(paths) / secs
-            rows.append({"split": split, "images": len(paths), "activation shape": str(X.shape[1:]),
-                         "MB (float16)": round(X.nbytes / 2**20, 1), "seconds to compute": round(secs, 1),
-                         "img/s": round(len(paths) / secs, 1), "how": how})
-            log.info("%s features of %s: %s, %s in %.1f s", self.family, split, X.shape, how, secs)
-        self._pool()
-        return pd.DataFrame(rows).set_index("split")
+def _xy(run: TransferRun, split: str, *, pooled: bool) -> tuple[np.ndarray, np.ndarray]:
+    if split not in run.features:
+        raise RuntimeError(f"no {split} features yet: call extract(run, data) first")
+    X, y = run.features[split]
+    return (run.pooled[split] if pooled else X), y
 
-    def _pool(self) -> None:
-        """Frozen top over the cached activations → pooled feature vectors (phase 1 input)."""
-        t0 = time.perf_counter()
-        for split, (X, _) in self.features.items():
-            self.pooled[split] = np.asarray(self.top.predict(X.astype("float32"), batch_size=256, verbose=0))
-        self.times["pool_frozen_top"] = round(time.perf_counter() - t0, 1)
 
-    def _xy(self, split: str, pooled: bool):
-        if split not in self.features:
-            raise RuntimeError(f"no {split} features yet: call extract(data) first")
-        y = self.features[split][1]
-        return (self.pooled[split] if pooled else self.features[split][0]), y
+def labels(run: TransferRun, split: str) -> np.ndarray:
+    """Labels of the images whose features were extracted for ``split`` (after any cap)."""
+    return _xy(run, split, pooled=True)[1]
 
-    # ---------------------------------------------------------------- tuning
-    def tune_head(self, max_trials: int = 8, epochs: int = 15, directory: str | os.PathLike | None = None,
-                  lrs: Sequence[float] = (3e-3, 1e-3, 3e-4), units: Sequence[int] = (0, 128, 256, 512),
-                  dropouts: Sequence[float] = (0.0, 0.2, 0.4)) -> pd.DataFrame:
-        """Random search (keras-tuner) of the head's learning rate, width and dropout on the cached
-        pooled features; selection by **val** accuracy. Returns one row per trial, best first."""
-        Xtr, ytr = self._xy("train", True)
-        Xva, yva = self._xy("val", True)
-        dim = Xtr.shape[1]
 
-        def build(hp):
-            head = make_head(dim, hp.Choice("units", list(units)), hp.Choice("dropout", list(dropouts)))
-            _compile(head, hp.Choice("lr", list(lrs)))
-            return head
+def tune(run: TransferRun, *, max_trials: int = 8, epochs: int = 15, directory: str | os.PathLike | None = None,
+         **space: Sequence[float]) -> pd.DataFrame:
+    """:func:`tune_head` on the run's pooled features (``space``: ``lrs``, ``units``, ``dropouts``)."""
+    Xtr, ytr = _xy(run, "train", pooled=True)
+    Xva, yva = _xy(run, "val", pooled=True)
+    table, seconds = tune_head(Xtr, ytr, Xva, yva, directory=Path(directory) if directory else output_dir() / "tuner",
+                               project_name=f"{run.family}_{run.image_size}", seed=run.seed, max_trials=max_trials,
+                               epochs=epochs, **space)
+    run.times["tune_head"] = round(seconds, 1)
+    run.tuner_table = table
+    run.best_hp = best_hyperparameters(table)
+    log.info("best head: %s (val accuracy %.4f)", run.best_hp, table.iloc[0]["val_accuracy"])
+    return table
 
-        d = Path(directory) if directory else output_dir() / "tuner"
-        tuner = _random_search_class()(build, objective="val_accuracy", max_trials=max_trials, seed=self.seed,
-                                directory=str(d), project_name=f"{self.family}_{self.image_size}", overwrite=True)
-        t0 = time.perf_counter()
-        tuner.search(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=256, verbose=0,
-                     callbacks=[_early_stop(3)])
-        self.times["tune_head"] = round(time.perf_counter() - t0, 1)
-        rows = []
-        for t in tuner.oracle.get_best_trials(max_trials):
-            rows.append({**t.hyperparameters.values, "val_accuracy": t.score})
-        self.tuner_table = pd.DataFrame(rows)
-        self.tuner_table.index.name = "rank"
-        self.best_hp = {k: (v.item() if hasattr(v, "item") else v)
-                        for k, v in self.tuner_table.iloc[0][["units", "dropout", "lr"]].items()}
-        self.best_hp["units"] = int(self.best_hp["units"])
-        log.info("best head: %s (val accuracy %.4f)", self.best_hp, self.tuner_table.iloc[0]["val_accuracy"])
-        return self.tuner_table
 
-    # ---------------------------------------------------------------- phase 1
-    def train_head(self, epochs: int = 30, units: int | None = None, dropout: float | None = None,
-                   lr: float | None = None, patience: int = 5) -> dict[str, list[float]]:
-        """Phase 1: the base frozen (its output is the cached pooled features); train the head."""
-        import keras
+def phase1(run: TransferRun, *, epochs: int = 30, units: int | None = None, dropout: float | None = None,
+           lr: float | None = None, patience: int = 5) -> dict[str, list[float]]:
+    """Phase 1, :func:`train_head`: the base frozen (its output is the cached pooled features).
 
-        hp = {"units": 256, "dropout": 0.3, "lr": 1e-3, **self.best_hp}
-        hp.update({k: v for k, v in {"units": units, "dropout": dropout, "lr": lr}.items() if v is not None})
-        self.best_hp = hp
-        keras.utils.set_random_seed(self.seed)
-        Xtr, ytr = self._xy("train", True)
-        Xva, yva = self._xy("val", True)
-        self.head = make_head(Xtr.shape[1], hp["units"], hp["dropout"])
-        _compile(self.head, hp["lr"])
-        t0 = time.perf_counter()
-        h = self.head.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=4 * self.batch_size,
-                          verbose=0, callbacks=[_early_stop(patience)])
-        self.times["phase1_head"] = round(time.perf_counter() - t0, 1)
-        self.histories["phase1"] = {k: [float(v) for v in vals] for k, vals in h.history.items()}
-        self.phase_val["phase 1: frozen base + head"] = float(max(h.history["val_accuracy"]))
-        log.info("phase 1: val accuracy %.4f after %d epochs (%.0f s)", self.phase_val["phase 1: frozen base + head"],
-                 len(h.history["loss"]), self.times["phase1_head"])
-        return self.histories["phase1"]
+    The head's hyperparameters: the tuner's best (:func:`tune`), else 256 units, dropout 0.3, lr 1e-3;
+    any given here wins. Returns the history.
+    """
+    hp = {"units": 256, "dropout": 0.3, "lr": 1e-3, **run.best_hp}
+    hp.update({k: v for k, v in {"units": units, "dropout": dropout, "lr": lr}.items() if v is not None})
+    run.best_hp = hp
+    Xtr, ytr = _xy(run, "train", pooled=True)
+    Xva, yva = _xy(run, "val", pooled=True)
+    res = train_head(Xtr, ytr, Xva, yva, units=hp["units"], dropout=hp["dropout"], lr=hp["lr"], epochs=epochs,
+                     batch_size=4 * run.batch_size, patience=patience, seed=run.seed)
+    run.head = res.model
+    run.times["phase1_head"] = round(res.seconds, 1)
+    run.histories["phase1"] = res.history
+    run.phase_val["phase 1: frozen base + head"] = float(max(res.history["val_accuracy"]))
+    log.info("phase 1: val accuracy %.4f after %d epochs (%.0f s)", run.phase_val["phase 1: frozen base + head"],
+             len(res.history["loss"]), run.times["phase1_head"])
+    return res.history
 
-    # ---------------------------------------------------------------- phase 2
-    def fine_tune(self, epochs: int = 5, lr: float = 1e-4, patience: int = 2) -> dict[str, list[float]]:
-        """Phase 2: unfreeze the top (BN stays frozen), recompile at a low LR, train top + head on the
-        cached activations. The top is called with ``training=False`` (BN and the base in inference mode)."""
-        import keras
 
-        if self.head is None:
-            raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the top")
-        Xtr, ytr = self._xy("train", False)
-        Xva, yva = self._xy("val", False)
-        n = set_top_trainable(self.top, True)  # before the model is built: Keras reads the flags then
-        inp = keras.Input(Xtr.shape[1:], name="cached_activations")
-        out = self.head(self.top(inp, training=False))
-        ft = keras.Model(inp, out, name=f"{self.family}_finetune")
-        _compile(ft, lr)  # (re)compile after changing trainable: only then does the optimiser see it
-        self.finetuned_weights = [w.path for w in ft.trainable_weights]
-        log.info("phase 2: %d trainable weight tensors in the top (%s), lr %g", n, self.split_layer, lr)
-        before = float(ft.evaluate(Xva.astype("float32"), yva, batch_size=128, verbose=0)[1])
-        t0 = time.perf_counter()
-        h = ft.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=self.batch_size, verbose=0,
-                   callbacks=[_early_stop(patience), _epoch_log("phase 2")])
-        self.times["phase2_finetune"] = round(time.perf_counter() - t0, 1)
-        set_top_trainable(self.top, False)
-        hist = {k: [float(v) for v in vals] for k, vals in h.history.items()}
-        hist["val_accuracy_before"] = [before]
-        self.histories["phase2"] = hist
-        self.phase_val[f"phase 2: fine-tuned top ({self.split_layer} …)"] = float(max(h.history["val_accuracy"]))
-        self.finetune_model = ft
-        log.info("phase 2: val accuracy %.4f → %.4f (%.0f s)", before, max(h.history["val_accuracy"]),
-                 self.times["phase2_finetune"])
-        return hist
+def phase2(run: TransferRun, *, epochs: int = 5, lr: float = 1e-4, patience: int = 2) -> dict[str, list[float]]:
+    """Phase 2, :func:`fine_tune_top`: top + head on the cached activations, at a low learning rate."""
+    if run.head is None:
+        raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the top")
+    Xtr, ytr = _xy(run, "train", pooled=False)
+    Xva, yva = _xy(run, "val", pooled=False)
+    res = fine_tune_top(run.top, run.head, Xtr, ytr, Xva, yva, lr=lr, epochs=epochs, batch_size=run.batch_size,
+                        patience=patience, name=f"{run.family}_finetune")
+    run.finetuned_weights = list(res.trained)
+    run.times["phase2_finetune"] = round(res.seconds, 1)
+    run.histories["phase2"] = res.history
+    best = float(max(res.history["val_accuracy"]))
+    run.phase_val[f"phase 2: fine-tuned top ({run.split_layer} …)"] = best
+    log.info("phase 2: val accuracy %.4f → %.4f (%.0f s)", res.history["val_accuracy_before"][0], best,
+             run.times["phase2_finetune"])
+    return res.history
 
-    def fine_tune_end_to_end(self, data, *, epochs: int = 6, lr: float = 3e-4, first_layer: str | None = None,
-                             augment: bool = True, patience: int | None = 3, time_budget: float | None = None,
-                             schedule: str | None = "cosine", resume: bool = False) -> dict[str, Any]:
-        """Phase 3: fine-tune the base from ``first_layer`` up (``None``: all of it) on the *images*,
-        with augmentation, starting from the phase-1 head (and the phase-2 top, if it ran).
 
-        Cached activations cannot be augmented (a flipped image has other activations), so this
-        phase pays the full forward and backward pass every step; it is affordable only for a
-        light base. Batch-norm stays frozen (:func:`unfreeze_from`). Training goes through
-        :func:`helpers.train.fit`: cosine learning-rate decay, early stopping on val accuracy with
-        the best weights restored, a time budget, per-epoch macro-F1, resumable checkpoints. The
-        trained layers are the deployable model's own (:meth:`assemble`), so no copy is needed.
-        Returns ``fit``'s summary.
-        """
-        import keras
+def deployable(run: TransferRun):
+    """The run's deployable model (:func:`assemble`, made once the head exists)."""
+    if run.head is None:
+        raise RuntimeError("no head yet: run phase1 first")
+    if run.model is None:
+        run.model = assemble(run.preprocess, run.base, run.head, run.image_size, name=f"transfer_{run.family}")
+    return run.model
 
-        from .pipeline import make_dataset
-        from .train import fit
 
-        if self.head is None:
-            raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the base")
-        model = self.model or self.assemble()
-        n = unfreeze_from(self.base, first_layer)
-        inp = keras.Input((self.image_size, self.image_size, 3), dtype="float32", name="image")
-        x = finetune_augmentation(self.seed)(inp) if augment else inp
-        wrapper = keras.Model(inp, model(x), name=f"{self.family}_end_to_end")
-        self.used_paths["val"] = data.paths("val")
-        train_ds = make_dataset(data.paths("train"), data.labels("train"), self.image_size, self.batch_size,
-                                shuffle=True, seed=self.seed)
-        val_ds = make_dataset(data.paths("val"), data.labels("val"), self.image_size, 64)
-        log.info("phase 3: %d trainable weight tensors (from %s), lr %g, %s augmentation", n,
-                 first_layer or "the first layer", lr, "with" if augment else "without")
-        try:
-            res = fit(wrapper, train_ds, val_ds, epochs=epochs, learning_rate=lr, schedule=schedule,
-                      patience=patience, min_delta=0.001, run_name=f"transfer_{self.family}_{self.image_size}_e2e",
-                      resume=resume, time_budget=time_budget)
-        finally:
-            self.base.trainable = False  # the deployable model is used for inference from here on
-        self.times["phase3_end_to_end"] = round(res["train_seconds"], 1)
-        hist = {k: [float(v) for v in vals] for k, vals in res["history"].items()}
-        self.histories["phase3"] = hist
-        best = res["best_epoch"]
-        label = f"phase 3: end-to-end from {first_layer or 'the input'}" + (", augmented" if augment else "")
-        self.phase_val[label] = float(hist["val_accuracy"][best - 1]) if best else float("nan")
-        self.end_to_end = {k: res[k] for k in ("epochs_run", "max_epochs", "best_epoch", "stopped", "schedule",
-                                                "learning_rate", "patience", "time_budget", "steps_per_epoch")}
-        self.end_to_end.update(first_layer=first_layer, augmentation=("flip + quarter turns + stain jitter"
-                                                                     if augment else None),
-                               trainable_weight_tensors=n)
-        self.speeds["end_to_end_train"] = res["epochs_run"] * len(data.paths("train")) / max(res["train_seconds"], 1e-9)
-        return res
+def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_layer: str | None = None,
+           augment: bool = True, patience: int | None = 3, time_budget: float | None = None,
+           schedule: str | None = "cosine", resume: bool = False) -> dict[str, Any]:
+    """Phase 3, :func:`fine_tune_end_to_end` of the deployable model, from the phase-1 head (and the
+    phase-2 top, if it ran). Returns ``fit``'s summary."""
+    if run.head is None:
+        raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the base")
+    model = deployable(run)
+    run.used_paths["val"] = data.paths("val")
+    res = fine_tune_end_to_end(model, run.base, data, image_size=run.image_size, epochs=epochs, lr=lr,
+                               first_layer=first_layer, augment=augment, seed=run.seed, batch_size=run.batch_size,
+                               patience=patience, time_budget=time_budget, schedule=schedule, resume=resume,
+                               run_name=f"transfer_{run.family}_{run.image_size}_e2e",
+                               name=f"{run.family}_end_to_end")
+    summary = dict(res.summary)
+    run.times["phase3_end_to_end"] = round(summary["train_seconds"], 1)
+    run.histories["phase3"] = res.history
+    best = summary["best_epoch"]
+    label = f"phase 3: end-to-end from {first_layer or 'the input'}" + (", augmented" if augment else "")
+    run.phase_val[label] = float(res.history["val_accuracy"][best - 1]) if best else float("nan")
+    run.end_to_end = {k: summary[k] for k in ("epochs_run", "max_epochs", "best_epoch", "stopped", "schedule",
+                                              "learning_rate", "patience", "time_budget", "steps_per_epoch")}
+    run.end_to_end.update(first_layer=first_layer,
+                          augmentation="flip + quarter turns + stain jitter" if augment else None,
+                          trainable_weight_tensors=len(res.trained))
+    run.speeds["end_to_end_train"] = (summary["epochs_run"] * len(data.paths("train"))
+                                      / max(summary["train_seconds"], 1e-9))
+    return summary
 
-    def val_probs(self, data=None) -> tuple[np.ndarray, np.ndarray]:
-        """(val probabilities, labels) of the current model: from the cached activations, or — after
-        phase 3, which changed the lower layers too — end-to-end from the val images."""
-        if "phase3" in self.histories:
-            from .evaluate import predict_proba
-            from .pipeline import make_dataset
 
-            if data is None:
-                raise ValueError("after end-to-end fine-tuning the val images are needed: val_probs(data)")
-            ds = make_dataset(data.paths("val"), data.labels("val"), self.image_size, batch_size=64, cache=False)
-            y, p = predict_proba(self.model, ds)
-            return p, y
-        return self.val_from_cache(), self.labels("val")
+def val_predictions(run: TransferRun, data=None) -> Predictions:
+    """Val predictions of the current model: from the cached activations (top → head), or — after
+    phase 3, which changed the lower layers too — end-to-end from the val images of ``data``."""
+    if "phase3" in run.histories:
+        if data is None:
+            raise ValueError("after end-to-end fine-tuning the val images are needed: val_predictions(run, data)")
+        return predict_split(deployable(run), data, "val", run.image_size)
+    X, y = _xy(run, "val", pooled=False)
+    return Predictions(tuple(run.used_paths["val"]), y, head_probs(run.top, run.head, X))
 
-    def val_from_cache(self) -> np.ndarray:
-        """Val probabilities of the current top + head from the cached val activations (labels:
-        :meth:`labels`)."""
-        X, _ = self._xy("val", False)
-        pooled = self.top.predict(X.astype("float32"), batch_size=256, verbose=0)
-        return np.asarray(self.head.predict(pooled, batch_size=256, verbose=0))
 
-    def labels(self, split: str) -> np.ndarray:
-        """Labels of the images whose features were extracted for ``split`` (after any cap)."""
-        return self._xy(split, True)[1]
+def evaluate(run: TransferRun, data) -> dict[str, Predictions]:
+    """``{"val": …, "test": …}``: :func:`val_predictions`, and the deployable model end-to-end on the
+    test images (once; its time and speed are noted as ``evaluate_test`` and ``full_model_test``)."""
+    model = deployable(run)
+    val = val_predictions(run, data)
+    t0 = time.perf_counter()
+    test = predict_split(model, data, "test", run.image_size)
+    seconds = time.perf_counter() - t0
+    run.times["evaluate_test"] = round(seconds, 1)
+    run.speeds["full_model_test"] = len(test) / seconds
+    return {"val": val, "test": test}
 
-    # ---------------------------------------------------------------- final model
-    def assemble(self):
-        """The deployable model: ``[0,255] image → preprocess → base(training=False) → head``."""
-        import keras
 
-        if self.head is None:
-            raise RuntimeError("no head yet: run train_head (phase 1) first")
-        self.base.trainable = False
-        inp = keras.Input((self.image_size, self.image_size, 3), dtype="float32", name="image")
-        x = self.preprocess(inp)
-        x = self.base(x, training=False)
-        out = self.head(x)
-        self.model = keras.Model(inp, out, name=f"transfer_{self.family}")
-        return self.model
+def phase_table(run: TransferRun) -> pd.DataFrame:
+    """Val accuracy after each phase (and the tuner's best head)."""
+    rows = []
+    if run.tuner_table is not None and len(run.tuner_table):
+        rows.append({"phase": "tuning: best head found by keras-tuner",
+                     "val_accuracy": float(run.tuner_table.iloc[0]["val_accuracy"])})
+    rows += [{"phase": k, "val_accuracy": v} for k, v in run.phase_val.items()]
+    return pd.DataFrame(rows).set_index("phase")
 
-    def evaluate_split(self, data, split: str = "test") -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-        """End-to-end evaluation of the assembled model on the images of ``split`` (once, for test)."""
-        from .evaluate import metrics_block, predict_proba
-        from .pipeline import make_dataset
 
-        model = self.model or self.assemble()
-        ds = make_dataset(data.paths(split), data.labels(split), self.image_size, batch_size=64, cache=False)
-        t0 = time.perf_counter()
-        y, p = predict_proba(model, ds)
-        secs = time.perf_counter() - t0
-        self.times[f"evaluate_{split}"] = round(secs, 1)
-        self.speeds[f"full_model_{split}"] = len(y) / secs
-        return metrics_block(y, p), y, p
+def train_seconds(run: TransferRun) -> float:
+    """Feature extraction (train+val) + tuning + every training phase that ran."""
+    keys = ("extract_train", "extract_val", "pool_frozen_top", "tune_head", "phase1_head", "phase2_finetune",
+            "phase3_end_to_end")
+    return float(sum(run.times.get(k, 0.0) for k in keys))
 
-    def phase_table(self) -> pd.DataFrame:
-        """Val accuracy after each phase (and the tuner's best head)."""
-        rows = []
-        if self.tuner_table is not None and len(self.tuner_table):
-            rows.append({"phase": "tuning: best head found by keras-tuner", "val_accuracy": float(self.tuner_table.iloc[0]["val_accuracy"])})
-        rows += [{"phase": k, "val_accuracy": v} for k, v in self.phase_val.items()]
-        return pd.DataFrame(rows).set_index("phase")
 
-    def train_seconds(self) -> float:
-        """Feature extraction (train+val) + tuning + every training phase that ran."""
-        keys = ("extract_train", "extract_val", "pool_frozen_top", "tune_head", "phase1_head", "phase2_finetune",
-                "phase3_end_to_end")
-        return float(sum(self.times.get(k, 0.0) for k in keys))
+def time_table(run: TransferRun) -> pd.DataFrame:
+    """Seconds of every step, and each one's share of :func:`train_seconds`."""
+    times = pd.Series(run.times, name="seconds").to_frame()
+    times["share of training"] = (times["seconds"] / train_seconds(run)).round(2)
+    return times
 
-    def record(self, name: str, data, val: Mapping[str, Any], test: Mapping[str, Any] | None, *, mode: str,
-               **extra: Any) -> dict[str, Any]:
-        """A results-registry record with weights provenance, phase times and tuner results."""
-        from .results import make_record
 
-        epochs = sum(len(h.get("loss", [])) for h in self.histories.values())
-        tuner = self.tuner_table.to_dict(orient="records") if self.tuner_table is not None else None
-        return make_record(name, image_size=self.image_size, epochs=epochs, train_seconds=self.train_seconds(),
-                           weights_source=dict(self.provenance), data=data.provenance(), seed=self.seed, val=val,
-                           test=test, mode=mode, family=self.family, split_layer=self.split_layer,
-                           pretrained=is_pretrained(self.provenance), weights_summary=describe(self.provenance),
-                           phase_seconds=dict(self.times), phase_val_accuracy=dict(self.phase_val),
-                           throughput_img_per_s={k: round(v, 1) for k, v in self.speeds.items()},
-                           head_hyperparameters=dict(self.best_hp), tuner=tuner, history=self.histories,
-                           params=int(self.model.count_params()) if self.model is not None else None,
-                           preprocessing=PREPROCESSING[self.family], per_class_caps=dict(self.caps),
-                           n_used={k: int(len(v[1])) for k, v in self.features.items()},
-                           end_to_end=dict(self.end_to_end) or None,
-                           **extra)
+def record_fields(run: TransferRun) -> dict[str, Any]:
+    """The transfer chapters' fields of a results record (``results/README.md``)."""
+    tuner = run.tuner_table.to_dict(orient="records") if run.tuner_table is not None else None
+    return dict(family=run.family, split_layer=run.split_layer, pretrained=is_pretrained(run.provenance),
+                weights_summary=describe(run.provenance), phase_seconds=dict(run.times),
+                phase_val_accuracy=dict(run.phase_val),
+                throughput_img_per_s={k: round(v, 1) for k, v in run.speeds.items()},
+                head_hyperparameters=dict(run.best_hp), tuner=tuner, history=run.histories,
+                params=int(run.model.count_params()) if run.model is not None else None,
+                preprocessing=PREPROCESSING[run.family], per_class_caps=dict(run.caps),
+                n_used={k: int(len(v[1])) for k, v in run.features.items()},
+                end_to_end=dict(run.end_to_end) or None)
 
-    def save(self, name: str, data, metrics: Mapping[str, Any], directory: str | os.PathLike | None = None,
-             predictions: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
-        """Save the assembled model + sidecar atomically to ``outputs/models/<name>/`` (helpers.export)."""
-        from .export import save_bundle
 
-        model = self.model or self.assemble()
-        d = Path(directory) if directory else output_dir() / "models" / name
-        return save_bundle(model, d, image_size=self.image_size, weights_source=dict(self.provenance),
-                           metrics=metrics, data=data.provenance(),
-                           preprocessing=f"{INPUT_CONTRACT}; {PREPROCESSING[self.family]}",
-                           predictions=predictions, family=self.family, split_layer=self.split_layer,
-                           pretrained=is_pretrained(self.provenance), head_hyperparameters=dict(self.best_hp))
+def save(run: TransferRun, name: str, data, predictions: Mapping[str, Predictions], *, mode: str,
+         save_model: bool = True, results_directory: str | os.PathLike | None = None,
+         models_directory: str | os.PathLike | None = None) -> SavedRun:
+    """The run's record and bundle through :func:`helpers.runs.save_run` (``predictions``: at least ``val``)."""
+    from .runs import save_run
+
+    model = deployable(run)
+    epochs = sum(len(h.get("loss", [])) for h in run.histories.values())
+    return save_run(model, name, data, predictions, image_size=run.image_size, epochs=epochs,
+                    train_seconds=train_seconds(run), weights_source=dict(run.provenance), seed=run.seed, mode=mode,
+                    record=record_fields(run),
+                    bundle={"family": run.family, "split_layer": run.split_layer,
+                            "pretrained": is_pretrained(run.provenance), "head_hyperparameters": dict(run.best_hp)},
+                    preprocessing=f"{INPUT_CONTRACT}; {PREPROCESSING[run.family]}", save_model=save_model,
+                    results_directory=results_directory, models_directory=models_directory)
 
 
 def stratified_subset(labels: np.ndarray, per_class: int, seed: int = 42) -> np.ndarray:
@@ -650,7 +716,8 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
         clf.fit(feats["train"], picks["train"][1])
         acc = float((clf.predict(feats["val"]) == picks["val"][1]).mean())
         n = sum(len(p) for p, _ in picks.values())
-        rows.append({"image_size": int(size), "probe val accuracy": round(acc, 4), "img/s (incl. start-up)": round(n / secs, 1)})
+        rows.append({"image_size": int(size), "probe val accuracy": round(acc, 4),
+                     "img/s (incl. start-up)": round(n / secs, 1)})
         log.info("%s at %d px: frozen-feature probe val accuracy %.3f (%.0f img/s)", family, size, acc, n / secs)
         keras.backend.clear_session()
     return pd.DataFrame(rows).set_index("image_size")

@@ -1,0 +1,99 @@
+"""The frozen lower part of a pretrained base, run once over a split: its activations and their cache.
+
+The lower part of a frozen base (everything up to the cut, see :func:`helpers.transfer.split_model`)
+gives the same output every epoch, so transfer learning on a CPU runs it **once** and keeps the
+activations (``float16``). :func:`activations` computes them, or reloads them from
+``outputs/features/<family>_<size>_<key>_<split>.npy`` when a run with the same family, image size,
+cut, weights and files computed them before; the seconds the computation took are stored beside the
+array (``.json``), so a reloaded cache reports the cost of computing it, not of reading it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .config import output_dir
+from .io import atomic_write_json, text_digest
+
+log = logging.getLogger("helpers.features")
+
+PROGRESS_EVERY_S = 60  # a log line while a long extraction runs
+
+
+@dataclass(frozen=True)
+class Activations:
+    """The lower part's output for one split: ``X[i]`` belongs to the i-th file; ``seconds`` to compute it."""
+
+    X: np.ndarray
+    seconds: float
+    how: str  # "computed" or "loaded from cache in … s (computed …)"
+
+
+def cache_key(family: str, image_size: int, split_layer: str, weights_sha256: str | None,
+              paths: Sequence[str]) -> str:
+    """Digest of everything the activations depend on: family, size, cut, weights file and image files."""
+    ident = "|".join([family, str(image_size), split_layer, str(weights_sha256), *map(str, paths)])
+    return text_digest(ident)
+
+
+def run_lower(preprocess, lower, paths: Sequence[str], labels: np.ndarray, image_size: int,
+              desc: str = "features") -> np.ndarray:
+    """``lower(preprocess(image), training=False)`` over the files ``paths``, in order, as ``float16``."""
+    import tensorflow as tf
+
+    from .pipeline import make_dataset
+
+    ds = make_dataset(paths, labels, image_size, batch_size=64, cache=False)
+
+    @tf.function(reduce_retracing=True)
+    def step(x):
+        return tf.cast(lower(preprocess(x), training=False), tf.float16)
+
+    out, done, t0, last = [], 0, time.perf_counter(), time.perf_counter()
+    for x, _ in ds:
+        out.append(step(x).numpy())
+        done += int(x.shape[0])
+        if time.perf_counter() - last > PROGRESS_EVERY_S:
+            log.info("%s: %d/%d images (%.0f img/s)", desc, done, len(paths), done / (time.perf_counter() - t0))
+            last = time.perf_counter()
+    return np.concatenate(out)
+
+
+def _save(f: Path, X: np.ndarray, seconds: float, images: int) -> None:
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, X)
+    os.replace(tmp, f)
+    atomic_write_json(f.with_suffix(".json"), {"seconds": round(seconds, 1), "images": images,
+                                                "created": time.strftime("%Y-%m-%d %H:%M")})
+
+
+def activations(preprocess, lower, paths: Sequence[str], labels: np.ndarray, *, family: str, image_size: int,
+                split_layer: str, weights_sha256: str | None, split: str, cache: bool = True,
+                folder: str | os.PathLike | None = None) -> Activations:
+    """The lower part's activations of ``paths``: from the cache if there, else computed (and cached).
+
+    ``folder`` defaults to ``outputs/features``; ``cache=False`` neither reads nor writes it.
+    """
+    folder = Path(folder) if folder else output_dir() / "features"
+    key = cache_key(family, image_size, split_layer, weights_sha256, paths)
+    f = folder / f"{family}_{image_size}_{key}_{split}.npy"
+    meta_file = f.with_suffix(".json")
+    t0 = time.perf_counter()
+    if cache and f.is_file() and meta_file.is_file():
+        X = np.load(f)
+        meta = json.loads(meta_file.read_text())
+        how = f"loaded from cache in {time.perf_counter() - t0:.1f} s (computed {meta['created']})"
+        return Activations(X, float(meta["seconds"]), how)
+    X = run_lower(preprocess, lower, paths, labels, image_size, f"{family} {split}")
+    secs = time.perf_counter() - t0
+    if cache:
+        _save(f, X, secs, len(paths))
+    return Activations(X, secs, "computed")
