@@ -65,7 +65,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     stopping: a resumed stock ``EarlyStopping`` starts from scratch and would restore the best weights of the
     resumed part only. Nor can a stock ``ModelCheckpoint(save_best_only=True)`` keep these best weights: it has
     no ``min_delta`` and saves every strict improvement (tests/test_train.py shows both). So this subclass
-    writes its best weights (``best.weights.h5``) when they change and takes its state back on resume.
+    writes its best weights (``best.weights.h5``, atomically) when they change and takes its state back on resume.
     """
 
     def __init__(self, *a, directory: Path, state: Mapping[str, Any] | None = None, best_weights=None, **kw):
@@ -84,9 +84,13 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
-        if self.best_epoch == epoch:
+        if self.best_epoch == epoch:  # written aside, flushed to disk, then renamed: never a torn file
             self.directory.mkdir(parents=True, exist_ok=True)
-            self.model.save_weights(self.directory / BEST_WEIGHTS, overwrite=True)
+            tmp = self.directory / f".tmp.{BEST_WEIGHTS}"
+            self.model.save_weights(tmp, overwrite=True)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.directory / BEST_WEIGHTS)
 
     def state(self) -> dict[str, Any]:
         best = None if self.best is None else float(self.best)
