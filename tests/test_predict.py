@@ -136,3 +136,34 @@ def test_bundle_predictions_roundtrip(tmp_path):
     save_bundle(model, d, image_size=8, weights_source="none")  # overwrite in place: old files replaced
     with pytest.raises(BundleError):
         load_predictions(d, "test")
+
+
+def _served_vs_trained(paths: list[Path], size: int) -> float:
+    """Largest grey-level gap between what the predict command feeds the model and the training batch."""
+    from helpers.pipeline import make_dataset
+    from helpers.predict import load_input
+
+    served = np.stack([load_input(p, size) for p in paths])
+    x, _ = next(iter(make_dataset([str(p) for p in paths], np.zeros(len(paths), "int32"), size,
+                                  batch_size=len(paths))))
+    assert served.dtype == np.float32 and served.shape == tuple(x.shape)
+    return float(np.abs(served - x.numpy()).max())
+
+
+@pytest.mark.parametrize("fmt, mode", [("JPEG", "RGB"), ("PNG", "RGB"), ("PNG", "L"), ("JPEG", "L")])
+def test_serving_path_equals_the_training_pipeline(tmp_path, fmt, mode):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:45, 0:60]
+    img = np.stack([128 + 90 * np.sin(xx / 7 + c) * np.cos(yy / 5) for c in range(3)], axis=2)
+    img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype("uint8")  # smooth + noise, not square
+    p = tmp_path / f"cell.{fmt.lower()}"
+    Image.fromarray(img, "RGB").convert(mode).save(p, format=fmt)
+    assert _served_vs_trained([p], 32) <= 1.0
+
+
+@pytest.mark.skipif(not os.environ.get("BLOODCELLS_DATA_DIR"), reason="BLOODCELLS_DATA_DIR not set")
+def test_serving_path_equals_the_training_pipeline_on_real_images():
+    paths = sorted(Path(os.environ["BLOODCELLS_DATA_DIR"]).rglob("*.jpg"))[:4]
+    if not paths:
+        pytest.skip("no JPEG files under $BLOODCELLS_DATA_DIR")
+    assert _served_vs_trained(paths, 64) <= 1.0

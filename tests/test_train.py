@@ -86,7 +86,7 @@ def test_resume_continues_the_epoch_count(datasets, tmp_path):
     ck = tmp_path / "ck"
     first = fit(_small(), *datasets, epochs=2, checkpoint_dir=ck, verbose=0, patience=None)
     state = json.loads((ck / "state.json").read_text())
-    assert state["epoch"] == 2 and (ck / "last.keras").is_file()
+    assert state["epoch"] == 2 and (ck / "backup" / "latest.weights.h5").is_file()
     model = _small()
     again = fit(model, *datasets, epochs=3, checkpoint_dir=ck, resume=True, verbose=0, patience=None)
     assert again["resumed_from_epoch"] == 2
@@ -215,3 +215,27 @@ def test_comparison_table_shows_total_params_and_skips_timings(tmp_path):
     recs = load_records(tmp_path)
     assert [r["model"] for r in recs] == ["m"]
     assert comparison_table(recs).loc["m", "params"] == 12
+
+
+def test_what_the_stock_callbacks_cannot_keep():
+    """Why train.ResumableEarlyStopping exists next to the stock BackupAndRestore (see its docstring)."""
+    import inspect
+
+    stock = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True)
+    stock.best, stock.wait, stock.best_epoch = 0.9, 3, 4
+    stock.on_train_begin()  # a resumed fit: the stock callback forgets where it was
+    assert stock.best is None and stock.wait == 0 and stock.best_epoch == 0
+    assert "min_delta" not in inspect.signature(keras.callbacks.ModelCheckpoint).parameters
+    backup_state = inspect.getsource(keras.callbacks.BackupAndRestore._save_model)
+    assert "training_metadata" in backup_state and "best" not in backup_state
+
+
+def test_a_resume_keeps_the_early_stopping_state(datasets, tmp_path):
+    ck = tmp_path / "ck"
+    fit(_small(), *datasets, epochs=2, patience=None, min_delta=2.0, checkpoint_dir=ck, verbose=0)
+    state = json.loads((ck / "state.json").read_text())["early_stopping"]
+    assert state["best_epoch"] == 0 and state["wait"] == 1 and (ck / "best.weights.h5").is_file()
+    again = fit(_small(), *datasets, epochs=3, patience=None, min_delta=2.0, checkpoint_dir=ck, resume=True,
+                verbose=0)
+    assert again["resumed_from_epoch"] == 2 and again["best_epoch"] == 1
+    assert json.loads((ck / "state.json").read_text())["early_stopping"]["wait"] == 2

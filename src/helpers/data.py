@@ -433,17 +433,14 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
         mpath = output_dir() / "splits" / f"split-{data_fingerprint(scan.files)}.csv"
         save_manifest(m, mpath)
         log.info("saved a fresh split manifest to %s", mpath)
-        pre = scan.files
-        skipped = scan.skipped
-    else:
+        files = cap_per_class(apply_manifest(scan.files, m, log_missing=False), max_per_class, seed)
+    else:  # manifest and cap first, so that only the images that will be used are opened
         sel = apply_manifest(listing.assign(subtype=[subtype_of(p) for p in listing["path"]]), m,
                              log_missing=max_per_class is None)
         sel = cap_per_class(sel, max_per_class, seed)
         scan = scan_files(root, list(sel["path"]), list(sel["label"]), progress=progress)
-        pre = scan.files
-        skipped = scan.skipped
-    files = apply_manifest(pre, m, log_missing=False)
-    files = cap_per_class(files, max_per_class, seed)
+        files = scan.files.assign(split=scan.files["path"].map(sel.set_index("path")["split"]))
+    skipped = scan.skipped
     if files.empty:
         raise DataNotFoundError(f"No usable images of the split manifest {mpath.name} were found in {root} "
                                 f"({len(skipped)} skipped). Check DATA_DIR / $BLOODCELLS_DATA_DIR.")

@@ -3,9 +3,9 @@
 The gradient of the class score with respect to the last convolutional feature map says how
 much each channel matters; the weighted sum of the channels, rectified, is a coarse heat map
 that is resized to the image. Works for the book's own CNNs and for transfer models whose
-backbone is a *nested* Keras model (``input → preprocessing → base model → head``): the graph
-is walked layer by layer, descending into the nested model, and the feature map is captured on
-the way (one forward pass, no second model to build).
+backbone is a *nested* Keras model (``input → preprocessing → base model → head``): the keras-io
+recipe (a model that outputs the feature map and the prediction, under a ``tf.GradientTape``) is
+built with public Keras APIs only, descending into the nested model (see :func:`_trace`).
 
 The class score is the logit (pre-softmax) when the model ends in a ``Dense`` softmax layer,
 otherwise the output probability.
@@ -88,53 +88,57 @@ def final_softmax_dense(model):
     return last if last is not model and _softmax_dense(last) else None
 
 
-class _Hooked:
-    """Run a model eagerly (training=False), capturing the target feature map and the final logits."""
+def _trace(model, target=None):
+    """``model`` rebuilt on public Keras APIs to also return the target feature map and the final logits.
 
-    def __init__(self, model, target=None):
-        self.model, self.target = model, target
-        self.features = None
-        self.logits = None
-        self._head = final_softmax_dense(model)
+    Returns ``(traced, names)``: a functional model sharing ``model``'s layers and weights whose outputs are
+    named by ``names`` (``"features"`` when ``target`` is given, ``"logits"`` when the model ends in
+    ``Dense(softmax)``, and always ``"probs"``). Functional models are re-wired with
+    ``keras.models.clone_model(clone_function=identity, call_function=...)``: the target's output is
+    captured where it is computed, and the final ``Dense(softmax)`` is called as ``softmax(x @ W + b)`` so that
+    its logits are an output too; nested models on the way (the transfer models' base and head) are traced
+    the same way, Sequential ones layer by layer.
+    """
+    import keras
 
-    def _call(self, op, args, kwargs):
-        import keras
+    head = final_softmax_dense(model)
+    captured: dict[str, Any] = {}
 
-        if "training" in getattr(op, "_call_context_args", ()):
-            kwargs = {**kwargs, "training": False}
-        if op is self.target:
-            out = op(*args, **kwargs)
-            self.features = out
-            return out
-        if op is self._head:
-            z = keras.ops.matmul(args[0], op.kernel)
-            if op.use_bias:
-                z = z + op.bias
-            self.logits = z
-            return keras.ops.softmax(z, axis=-1)
-        if _sublayers(op) and (_contains(op, self.target) or _contains(op, self._head)):
-            return self._run(op, args[0] if args else kwargs.get("inputs"))
-        return op(*args, **kwargs)
+    def call(layer, *args, **kwargs):
+        if layer is target:
+            captured["features"] = layer(*args, **kwargs)
+            return captured["features"]
+        if layer is head:
+            z = keras.ops.matmul(args[0], layer.kernel)
+            captured["logits"] = z + layer.bias if layer.use_bias else z
+            return keras.ops.softmax(captured["logits"], axis=-1)
+        if _sublayers(layer) and (_contains(layer, target) or _contains(layer, head)):
+            if isinstance(layer, keras.Sequential):
+                x = args[0]
+                for inner in layer.layers:
+                    x = call(inner, x, **kwargs)
+                return x
+            inner, inner_names = _trace(layer, target if _contains(layer, target) else None)
+            outs = inner(*args, **kwargs)
+            captured.update({k: v for k, v in zip(inner_names, outs) if k != "probs"})
+            return outs[-1]
+        return layer(*args, **kwargs)
 
-    def _run(self, model, x):
-        import keras
-
-        if isinstance(model, keras.Sequential):
-            for layer in model.layers:
-                x = self._call(layer, (x,), {})
-            return x
-        if not hasattr(model, "_run_through_graph"):
-            raise TypeError(f"cannot walk model {model.name!r} ({type(model).__name__}) for Grad-CAM; "
-                            "use a functional or Sequential keras model")
-        inputs = model._standardize_inputs(x) if hasattr(model, "_standardize_inputs") else x
-        return model._run_through_graph(inputs, operation_fn=lambda op: (lambda *a, **k: self._call(op, a, k)))
-
-    def __call__(self, x):
-        self.features = self.logits = None
-        out = self._run(self.model, x)
-        if self.target is not None and self.features is None:
-            raise RuntimeError(f"layer {self.target.name!r} was not reached in the forward pass")
-        return out
+    if isinstance(model, keras.Sequential):
+        inp = keras.Input(batch_shape=tuple(model.inputs[0].shape), dtype=model.inputs[0].dtype)
+        inputs, probs = [inp], call(model, inp)
+    else:
+        try:
+            clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+        except ValueError as e:  # subclassed models have no graph to re-wire
+            raise TypeError(f"cannot trace model {model.name!r} ({type(model).__name__}) for Grad-CAM; use a "
+                            f"functional or Sequential keras model ({e})") from None
+        inputs, probs = clone.inputs, clone.outputs[0]
+    if target is not None and "features" not in captured:
+        raise RuntimeError(f"layer {target.name!r} was not reached in the forward pass")
+    names = [k for k in ("features", "logits") if k in captured] + ["probs"]
+    inputs = inputs[0] if len(inputs) == 1 else inputs
+    return keras.Model(inputs, [captured[k] for k in names[:-1]] + [probs]), names
 
 
 @dataclass
@@ -168,16 +172,16 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
                  model.name)
         model = tta_core(model)
     target = find_feature_layer(model, layer_name)
-    hook = _Hooked(model, target)
+    traced, names = _trace(model, target)
     if class_index is not None:
         ci = np.broadcast_to(np.asarray(class_index, dtype=int), (len(x_all),))
     maps, classes, probs = [], [], []
     for s in range(0, len(x_all), batch_size):
         x = tf.convert_to_tensor(x_all[s:s + batch_size])
         with tf.GradientTape() as tape:
-            p = hook(x)
-            feats = hook.features
-            score_src = hook.logits if hook.logits is not None else p
+            out = dict(zip(names, traced(x, training=False)))
+            feats, p = out["features"], out["probs"]
+            score_src = out.get("logits", p)
             k = np.asarray(p).argmax(axis=1) if class_index is None else ci[s:s + batch_size]
             score = tf.gather(score_src, tf.constant(k, dtype=tf.int32), axis=1, batch_dims=1)
         grads = tape.gradient(score, feats)
@@ -205,15 +209,15 @@ def logits(model, images, batch_size: int = 32) -> np.ndarray | None:
         core, views = tta_core(model), tta_views(model)
         per_view = [logits(core, np.asarray(dihedral(x_all, k)), batch_size) for k in range(views)]
         return None if per_view[0] is None else np.mean(per_view, axis=0)
-    hook = _Hooked(model)
-    if hook._head is None:
+    head = final_softmax_dense(model)
+    if head is None:
         log.info("model %s does not end in Dense(softmax): no logits available", model.name)
         return None
+    traced, names = _trace(model)
     out = []
     for s in range(0, len(x_all), batch_size):
-        hook(x_all[s:s + batch_size])
-        out.append(np.asarray(hook.logits))
-    return np.concatenate(out) if out else np.zeros((0, hook._head.units), "float32")
+        out.append(np.asarray(traced(x_all[s:s + batch_size], training=False)[names.index("logits")]))
+    return np.concatenate(out) if out else np.zeros((0, head.units), "float32")
 
 
 def overlay(image, heatmap, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:

@@ -32,13 +32,31 @@ def validate_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     return size
 
 
+def resize_uint8(image, size: tuple[int, int], antialias: bool = True):
+    """The book's one resize: bilinear (antialiased) to ``size``, rounded and clipped to ``uint8``.
+
+    Every caller goes through it: the training pipeline (:func:`decode_resize`), the predict command
+    (:func:`helpers.predict.to_model_input`) and chapter 2's figures (:mod:`helpers.preprocess`).
+    ``image`` is an (H, W, C) or (N, H, W, C) array or tensor of any real dtype; returns a ``uint8`` tensor.
+    """
+    import tensorflow as tf
+
+    img = tf.image.resize(image, size, antialias=antialias)
+    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
+def decode_rgb(data):
+    """Decode encoded image bytes (JPEG, PNG, BMP, GIF) to a ``uint8`` (H, W, 3) tensor, as training does."""
+    import tensorflow as tf
+
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
 def decode_resize(path, image_size: tuple[int, int]):
     """Read one file and return a ``uint8`` RGB tensor of ``image_size`` (TF ops; graph-safe)."""
     import tensorflow as tf
 
-    img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    img = tf.image.resize(img, image_size, antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+    return resize_uint8(decode_rgb(tf.io.read_file(path)), image_size)
 
 
 def make_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndarray, image_size: int | Sequence[int] = 64,

@@ -2,8 +2,9 @@
 
     python -m helpers.predict MODEL_DIR IMAGE_OR_FOLDER [...] [--csv out.csv] [--top 3]
 
-Any common format and size works (JPEG, PNG, BMP, TIFF, GIF; grayscale, RGBA, CMYK, 16-bit):
-Pillow decodes it and it is converted to 8-bit RGB. A folder laid out in class sub-folders
+Any common format and size works (JPEG, PNG, BMP, TIFF, GIF; grayscale, RGBA, CMYK, 16-bit): what
+TensorFlow decodes like Pillow is decoded and resized exactly as in training, the rest is converted
+to 8-bit RGB by Pillow (:func:`read_rgb`). A folder laid out in class sub-folders
 (``basophil/``, ``eosinophil/`` …) is also scored: accuracy, macro-F1 and a confusion matrix.
 An unreadable file gets one clear line and the rest are still processed; the exit code is
 non-zero only when no image at all could be read (1) or the arguments are wrong (2).
@@ -16,36 +17,79 @@ import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .data import IMAGE_EXTENSIONS
+from .data import IMAGE_EXTENSIONS, TF_NATIVE_FORMATS
 from .export import BundleError, load_bundle
 from .io import atomic_write_text
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode any Pillow-readable image to an ``uint8`` (H, W, 3) RGB array.
+# Pixel modes whose pixels TensorFlow's decoder turns into the same RGB as Pillow's (no alpha, 8 bits, not CMYK).
+_TF_MODES = {"RGB", "L", "P"}
 
-    Transparency is composited on white; 16- and 32-bit grayscale is scaled to 8 bits;
-    CMYK, palette and grayscale images are converted. Raises ``ValueError`` with the reason.
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file to an ``uint8`` (H, W, 3) RGB array, exactly as training does when it can.
+
+    JPEG, PNG, BMP and GIF files with 8-bit RGB, grayscale or palette pixels go through the training
+    pipeline's decoder (:func:`helpers.pipeline.decode_rgb`), so the command sees the pixels the model
+    was trained on. Everything else goes through Pillow: TIFF; transparency composited on white;
+    16- and 32-bit grayscale scaled to 8 bits; CMYK converted. Raises ``ValueError`` with the reason.
     """
+    from PIL import Image
+
+    with _pillow_errors():
+        with Image.open(path) as im:
+            tf_can = im.format in TF_NATIVE_FORMATS and im.mode in _TF_MODES and "transparency" not in im.info
+            if not tf_can:
+                im.load()
+                return _pillow_rgb(im)
+        rgb = _tf_rgb(path)
+        if rgb is not None:
+            return rgb
+        with Image.open(path) as im:  # TensorFlow refused (e.g. a truncated file): Pillow is more forgiving
+            im.load()
+            return _pillow_rgb(im)
+
+
+def _tf_rgb(path: str | Path) -> np.ndarray | None:
+    """The training pipeline's decode of ``path``, or ``None`` when TensorFlow cannot decode it."""
+    import tensorflow as tf
+
+    from .pipeline import decode_rgb
+
+    try:
+        return decode_rgb(Path(path).read_bytes()).numpy()
+    except (tf.errors.OpError, ValueError):
+        return None
+
+
+def _pillow_rgb(im) -> np.ndarray:
+    """A loaded Pillow image → ``uint8`` RGB (alpha on white, high bit depths scaled, CMYK converted)."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        g = np.clip(a / top * 255.0, 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))
+
+
+@contextmanager
+def _pillow_errors() -> Iterator[None]:
+    """Turn the ways an image file can fail to open into ``ValueError`` with a short reason."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-                a = np.asarray(im, dtype=np.float64)
-                top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-                g = np.clip(a / top * 255.0, 0, 255).astype(np.uint8)
-                return np.repeat(g[..., None], 3, axis=2)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"))
-            return np.asarray(im.convert("RGB"))
+        yield
     except FileNotFoundError:
         raise ValueError("file not found") from None
     except IsADirectoryError:
@@ -59,11 +103,15 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def to_model_input(rgb: np.ndarray, image_size: int) -> np.ndarray:
-    """Resize like the training pipeline (antialiased, rounded to uint8) → float32 (S, S, 3)."""
-    import tensorflow as tf
+    """Resize with the training pipeline's :func:`helpers.pipeline.resize_uint8` → float32 (S, S, 3)."""
+    from .pipeline import resize_uint8
 
-    x = tf.image.resize(rgb, (image_size, image_size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8).numpy().astype("float32")
+    return resize_uint8(rgb, (image_size, image_size)).numpy().astype("float32")
+
+
+def load_input(path: str | Path, image_size: int) -> np.ndarray:
+    """What the predict command feeds the model for one file: :func:`read_rgb` → :func:`to_model_input`."""
+    return to_model_input(read_rgb(path), image_size)
 
 
 @dataclass
@@ -104,7 +152,7 @@ def predict_items(model, items: Iterable[Item], image_size: int, batch_size: int
 
     for it in items:
         try:
-            batch.append((it, to_model_input(read_rgb(it.path), image_size)))
+            batch.append((it, load_input(it.path, image_size)))
         except ValueError as e:
             yield it, None, str(e)
             continue

@@ -1,7 +1,7 @@
 """What resizing and normalisation do to an image (chapter 2).
 
-* :func:`resize_views` — one image at several sizes, resized exactly as the training pipeline
-  does (:func:`helpers.pipeline.decode_resize`), for side-by-side figures;
+* :func:`resize_views` — one image at several sizes, resized by the training pipeline's own
+  :func:`helpers.pipeline.resize_uint8`, for side-by-side figures;
 * :func:`resize_loss` — how much of the picture a size throws away: shrink, enlarge back to the
   native size, and compare (mean absolute error, PSNR), plus the memory a cached image takes;
 * :func:`normalisation_table` — the value ranges that the common input normalisations produce.
@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .pipeline import validate_image_size
+from .pipeline import resize_uint8, validate_image_size
 
 
 def _read(path: str) -> np.ndarray:
@@ -24,18 +24,10 @@ def _read(path: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _resize(img: np.ndarray, size: tuple[int, int], antialias: bool = True) -> np.ndarray:
-    """Resize like the pipeline (TensorFlow, bilinear with antialiasing), rounded to ``uint8``."""
-    import tensorflow as tf
-
-    out = tf.image.resize(img, size, antialias=antialias)
-    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8).numpy()
-
-
 def resize_views(path: str, sizes: Sequence[int]) -> list[np.ndarray]:
     """``path`` resized to each of ``sizes`` (square, as the models see it), then the native image last."""
     img = _read(path)
-    return [_resize(img, validate_image_size(s)) for s in sizes] + [img]
+    return [resize_uint8(img, validate_image_size(s)).numpy() for s in sizes] + [img]
 
 
 def resize_loss(paths: Sequence[str], sizes: Sequence[int]) -> pd.DataFrame:
@@ -54,7 +46,7 @@ def resize_loss(paths: Sequence[str], sizes: Sequence[int]) -> pd.DataFrame:
         size = validate_image_size(s)
         maes, psnrs = [], []
         for img in imgs:
-            back = _resize(_resize(img, size), img.shape[:2]).astype("float64")
+            back = resize_uint8(resize_uint8(img, size), img.shape[:2]).numpy().astype("float64")
             err = back - img.astype("float64")
             mse = float(np.mean(err ** 2))
             maes.append(float(np.mean(np.abs(err))))

@@ -3,7 +3,10 @@
 :func:`fit` compiles with Adam and sparse categorical cross-entropy, stops early on
 validation accuracy like the seed notebooks (patience 5, min_delta 0.005, best weights
 restored), computes validation macro-F1 every epoch, times every epoch, prints one short
-line per epoch, and checkpoints atomically so that an interrupted run can ``resume``.
+line per epoch, and checkpoints every epoch so that an interrupted run can ``resume``: the stock
+``keras.callbacks.BackupAndRestore`` keeps weights, optimizer and epoch counter; early stopping's
+state and best weights (:class:`ResumableEarlyStopping`) and the history (:class:`RunState`) are
+kept next to it.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ from .predictions import Predictions, predict_dataset, predict_split
 log = logging.getLogger("helpers.train")
 
 SCHEDULES = (None, "cosine", "plateau")
+BACKUP = "backup"  # keras.callbacks.BackupAndRestore's folder: weights and optimizer of the last epoch, epoch count
+BEST_WEIGHTS = "best.weights.h5"  # the weights early stopping would restore
 HISTORY_KEYS = ("loss", "accuracy", "macro_f1", "val_loss", "val_accuracy", "val_macro_f1", "lr",
                 "epoch_seconds", "load_avg")
 
@@ -45,10 +50,18 @@ def _macro_f1(y: np.ndarray, p: np.ndarray, n_classes: int) -> float:
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping whose state (best value, wait, best weights) survives a resume."""
+    """Keras' EarlyStopping whose state (best value, wait, best epoch and weights) survives a resume.
 
-    def __init__(self, *a, state: Mapping[str, Any] | None = None, best_weights=None, **kw):
+    Stock ``BackupAndRestore`` restores the weights, the optimizer and the epoch counter, but not early
+    stopping: a resumed stock ``EarlyStopping`` starts from scratch and would restore the best weights of the
+    resumed part only. Nor can a stock ``ModelCheckpoint(save_best_only=True)`` keep these best weights: it has
+    no ``min_delta`` and saves every strict improvement (tests/test_train.py shows both). So this subclass
+    writes its best weights (``best.weights.h5``, atomically) when they change and takes its state back on resume.
+    """
+
+    def __init__(self, *a, directory: Path, state: Mapping[str, Any] | None = None, best_weights=None, **kw):
         super().__init__(*a, **kw)
+        self.directory = directory
         self._resume_state = dict(state or {})
         self._resume_weights = best_weights
 
@@ -59,6 +72,16 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best = self._resume_state.get("best")
             self.best_epoch = int(self._resume_state.get("best_epoch", 0))
             self.best_weights = self._resume_weights
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.best_epoch == epoch:  # written aside, flushed to disk, then renamed: never a torn file
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.directory / f".tmp.{BEST_WEIGHTS}"
+            self.model.save_weights(tmp, overwrite=True)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.directory / BEST_WEIGHTS)
 
     def state(self) -> dict[str, Any]:
         best = None if self.best is None else float(self.best)
@@ -108,10 +131,10 @@ def epoch_line(epoch: int, epochs: int, logs: Mapping[str, float], note: str = "
             f"acc {logs['val_accuracy']:.3f} F1 {logs['val_macro_f1']:.3f} | {logs['epoch_seconds']:.0f} s{note}")
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """After every epoch: the model with its optimizer (``last.keras``), the best weights so far
-    (``best.weights.h5``) and ``state.json`` (epoch counter, history, early-stopping state),
-    each written to a temporary file first and then renamed, so a crash never leaves a torn file."""
+class RunState(keras.callbacks.Callback):
+    """After every epoch: ``state.json`` (epoch counter, history, early-stopping state, seconds, the model's
+    weight shapes), written atomically; and the time budget. Weights and optimizer are backed up by the stock
+    ``keras.callbacks.BackupAndRestore`` (in ``backup/``), which runs just before this callback."""
 
     def __init__(self, directory: Path, history: dict[str, list], early: ResumableEarlyStopping,
                  time_budget: float | None, started: float, prior_seconds: float):
@@ -121,41 +144,40 @@ class Checkpoint(keras.callbacks.Callback):
         self.stopped_by_budget = False
 
     def on_epoch_end(self, epoch, logs=None):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / ".last.tmp.keras"
-        self.model.save(tmp)
-        os.replace(tmp, self.dir / "last.keras")
-        if self.early.best_epoch == epoch:
-            tmpw = self.dir / ".best.tmp.weights.h5"
-            self.model.save_weights(tmpw)
-            os.replace(tmpw, self.dir / "best.weights.h5")
         elapsed = self.prior_seconds + time.perf_counter() - self.started
         atomic_write_json(self.dir / "state.json", {"epoch": epoch + 1, "history": self.history,
                                                     "early_stopping": self.early.state(),
-                                                    "train_seconds": elapsed})
+                                                    "train_seconds": elapsed, "weights": _shapes(self.model)})
         if self.time_budget is not None and elapsed >= self.time_budget and not self.model.stop_training:
             log.info("time budget of %.0f s used up after epoch %d: stopping", self.time_budget, epoch + 1)
             self.stopped_by_budget = True
             self.model.stop_training = True
 
 
-def _restore(model, directory: Path) -> tuple[dict, list | None]:
-    """Load weights and optimizer state of ``last.keras`` into ``model``; return the saved state."""
+def _shapes(model) -> list[list[int]]:
+    return [list(map(int, w.shape)) for w in model.weights]
+
+
+def _read_checkpoint(model, directory: Path) -> tuple[dict, list | None]:
+    """The saved run state, checked against ``model``, and the best weights so far (or ``None``)."""
     state = json.loads((directory / "state.json").read_text())
-    last = keras.models.load_model(directory / "last.keras", compile=True)
-    if len(last.weights) != len(model.weights):
-        raise ValueError(f"the checkpoint in {directory} is of another architecture ({last.name}); "
+    if "weights" not in state or not (directory / BACKUP / "latest.weights.h5").is_file():
+        raise ValueError(f"the checkpoint in {directory} was written by an older version of the helpers; "
                          "delete it or pass resume=False")
-    model.set_weights(last.get_weights())
+    if state["weights"] != _shapes(model):
+        raise ValueError(f"the checkpoint in {directory} is of another architecture than {model.name!r}; "
+                         "delete it or pass resume=False")
+    meta = directory / BACKUP / "training_metadata.json"
+    backed_up = json.loads(meta.read_text())["epoch"] if meta.is_file() else None
+    if backed_up != state["epoch"]:
+        raise ValueError(f"the checkpoint in {directory} is incomplete (weights of epoch {backed_up}, state of "
+                         f"epoch {state['epoch']}): the run was interrupted while saving; pass resume=False")
     model.optimizer.build(model.trainable_variables)
-    for v, w in zip(model.optimizer.variables, last.optimizer.variables):
-        v.assign(w)
     best = None
-    if (directory / "best.weights.h5").is_file():
-        current = model.get_weights()
-        model.load_weights(directory / "best.weights.h5")
+    if (directory / BEST_WEIGHTS).is_file():
+        model.load_weights(directory / BEST_WEIGHTS)
         best = model.get_weights()
-        model.set_weights(current)
+    model.load_weights(directory / BACKUP / "latest.weights.h5")  # BackupAndRestore does this again in fit
     return state, best
 
 
@@ -196,13 +218,13 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
         if steps is None:
             raise ValueError("the cosine schedule needs a dataset of known length (a batched tf.data dataset)")
         lr = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=epochs * steps)
-    model.compile(optimizer=keras.optimizers.Adam(lr, weight_decay=weight_decay), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(lr, weight_decay=weight_decay),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     history: dict[str, list] = {}
     initial_epoch, prior_seconds, es_state, best_weights, finished = 0, 0.0, None, None, None
-    if resume and (ckdir / "state.json").is_file() and (ckdir / "last.keras").is_file():
-        state, best_weights = _restore(model, ckdir)
+    if resume and (ckdir / "state.json").is_file():
+        state, best_weights = _read_checkpoint(model, ckdir)
         initial_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
         prior_seconds = float(state.get("train_seconds", 0.0))
@@ -220,14 +242,16 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
 
     early = ResumableEarlyStopping(monitor="val_accuracy", mode="max", min_delta=min_delta,
                                    patience=patience if patience is not None else 10 ** 9,
-                                   restore_best_weights=True, state=es_state, best_weights=best_weights)
+                                   restore_best_weights=True, directory=ckdir, state=es_state,
+                                   best_weights=best_weights)
     started = time.perf_counter()
-    ckpt = Checkpoint(ckdir, history, early, time_budget, started, prior_seconds)
+    ckpt = RunState(ckdir, history, early, time_budget, started, prior_seconds)
+    backup = keras.callbacks.BackupAndRestore(ckdir / BACKUP, delete_checkpoint=False, double_checkpoint=True)
     callbacks: list = [EpochEnd(val_ds, train_ds, history, train_f1_batches=train_f1_batches, epochs=epochs)]
     if schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                                            patience=2, min_delta=min_delta / 5, verbose=0))
-    callbacks += [early, ckpt]
+    callbacks += [early, backup, ckpt]
     if verbose and initial_epoch:  # show the epochs that the checkpoint already holds
         for e in range(initial_epoch):
             print(epoch_line(e, epochs, {k: v[e] for k, v in history.items() if len(v) > e}, " (from checkpoint)"))
@@ -235,6 +259,7 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     if ran:
         model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   shuffle=False, verbose=0 if verbose < 2 else 2)
+        model._initial_epoch = None  # BackupAndRestore leaves its epoch on the model (Keras 3): a later fit starts at 0
     elif best_weights is not None:
         model.set_weights(best_weights)
     train_seconds = prior_seconds + time.perf_counter() - started
@@ -257,7 +282,8 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
               f"{best_epoch} restored (val accuracy {best_va:.4f}; the last to improve by ≥ {min_delta})", flush=True)
     return {"history": history, "train_seconds": float(train_seconds), "epochs_run": n_run,
             "max_epochs": epochs, "best_epoch": best_epoch, "stopped": stopped,
-            "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate), "weight_decay": weight_decay,
+            "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate),
+            "weight_decay": weight_decay,
             "patience": patience, "min_delta": min_delta, "time_budget": time_budget,
             "steps_per_epoch": steps, "checkpoint_dir": str(ckdir)}
 
