@@ -193,5 +193,6 @@ def smoke_bundle(data, models_dir: str | os.PathLike, image_size: int = 32, name
     run = save_run(model, name, data, preds, image_size=image_size, epochs=1, train_seconds=secs,
                    weights_source=dict(FROM_SCRATCH), seed=seed, mode="smoke", record={"note": SMOKE_NOTE},
                    bundle={"train_seconds": round(secs, 2), "note": SMOKE_NOTE},
-                   results_directory=results_directory, models_directory=models_dir)
+                   results_directory=results_directory or Path(models_dir) / ".smoke-results",
+                   models_directory=models_dir)
     return run.bundle

@@ -41,8 +41,9 @@ def save_bundle(model, directory: str | os.PathLike, *, image_size: int, weights
                    "model_name": getattr(model, "name", None), **extra}
         atomic_write_json(tmp / SIDECAR_FILE, sidecar)
         for split, pred in (predictions or {}).items():
-            if not isinstance(pred, Predictions):  # transitional: a {"paths", "y_true", "probs"} mapping
-                pred = Predictions(pred["paths"], pred["y_true"], pred["probs"])
+            if not isinstance(pred, Predictions):
+                raise TypeError(f"predictions[{split!r}] must be a helpers.predictions.Predictions, "
+                                f"got {type(pred).__name__}")
             pred.save(tmp / f"predictions_{split}.npz")
     return directory
 

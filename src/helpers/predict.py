@@ -6,8 +6,10 @@ Any common format and size works (JPEG, PNG, BMP, TIFF, GIF; grayscale, RGBA, CM
 TensorFlow decodes like Pillow is decoded and resized exactly as in training, the rest is converted
 to 8-bit RGB by Pillow (:func:`read_rgb`). A folder laid out in class sub-folders
 (``basophil/``, ``eosinophil/`` …) is also scored: accuracy, macro-F1 and a confusion matrix.
-An unreadable file gets one clear line and the rest are still processed; the exit code is
-non-zero only when no image at all could be read (1) or the arguments are wrong (2).
+An unreadable file gets one clear line and the rest are still processed; an image unlike the training
+cells (tiny, far from square, or classified with low confidence) is answered with a warning. Exit codes:
+0 every input classified, 1 some could not be (the CSV holds the others), 2 unusable arguments or model
+bundle, 3 nothing could be classified.
 """
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ import argparse
 import csv
 import io
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -121,7 +123,11 @@ class Item:
 
 
 def collect(inputs: Sequence[str], classes: Sequence[str]) -> tuple[list[Item], list[tuple[str, str]]]:
-    """Expand files and folders into items; missing paths become errors."""
+    """Expand files and folders into items; missing paths and folders without images become errors.
+
+    In a folder whose sub-folders are all class names, an image inside ``<class>/`` carries that class
+    as its true label; an image lying beside the class folders is classified without one.
+    """
     items: list[Item] = []
     errors: list[tuple[str, str]] = []
     for raw in inputs:
@@ -129,41 +135,112 @@ def collect(inputs: Sequence[str], classes: Sequence[str]) -> tuple[list[Item], 
         if p.is_file():
             items.append(Item(p, None))
         elif p.is_dir():
-            subdirs = {d.name for d in p.iterdir() if d.is_dir()}
+            subdirs = {d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")}
             labelled = bool(subdirs) and subdirs <= set(classes)
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS:
-                    items.append(Item(f, f.relative_to(p).parts[0] if labelled else None))
+            found = [f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")
+                     and f.suffix.lower() in IMAGE_EXTENSIONS]
+            if not found:
+                errors.append((raw, f"folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})"))
+            for f in found:
+                parts = f.relative_to(p).parts
+                items.append(Item(f, parts[0] if labelled and len(parts) > 1 else None))
         else:
             errors.append((raw, "no such file or folder"))
     return items, errors
 
 
-def predict_items(model, items: Iterable[Item], image_size: int, batch_size: int = 32):
-    """Yield ``(item, probabilities or None, error or None)`` for every item, batching readable ones."""
-    batch: list[tuple[Item, np.ndarray]] = []
+@dataclass
+class Answer:
+    """What the classifier says about one file: its probabilities (or why there are none) and warnings."""
 
-    def flush():
-        x = np.stack([a for _, a in batch])
-        probs = np.asarray(model(x, training=False))
-        out = [(it, pr, None) for (it, _), pr in zip(batch, probs)]
-        batch.clear()
-        return out
+    path: str
+    classes: Sequence[str]
+    probs: np.ndarray | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    label: str | None = None           # true class from a class-folder layout
+    overlay: np.ndarray | None = None  # Grad-CAM over the model's input image (uint8), when asked for
 
-    for it in items:
-        try:
-            batch.append((it, load_input(it.path, image_size)))
-        except ValueError as e:
-            yield it, None, str(e)
-            continue
-        if len(batch) >= batch_size:
-            yield from flush()
-    if batch:
-        yield from flush()
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most likely classes with their probabilities."""
+        order = np.argsort(self.probs)[::-1][:k]
+        return [(self.classes[i], float(self.probs[i])) for i in order]
+
+
+def classify(model, side: Mapping[str, Any], inputs: Sequence[str | Path | Item], *, batch_size: int = 32,
+             explain: bool = False) -> Iterator[Answer]:
+    """Classify files (or :class:`Item`) with a bundle's model and sidecar: one :class:`Answer` each, in order.
+
+    This is the one classification path of the command line and the app. An unreadable file gets an
+    ``error``; an image unlike the training cells gets ``warnings`` (:mod:`helpers.ood`: tiny or
+    far-from-square images, confidence below the bundle's threshold). ``explain`` adds a Grad-CAM
+    overlay of the predicted class.
+    """
+    from .ood import confidence_warnings, image_warnings
+
+    classes = list(side["classes"])
+    size = int(side["image_size"])
+    items = [i if isinstance(i, Item) else Item(Path(i), None) for i in inputs]
+    for s in range(0, len(items), batch_size):
+        answers, ready = [], []
+        for it in items[s:s + batch_size]:
+            a = Answer(str(it.path), classes, label=it.label)
+            try:
+                rgb = read_rgb(it.path)
+            except ValueError as e:
+                a.error = str(e)
+            else:
+                a.warnings += image_warnings(rgb.shape[1], rgb.shape[0])
+                ready.append((a, to_model_input(rgb, size)))
+            answers.append(a)
+        if ready:
+            x = np.stack([img for _, img in ready])
+            probs = np.asarray(model(x, training=False))
+            for (a, _), p, w in zip(ready, probs, confidence_warnings(probs, side.get("ood"))):
+                a.probs, a.warnings = p, a.warnings + w
+            if explain:
+                from .explain import grad_cam, overlay
+
+                cams = grad_cam(model, x)
+                for (a, img), h in zip(ready, cams.heatmaps):
+                    a.overlay = overlay(img, h)
+        yield from answers
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's and absl's start-up lines (effective when called before TensorFlow is imported)."""
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:  # pragma: no cover - absl comes with TensorFlow
+        pass
+
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NONE = 0, 1, 2, 3
+"""Exit codes: every input classified (0); some classified, some not (1); unusable arguments or model
+bundle (2); nothing could be classified (3)."""
+
+
+def _write_csv(path: str, rows: list[dict[str, str]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m helpers.predict", description=__doc__.split("\n\n")[0])
+    quiet_tensorflow()
+    ap = argparse.ArgumentParser(prog="python -m helpers.predict", description=__doc__.split("\n\n")[0],
+                                 epilog="exit codes: 0 all classified, 1 some could not be classified, "
+                                        "2 bad arguments or model bundle, 3 nothing could be classified")
     ap.add_argument("model_dir", help="folder with model.keras and bundle.json")
     ap.add_argument("inputs", nargs="+", help="image files and/or folders")
     ap.add_argument("--csv", help="also write the predictions to this CSV file")
@@ -176,39 +253,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, side = load_bundle(args.model_dir)
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except Exception as e:  # a damaged model.keras: Keras raises many kinds of errors
+        print(f"error: {args.model_dir}: the model could not be loaded ({type(e).__name__}: {e})", file=sys.stderr)
+        return EXIT_USAGE
     classes = list(side["classes"])
     top = min(args.top, len(classes))
     items, errors = collect(args.inputs, classes)
     for raw, why in errors:
         print(f"error: {raw}: {why}", file=sys.stderr)
-    rows, y_true, y_pred, failed = [], [], [], len(errors)
-    for it, probs, err in predict_items(model, items, int(side["image_size"]), args.batch_size):
-        if err is not None:
+    rows, y_true, y_pred, failed, flagged = [], [], [], len(errors), 0
+    for ans in classify(model, side, items, batch_size=args.batch_size):
+        if ans.error is not None:
             failed += 1
-            print(f"error: {it.path}: {err}", file=sys.stderr)
+            print(f"error: {ans.path}: {ans.error}", file=sys.stderr)
             continue
-        order = np.argsort(probs)[::-1][:top]
-        ranked = "  ".join(f"{k + 1}. {classes[i]} {probs[i]:.3f}" for k, i in enumerate(order))
-        print(f"{it.path}: {ranked}" + (f"  (true: {it.label})" if it.label else ""))
-        row = {"path": str(it.path), "true": it.label or ""}
-        for k, i in enumerate(order):
-            row[f"top{k + 1}"], row[f"p{k + 1}"] = classes[i], f"{probs[i]:.6f}"
+        ranked = ans.top(top)
+        line = "  ".join(f"{k + 1}. {c} {p:.3f}" for k, (c, p) in enumerate(ranked))
+        print(f"{ans.path}: {line}" + (f"  (true: {ans.label})" if ans.label else ""))
+        for w in ans.warnings:
+            print(f"  warning: {w}")
+        flagged += bool(ans.warnings)
+        row = {"path": ans.path, "true": ans.label or ""}
+        for k, (c, p) in enumerate(ranked):
+            row[f"top{k + 1}"], row[f"p{k + 1}"] = c, f"{p:.6f}"
+        row["warning"] = "; ".join(ans.warnings)
         rows.append(row)
-        if it.label:
-            y_true.append(classes.index(it.label))
-            y_pred.append(int(order[0]))
-    print(f"\n{len(rows)} image(s) classified, {failed} could not be read.")
+        if ans.label:
+            y_true.append(classes.index(ans.label))
+            y_pred.append(classes.index(ranked[0][0]))
+    print(f"\n{len(rows)} image(s) classified ({flagged} with a warning), {failed} could not be classified.")
     if y_true:
         _print_scores(y_true, y_pred, classes)
     if args.csv and rows:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(args.csv, buf.getvalue())
+        _write_csv(args.csv, rows)
         print(f"predictions written to {args.csv}")
-    return 0 if rows else 1
+    if not rows:
+        return EXIT_NONE
+    return EXIT_PARTIAL if failed else EXIT_OK
 
 
 def _print_scores(y_true: list[int], y_pred: list[int], classes: list[str]) -> None:

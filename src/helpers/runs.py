@@ -40,6 +40,8 @@ def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, 
     record and the bundle's sidecar; the predictions themselves are saved with the bundle.
     ``record``/``bundle``: extra fields for the record / the sidecar (e.g. ``history``, ``family``).
     ``data`` is the :class:`helpers.data.SplitData` the model was trained on (its provenance is recorded).
+    The bundle also stores the out-of-distribution threshold chosen on the validation predictions
+    (:func:`helpers.ood.fit_threshold`), which the command line and the app warn with.
     """
     from .config import output_dir
     from .export import save_bundle
@@ -56,7 +58,9 @@ def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, 
     folder = None
     if save_model:  # the bundle first: a record never names a model whose bundle failed to save
         d = Path(models_directory) if models_directory else output_dir() / "models"
-        extra = dict(bundle or {})
+        from .ood import fit_threshold
+
+        extra = {"ood": fit_threshold(predictions["val"].probs), **dict(bundle or {})}
         if preprocessing is not None:
             extra["preprocessing"] = preprocessing
         folder = save_bundle(model, d / name, image_size=image_size, weights_source=weights_source,
