@@ -4,7 +4,7 @@
 
 The spec names the set-up (``kind``) and its settings; ``threads`` (optional) pins the process to
 that many cores and sets TensorFlow's thread pools *before* TensorFlow starts. The process then
-answers JSON requests on stdin (:func:`helpers.bench.serve`): ``run`` (one timed unit of work,
+answers JSON requests on stdin (:func:`harness.serve`): ``run`` (one timed unit of work,
 answers ``{"n": items}``), ``profile``, ``accuracy`` and ``quit`` (answers the peak memory).
 
 Kinds: ``train_cnn`` (a chapter-3 CNN, ``steps`` training steps on synthetic tensors),
@@ -26,7 +26,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from helpers import bench  # noqa: E402  (numpy only: TensorFlow is not imported yet)
+import harness  # noqa: E402  (numpy only: TensorFlow is not imported yet)
+
+from helpers.bench import training_epoch  # noqa: E402
+from helpers.serve import TFLiteModel, to_tflite  # noqa: E402
 
 
 def _synthetic(n: int, shape: tuple[int, ...], seed: int = 0, low: float = 0.0, high: float = 255.0):
@@ -37,19 +40,10 @@ def _synthetic(n: int, shape: tuple[int, ...], seed: int = 0, low: float = 0.0, 
 
 
 def _fit_runner(model, x, y, batch_size: int, lr: float) -> dict[str, Any]:
-    """Compile like helpers.train.fit / helpers.transfer (Adam, sparse CE, accuracy); ``run`` = one pass over x."""
-    import keras
-    import tensorflow as tf
-
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
-    n = int(len(x))
-
-    def run(req: dict[str, Any]) -> dict[str, Any]:
-        model.fit(ds, epochs=1, verbose=0, shuffle=False)
-        return {"n": n}
-
-    return {"run": run}
+    """Train as the chapters do (:func:`helpers.bench.training_epoch`: Adam, sparse CE, here with accuracy);
+    ``run`` = one pass over x."""
+    epoch = training_epoch(model, x, y, batch_size=batch_size, learning_rate=lr, metrics=["accuracy"])
+    return {"run": lambda req: {"n": epoch()}}
 
 
 def _base(family: str, size: int, split_layer: str):
@@ -76,7 +70,7 @@ def build_training(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         model = build_model(spec["model"], size, **spec.get("kwargs", {}))
         x, y = _synthetic(n, (size, size, 3))
         return _fit_runner(model, x, y, bs, 1e-3), {"params_count": int(model.count_params())}
-    from helpers.transfer import make_head, preprocessing_layer, set_top_trainable
+    from helpers.transfer import make_head, preprocessing_layer, unfreeze_from
 
     base, lower, top = _base(spec["family"], int(spec["image_size"]), spec["split_layer"])
     hp = spec.get("head", {})
@@ -85,14 +79,14 @@ def build_training(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         x, y = _synthetic(n, (int(base.output.shape[-1]),), low=0.0, high=2.0)
         return _fit_runner(head, x, y, bs, float(hp.get("lr", 1e-3))), {"params_count": int(head.count_params())}
     if kind == "transfer_finetune":
-        set_top_trainable(top, True)
+        unfreeze_from(top)
         inp = keras.Input(tuple(lower.output.shape[1:]), name="cached_activations")
         ft = keras.Model(inp, head(top(inp, training=False)), name="finetune")
         x, y = _synthetic(n, tuple(lower.output.shape[1:]), low=0.0, high=4.0)
         trainable = int(sum(np.prod(w.shape) for w in ft.trainable_weights))
         return _fit_runner(ft, x, y, bs, float(spec.get("lr", 1e-4))), {"params_count": trainable}
     if kind == "transfer_end_to_end":
-        from helpers.transfer import finetune_augmentation, unfreeze_from
+        from helpers.augment import finetune_augmentation
 
         size = int(spec["image_size"])
         inp = keras.Input((size, size, 3), name="image")
@@ -156,10 +150,10 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     info: dict[str, Any] = {"model": desc, "image_size": size, "params_count": int(model.count_params())}
     if spec["kind"] == "infer_tflite":
         t0 = time.perf_counter()
-        content = bench.to_tflite(model)
+        content = to_tflite(model)
         info.update(convert_seconds=round(time.perf_counter() - t0, 1), tflite_mb=round(len(content) / 1e6, 2))
         threads = int(spec.get("threads") or 2)
-        runners = {"b1": bench.TFLiteModel(content, threads), "b32": bench.TFLiteModel(content, threads)}
+        runners = {"b1": TFLiteModel(content, threads), "b32": TFLiteModel(content, threads)}
         info["runtime"] = runners["b1"].runtime
         call = {b: (lambda x, r=r: r(x)) for b, r in runners.items()}
     else:
@@ -178,8 +172,8 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
         return {"n": int(len(x) * k)}
 
     def profile(req: dict[str, Any]) -> dict[str, Any]:
-        rows = bench.layer_times(model, x1, repeats=int(req.get("repeats", 3)))
-        parts = bench.share_by(rows, "part")
+        rows = harness.layer_times(model, x1, repeats=int(req.get("repeats", 3)))
+        parts = harness.share_by(rows, "part")
         # the compiled graph: the whole model vs everything before its last layer (the head, for a transfer model)
         whole = _median_ms(call["b1"], x1)
         nodes = [nd for d in sorted(model._nodes_by_depth, reverse=True) for nd in model._nodes_by_depth[d]
@@ -196,7 +190,7 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
                 a = np.asarray(sub(x1, training=False))
                 h = tf.function(lambda t: last.operation(t, training=False), reduce_retracing=True)
                 head_ms = _median_ms(lambda v: np.asarray(h(tf.constant(v))), a)
-        return {"by_type": bench.share_by(rows, "type")[:12], "by_part": parts, "n_layers": len(rows),
+        return {"by_type": harness.share_by(rows, "type")[:12], "by_part": parts, "n_layers": len(rows),
                 "eager_sum_ms": sum(r["ms"] for r in rows), "compiled_ms": whole,
                 "compiled_without_last_part_ms": base_ms, "compiled_last_part_alone_ms": head_ms, "last_part": last.operation.name if last else None}
 
@@ -221,7 +215,7 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 
     def runners_for_accuracy():
         if spec["kind"] == "infer_tflite":
-            r = bench.TFLiteModel(content, int(spec.get("threads") or 2))
+            r = TFLiteModel(content, int(spec.get("threads") or 2))
             return lambda x: r(x)
         return lambda x: np.asarray(model(x, training=False))
 
@@ -242,9 +236,9 @@ def _median_ms(fn, x, repeats: int = 7) -> float:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    out = bench.protocol_stream()  # from here on, stray prints go to stderr
+    out = harness.protocol_stream()  # from here on, stray prints go to stderr
     t0 = time.perf_counter()
-    threads = bench.limit_threads(spec.get("threads"), pin=spec.get("pin", True))
+    threads = harness.limit_threads(spec.get("threads"), pin=spec.get("pin", True))
     builder = build_inference if spec["kind"].startswith("infer_") else build_training
     try:
         handlers, info = builder(spec)
@@ -254,7 +248,7 @@ def main() -> None:
         out.write(json.dumps({"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}) + "\n")
         out.flush()
         raise SystemExit(1)
-    bench.serve(handlers, {**info, **threads, "build_seconds": round(time.perf_counter() - t0, 1)}, out=out)
+    harness.serve(handlers, {**info, **threads, "build_seconds": round(time.perf_counter() - t0, 1)}, out=out)
 
 
 if __name__ == "__main__":

@@ -53,9 +53,8 @@ def time_breakdown(results_dir: Path, top: int = 8) -> list[dict[str, Any]]:
 
 
 def run(ctx: dict[str, Any]) -> dict[str, Any]:
+    import harness
     import pandas as pd
-
-    from helpers import bench
 
     notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     path = ROOT / "results" / "notebook_timings.json"
@@ -78,7 +77,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     md = [f"From `{path.relative_to(ROOT)}` (written by `tools/run_notebooks.py --mode book` as each notebook "
           "finishes; not re-measured here). Notebooks run at different times, on a machine shared with other work, "
           "and each run's time includes training: a notebook re-run with cached features or checkpoints is faster.",
-          "", bench.markdown_table(df), "", verdict]
+          "", harness.markdown_table(df), "", verdict]
     parts = time_breakdown(ROOT / "results")
     if parts:
         bd = pd.DataFrame(parts)
@@ -88,7 +87,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         md += ["", "**Where the time goes** — the largest parts, from the book-mode records in `results/` "
                "(`phase_seconds` of the transfer chapters, `train_seconds` of the from-scratch runs; a phase "
                "that reused a cache shows the time it cost when the cache was computed):", "",
-               bench.markdown_table(bd)]
+               harness.markdown_table(bd)]
     targets = [{"target": f"whole book ≤ {TARGET_MIN:.0f} min", "value_min": total_min,
                 "met": met if t["complete"] else (False if not met else None),
                 "margin": f"{total_min - TARGET_MIN:+.1f} min" if t["complete"] else

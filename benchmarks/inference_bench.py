@@ -4,7 +4,7 @@ The model is the ``best`` bundle published by the evaluation chapter, else the s
 the best validation accuracy, else the chapter-6 recipe with random weights (said so). Each
 runtime × core count runs in its own process (``bench_worker.py``), pinned to 1 or 2 cores with
 TensorFlow's intra-op threads set to match (inter-op 1) before TensorFlow starts; its peak memory
-is that process's high-water mark (``VmHWM``; see :func:`helpers.bench.peak_rss_mb`). Batch 1
+is that process's high-water mark (``VmHWM``; see :func:`harness.peak_rss_mb`). Batch 1
 (latency) and batch 32 (throughput) are timed with warm-up and interleaved repetitions. The 1-core
 Keras process also profiles where the time goes
 (every layer timed eagerly, summed by type and by part; base vs head on the compiled graph). The
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpers import bench
+import harness
 
 TITLE = "Inference: latency and throughput of the exported model (Keras vs TFLite)"
 TARGET_MS = 10.0  # per image, batch 1, one core
@@ -88,7 +88,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     if views > 1:  # a TTA model: also time the single-view network inside it (1 core, batch 1)
         configs.update({(f"{rt}-single-view", 1): {"kind": f"infer_{rt}", "threads": 1, "single_view": True}
                         for rt in ("keras", "tflite")})
-    workers = {cfg: bench.Worker([sys.executable, WORKER, json.dumps({**base_spec, **extra})],
+    workers = {cfg: harness.Worker([sys.executable, WORKER, json.dumps({**base_spec, **extra})],
                                  name=f"{cfg[0]}-{cfg[1]}core") for cfg, extra in configs.items()}
     try:
         rows = []
@@ -105,12 +105,12 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
                              base_spec["calls_eager"],
                              {"runtime": "keras-eager", "cores": 1, "batch": 1}))
         say(f"starting {len(workers)} workers ({', '.join(w.name for w in workers.values())})")
-        ms = bench.measure_workers(rows, repeats=repeats, warmup=1, progress=lambda t: say(f"inference {t}"))
+        ms = harness.measure_workers(rows, repeats=repeats, warmup=1, progress=lambda t: say(f"inference {t}"))
         k1w = workers[("keras", 1)]
         say("profile (1 core, batch 1)")
         try:
             prof = k1w.request({"cmd": "profile", "repeats": 2 if quick else 5})
-        except bench.WorkerError as e:
+        except harness.WorkerError as e:
             prof = {"error": str(e).splitlines()[0]}
         acc = None
         if choice["bundle"]:
@@ -118,7 +118,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
             say("TFLite vs saved Keras test predictions")
             try:
                 acc = tw.request({"cmd": "accuracy", "limit": 64 if quick else None, "data_root": data_root()})
-            except bench.WorkerError as e:
+            except harness.WorkerError as e:
                 acc = {"error": str(e).splitlines()[0]}
         infos = {cfg: dict(w.ready_info or {}) for cfg, w in workers.items()}
         mem = {cfg: w.close().get("peak_rss_mb") for cfg, w in workers.items()}
@@ -134,11 +134,11 @@ def part_table(prof: dict[str, Any], top: int = 8) -> str:
 
     parts = prof["by_part"]
     if len(parts) <= top or any(p["layers"] > 1 for p in parts):
-        return bench.markdown_table(pd.DataFrame(parts))
+        return harness.markdown_table(pd.DataFrame(parts))
     rest = parts[top:]
     rows = parts[:top] + [{"part": f"the other {len(rest)} layers", "layers": len(rest),
                            "ms": sum(r["ms"] for r in rest), "share": sum(r["share"] for r in rest)}]
-    return bench.markdown_table(pd.DataFrame(rows).rename(columns={"part": "layer (flat model)"}))
+    return harness.markdown_table(pd.DataFrame(rows).rename(columns={"part": "layer (flat model)"}))
 
 
 def report(choice, ms, prof, acc, infos, mem, repeats, quick, views: int = 1) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick, views: int = 1) ->
           "Peak RSS is the process's own high-water mark (`VmHWM`; `ru_maxrss` would include the parent's "
           "memory, as it survives `exec`): model + runtime; the TFLite process also holds the Keras model "
           "it was converted from, and the one that checked accuracy streamed the test images.",
-          "", bench.markdown_table(df), ""]
+          "", harness.markdown_table(df), ""]
     for t in targets:
         md.append(f"- **Target {t['target']}: {'met' if t['met'] else 'MISSED'}** — {t['value_ms']:.1f} ms, "
                   f"margin {t['margin']}.")
@@ -214,7 +214,7 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick, views: int = 1) ->
     md += [] if "error" in prof else [f"Every one of the {prof['n_layers']} layers timed eagerly on its own input (sum "
            f"{prof['eager_sum_ms']:.1f} ms vs {prof['compiled_ms']:.1f} ms compiled: eager calls add a per-layer "
            "overhead, so read the shares, which overstate cheap layers):", "",
-           bench.markdown_table(pd.DataFrame(prof["by_type"]).rename(columns={"type": "layer type"})), "",
+           harness.markdown_table(pd.DataFrame(prof["by_type"]).rename(columns={"type": "layer type"})), "",
            part_table(prof), ""]
     md += ["### TFLite vs Keras on the test split", ""]
     if acc is None:

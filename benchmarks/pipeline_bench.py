@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import harness
 import numpy as np
 
 from helpers import bench
@@ -27,7 +28,7 @@ def small_models() -> dict[str, Callable[[int], Any]]:
 
         return {name: (lambda size, name=name: build_model(name, size)) for name in ("seed001_cnn", "seed004_cnn")}
     except ImportError:  # the models module is not there yet
-        return {"reference_cnn": bench.reference_cnn}
+        return {"reference_cnn": harness.reference_cnn}
 
 
 def run(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -81,14 +82,14 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         "measured in the same run. *cached* = epochs after the first, from the in-memory cache "
         "(3 epochs per timed run).",
         "",
-        bench.markdown_table(table),
+        harness.markdown_table(table),
         "",
         f"**At {train_size} px:** tuned cached / naive = **{key['ratio_tuned_cached_vs_naive']:.1f}×**; "
         f"with augmentation on both sides = **{key['ratio_tuned_aug_vs_naive_aug']:.1f}×**.",
         "",
         f"### Does the pipeline keep up with training? ({train_size} px, {n_train} in-memory images, one epoch per run)",
         "",
-        bench.markdown_table(ttable),
+        harness.markdown_table(ttable),
         "",
         f"The fastest small CNN (`{fastest.name}`) trains at {fastest.median:,.0f} images/s; the cached "
         f"pipeline delivers {key['ratio_tuned_cached_vs_training']:.1f}× that without augmentation and "

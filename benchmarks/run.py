@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from helpers.bench import machine_info, peak_rss_mb  # noqa: E402
+from harness import peak_rss_mb  # noqa: E402
+
+from helpers.bench import machine_info  # noqa: E402
 from helpers.io import atomic_write_json, atomic_write_text, git_commit  # noqa: E402
 
 
@@ -78,8 +80,7 @@ def benchmark_images(n: int, seed: int = 42) -> tuple[list[str], str]:
         data = load_split(max_per_class=per_class, seed=seed, progress=False)
         return data.paths("train")[:n], f"PBC training split, {data.root.name}, up to {per_class} per class"
     except DataNotFoundError:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from synthetic import make_synthetic_pbc
+        from helpers.synthetic import make_synthetic_pbc
 
         root = make_synthetic_pbc(Path(tempfile.mkdtemp(prefix="bench-synthetic-")), n_per_class=per_class,
                                   size=160)
@@ -98,7 +99,7 @@ def _machine() -> dict[str, Any]:
         from helpers.bench import library_versions
 
         m["libraries"].update({k: v for k, v in library_versions(("ai-edge-litert", "flatbuffers")).items() if v})
-        from helpers.bench import tflite_interpreter_class
+        from helpers.serve import tflite_interpreter_class
 
         m["tflite_runtime"] = tflite_interpreter_class()[1]
     except Exception:  # noqa: BLE001 - informative only

@@ -7,7 +7,7 @@ the top stage + head on cached activations (phase 2) — plus the frozen lower b
 (what caching the features costs, once per image), and — where a chapter runs it — phase 3, every
 layer fine-tuned on augmented images. Every set-up runs in its own process
 (``bench_worker.py``: own memory high-water mark), a fixed number of steps on random tensors, with
-warm-up and interleaved repetitions (:func:`helpers.bench.measure_workers`). Seconds per epoch are
+warm-up and interleaved repetitions (:func:`harness.measure_workers`). Seconds per epoch are
 *extrapolated* from images/s and the number of training images.
 """
 from __future__ import annotations
@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpers import bench
+import harness
+
+from helpers.bench import Measurement
 
 TITLE = "Training speed of every model in the book"
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,15 +157,16 @@ def setups(quick: bool) -> list[dict[str, Any]]:
     return out
 
 
-def measure_group(specs: list[dict[str, Any]], repeats: int, say) -> list[bench.Measurement]:
+def measure_group(specs: list[dict[str, Any]], repeats: int, say) -> list[Measurement]:
     """Start one worker per spec (in parallel), time them interleaved, collect their peak memory."""
-    workers = [bench.Worker([sys.executable, WORKER, json.dumps(s)], name=s["name"]) for s in specs]
+    workers = [harness.Worker([sys.executable, WORKER, json.dumps(s)], name=s["name"]) for s in specs]
     try:
         rows = [(s["name"], w, {"cmd": "run"}, s["batch_size"] * s["steps"],
                  {"image_size": s["image_size"], "batch_size": s["batch_size"], "kind": s["kind"]})
                 for s, w in zip(specs, workers)]
         say(f"{specs[0]['group']}: starting {len(workers)} workers")
-        ms = bench.measure_workers(rows, repeats=repeats, warmup=1, progress=lambda t: say(f"{specs[0]['group']} {t}"))
+        ms = harness.measure_workers(rows, repeats=repeats, warmup=1,
+                                     progress=lambda t: say(f"{specs[0]['group']} {t}"))
         for m, w in zip(ms, workers):
             m.params.update(params_count=w.ready_info.get("params_count"),
                             activation_shape=w.ready_info.get("activation_shape"))
@@ -228,7 +231,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         "pass over the training images; phases: phase time ÷ epochs run), at another time and load — a sanity "
         "check of the extrapolation, not a ratio.",
         "",
-        bench.markdown_table(df.drop(columns=["group"]).assign(**{"params": df["params"].map(
+        harness.markdown_table(df.drop(columns=["group"]).assign(**{"params": df["params"].map(
             lambda v: f"{v:,}" if v is not None else "–")})),
         "",
         "Heads: " + "; ".join(f"{f}: {h['units']} units, dropout {h['dropout']}, lr {h['lr']} ({h['source']})"

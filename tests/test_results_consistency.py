@@ -277,7 +277,7 @@ def check_bench_glue(glued: Mapping[str, str], summary: Mapping[str, Any]) -> tu
 
 def test_glued_benchmark_numbers_match_report():
     """Every ``report_*`` value glued anywhere in the book equals the committed report."""
-    from helpers.bench import load_report, report_summary
+    from helpers.report import load_report, report_summary
 
     quoting = {}
     for notebook in NOTEBOOKS:

@@ -254,19 +254,6 @@ def test_end_to_end_phase_trains_the_lowest_pretrained_layer(small_data, tmp_pat
     np.testing.assert_array_equal(tl2.base.get_layer("block_1_expand").get_weights()[0], top_only)  # below: frozen
 
 
-def test_measure_forward_and_train_give_speeds():
-    """Both speed probes return a positive rate; an unknown first layer is named in the error."""
-    from helpers.transfer import measure_forward, measure_train
-
-    fwd = measure_forward("mobilenetv2", 32, batch_size=4, seconds=0.05)
-    train = measure_train("mobilenetv2", 32, batch_size=4, seconds=0.05)
-    assert np.isfinite(fwd) and fwd > 0 and np.isfinite(train) and train > 0
-    late = measure_train("mobilenetv2", 32, first_layer="block_16_expand", batch_size=4, seconds=0.05)
-    assert late > 0
-    with pytest.raises(ValueError, match="no layer 'nope'"):
-        measure_train("mobilenetv2", 32, first_layer="nope", batch_size=4, seconds=0.05)
-
-
 def test_phase_functions_work_on_plain_arrays_without_a_run(tmp_path):
     """The maths of each phase needs only Keras parts and arrays: no TransferRun."""
     import keras

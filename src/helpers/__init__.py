@@ -29,7 +29,10 @@ Small modules with one job each:
 * :mod:`helpers.predict`    – the command-line classifier (``python -m helpers.predict``)
 * :mod:`helpers.results`    – the results registry ("lab book") in ``results/``
 * :mod:`helpers.plots`      – figures reused across chapters
-* :mod:`helpers.bench`      – throughput and latency measurements (chapter 2, ``benchmarks/``)
+* :mod:`helpers.bench`      – images/s of input pipelines and of training and forward passes (chapters 2, 4–6)
+* :mod:`helpers.report`     – read the committed benchmark report ``benchmarks/results.json`` (chapter 7)
+* :mod:`helpers.serve`      – run a model for serving: TFLite conversion and interpreter
+* :mod:`helpers.synthetic`  – a tiny generated PBC-style dataset (tests; ``make bench`` without data)
 * :mod:`helpers.book`       – notebook logging and ``glue``
 
 Heavy modules (TensorFlow) are imported lazily by the modules that need them.

@@ -44,7 +44,7 @@ from .augment import finetune_augmentation
 from .config import output_dir
 from .predictions import Predictions, predict_split
 from .runs import SavedRun
-from .weights import application, check_family, describe, is_pretrained, load_base
+from .weights import check_family, describe, is_pretrained, load_base
 
 log = logging.getLogger("helpers.transfer")
 
@@ -641,48 +641,6 @@ def stratified_subset(labels: np.ndarray, per_class: int, seed: int = 42) -> np.
     labels = np.asarray(labels)
     keep = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
     return np.sort(np.concatenate(keep))
-
-
-def measure_forward(family: str, image_size: int, batch_size: int = 32, seconds: float = 3.0) -> float:
-    """Forward-pass speed (img/s) of a randomly initialised base at ``image_size`` — the cost of
-    one pass over the data, measured before choosing a size."""
-    import tensorflow as tf
-
-    base = application(family)(include_top=False, weights=None, input_shape=(image_size, image_size, 3),
-                               pooling="avg")
-    f = tf.function(lambda x: base(x, training=False))
-    x = tf.random.uniform((batch_size, image_size, image_size, 3), 0, 255)
-    f(x)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        f(x)
-        n += batch_size
-    return n / (time.perf_counter() - t0)
-
-
-def measure_train(family: str, image_size: int, first_layer: str | None = None, batch_size: int = 32,
-                  seconds: float = 3.0, n_classes: int = 8) -> float:
-    """Training speed (img/s) of fine-tuning the base from ``first_layer`` up (``None``: every layer,
-    batch-norm frozen as in :func:`unfreeze_from`) with a softmax head: forward, backward and Adam update
-    on random images of ``image_size`` (random weights — the cost does not depend on them). This is what
-    each epoch of phase 3 pays per image, before augmentation and validation."""
-    import keras
-
-    base = application(family)(include_top=False, weights=None, input_shape=(image_size, image_size, 3),
-                               pooling="avg")
-    unfreeze_from(base, first_layer)
-    inp = keras.Input((image_size, image_size, 3))
-    model = keras.Model(inp, keras.layers.Dense(n_classes, activation="softmax")(base(inp, training=False)))
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
-    y = np.arange(batch_size) % n_classes
-    model.train_on_batch(x, y)  # tracing and first-step allocations are not part of the speed
-    n, t0 = 0, time.perf_counter()
-    while n == 0 or time.perf_counter() - t0 < seconds:
-        model.train_on_batch(x, y)
-        n += batch_size
-    return n / (time.perf_counter() - t0)
 
 
 def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Sequence[int] = (64, 96, 128),
