@@ -192,7 +192,7 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
                 head_ms = _median_ms(lambda v: np.asarray(h(tf.constant(v))), a)
         return {"by_type": harness.share_by(rows, "type")[:12], "by_part": parts, "n_layers": len(rows),
                 "eager_sum_ms": sum(r["ms"] for r in rows), "compiled_ms": whole,
-                "compiled_without_last_part_ms": base_ms, "compiled_last_part_alone_ms": head_ms, "last_part": last.operation.name if last else None}
+                "compiled_without_last_part_ms": base_ms, "compiled_last_part_alone_ms": head_ms, "last_part": last.operation.name if last else None}  # noqa: E501
 
     def accuracy(req: dict[str, Any]) -> dict[str, Any]:
         from helpers.compare import resolve_paths
@@ -247,7 +247,7 @@ def main() -> None:
 
         out.write(json.dumps({"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}) + "\n")
         out.flush()
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     harness.serve(handlers, {**info, **threads, "build_seconds": round(time.perf_counter() - t0, 1)}, out=out)
 
 

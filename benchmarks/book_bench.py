@@ -73,7 +73,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
                    f"({', '.join(t['missing'])}). The {len(notebooks) - len(t['missing'])} timed ones total "
                    f"{total_min:.1f} min — a lower bound for the book, "
                    + (f"already over the {TARGET_MIN:.0f}-min target by {total_min - TARGET_MIN:.1f} min."
-                      if not met else f"{TARGET_MIN - total_min:.1f} min under the {TARGET_MIN:.0f}-min target so far."))
+                      if not met else f"{TARGET_MIN - total_min:.1f} min under the {TARGET_MIN:.0f}-min target so far."))  # noqa: E501
     md = [f"From `{path.relative_to(ROOT)}` (written by `tools/run_notebooks.py --mode book` as each notebook "
           "finishes; not re-measured here). Notebooks run at different times, on a machine shared with other work, "
           "and each run's time includes training: a notebook re-run with cached features or checkpoints is faster.",

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -208,7 +209,7 @@ class Worker:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> "Worker":
+    def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -322,7 +323,7 @@ def share_by(rows: Sequence[dict[str, Any]], key: str = "type") -> list[dict[str
 # --------------------------------------------------------------------------------------------
 # Tables and a stand-in model
 # --------------------------------------------------------------------------------------------
-def markdown_table(df: "pd.DataFrame", digits: int = 2) -> str:
+def markdown_table(df: pd.DataFrame, digits: int = 2) -> str:
     """A GitHub-flavoured markdown table of ``df`` (no extra dependency); floats get ``digits``
     decimals, or none above 100."""
     def fmt(v: Any) -> str:

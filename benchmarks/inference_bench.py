@@ -163,7 +163,7 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick, views: int = 1) ->
                for rt, v in one.items()]
     info_k, info_t = infos.get(("keras", 1), {}), infos.get(("tflite", 1), {})
     md = [f"Model: {choice['why']}; {info_k.get('image_size')} px input, {info_k.get('params_count', 0):,} parameters"
-          + (f", TFLite flatbuffer {info_t.get('tflite_mb')} MB (float32, converted in {info_t.get('convert_seconds')} s)"
+          + (f", TFLite flatbuffer {info_t.get('tflite_mb')} MB (float32, converted in {info_t.get('convert_seconds')} s)"  # noqa: E501
              if info_t else "") + ".",
           f"Runtimes: {info_k.get('runtime')}; {info_t.get('runtime')}. Each runtime × core count is its own process, "
           "pinned with `os.sched_setaffinity` and intra-op threads = cores, inter-op = 1, set before TensorFlow "
@@ -209,7 +209,7 @@ def report(choice, ms, prof, acc, infos, mem, repeats, quick, views: int = 1) ->
                      if head_share > 0 else "as long as the whole within the noise of one call: the last part is "
                      "negligible")
                   + (f"; the last part alone on its input {alone:.2f} ms ({alone / prof['compiled_ms']:.0%}; "
-                     "each figure includes the fixed cost of one graph call, so the two shares need not add up to 100 %)"
+                     "each figure includes the fixed cost of one graph call, so the two shares need not add up to 100 %)"  # noqa: E501
                      if alone is not None else "") + ".")
     md += [] if "error" in prof else [f"Every one of the {prof['n_layers']} layers timed eagerly on its own input (sum "
            f"{prof['eager_sum_ms']:.1f} ms vs {prof['compiled_ms']:.1f} ms compiled: eager calls add a per-layer "

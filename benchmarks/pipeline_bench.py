@@ -9,7 +9,8 @@ see whether the pipeline keeps up with the model it feeds. The timing code is
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import harness
 import numpy as np
@@ -87,7 +88,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         f"**At {train_size} px:** tuned cached / naive = **{key['ratio_tuned_cached_vs_naive']:.1f}×**; "
         f"with augmentation on both sides = **{key['ratio_tuned_aug_vs_naive_aug']:.1f}×**.",
         "",
-        f"### Does the pipeline keep up with training? ({train_size} px, {n_train} in-memory images, one epoch per run)",
+        f"### Does the pipeline keep up with training? ({train_size} px, {n_train} in-memory images, one epoch per run)",  # noqa: E501
         "",
         harness.markdown_table(ttable),
         "",

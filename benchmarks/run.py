@@ -22,8 +22,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per set-up (default 3, at least 3)")
     ap.add_argument("--quick", action="store_true", help="tiny run to check that everything works")
     ap.add_argument("--out", type=Path, default=None,
-                    help="folder for BENCHMARKS.md and results.json (default benchmarks/; a temporary one with --quick)")
+                    help="folder for BENCHMARKS.md and results.json (default benchmarks/; a temporary one with --quick)")  # noqa: E501
     args = ap.parse_args(argv)
     if args.repeats < 3 and not args.quick:
         ap.error("--repeats must be at least 3 (use --quick for a smoke run)")
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     paths, source = benchmark_images(n) if needs_images else ([], "not needed by the chosen sections")
     print(f"benchmark images: {len(paths)} ({source})", flush=True)
     ctx = {"paths": paths, "data_source": source, "repeats": 1 if args.quick else args.repeats,
-           "sizes": [32, 48] if args.quick else [64, 96, 128], "train_size": 32 if args.quick else 64, "train_images": 32 if args.quick else 256,
+           "sizes": [32, 48] if args.quick else [64, 96, 128], "train_size": 32 if args.quick else 64, "train_images": 32 if args.quick else 256,  # noqa: E501
            "seed": 42, "quick": bool(args.quick), "progress": lambda s: print(f"  · {s}", flush=True)}
 
     json_path = args.out / "results.json"

@@ -154,7 +154,7 @@ def _cli_top3(bundle: Path, image: Path, tmp_path: Path) -> list[tuple[str, floa
 
 def _table_rows(page) -> list[list[str]]:
     return page.eval_on_selector_all(
-        "#results tbody tr", "rows => rows.map(r => Array.from(r.querySelectorAll('td')).map(td => td.innerText.trim()))")
+        "#results tbody tr", "rows => rows.map(r => Array.from(r.querySelectorAll('td')).map(td => td.innerText.trim()))")  # noqa: E501
 
 
 def _upload(page, path: Path) -> list[str]:

@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 
 from helpers import CLASSES
-from helpers.augment import (AUGMENTATIONS, augment_examples, class_weights, finetune_augmentation,
-                             in_model_colour_jitter, make_augmentation, model_augmentation_layers,
-                             seed001_augmentation, seed001_layers, stain_augmentation)
+from helpers.augment import (
+    AUGMENTATIONS,
+    augment_examples,
+    class_weights,
+    finetune_augmentation,
+    in_model_colour_jitter,
+    make_augmentation,
+    model_augmentation_layers,
+    seed001_augmentation,
+    seed001_layers,
+    stain_augmentation,
+)
 
 NAMES = sorted(AUGMENTATIONS)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from booktoc import ROOT
+from booktoc import toc_pages as toc_docs
 
 from helpers import CLASS_NAMES
-
-from booktoc import ROOT, toc_pages as toc_docs
 
 
 def test_toc_lists_existing_files():

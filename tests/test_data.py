@@ -19,9 +19,21 @@ from synthetic import make_synthetic_pbc
 
 from helpers import CLASSES, data
 from helpers.config import ConfigError
-from helpers.data import (DataNotFoundError, SplitData, class_counts, data_fingerprint, duplicate_groups,
-                          duplicates_table, find_dataset_root, list_files, load_split, locate_data, scan_dataset,
-                          scan_files, subtype_of)
+from helpers.data import (
+    DataNotFoundError,
+    SplitData,
+    class_counts,
+    data_fingerprint,
+    duplicate_groups,
+    duplicates_table,
+    find_dataset_root,
+    list_files,
+    load_split,
+    locate_data,
+    scan_dataset,
+    scan_files,
+    subtype_of,
+)
 from helpers.io import file_digest
 from helpers.split import EXCLUDED, SPLITS, load_manifest, make_split, manifest_text, save_manifest
 
@@ -98,11 +110,18 @@ def test_locate_data_explicit_folder_fails_fast_with_instructions(tmp_path, monk
         locate_data(tmp_path / "typo")
 
 
-def test_no_data_anywhere_and_no_download_configured(tmp_path, monkeypatch):
+def test_no_data_anywhere_and_the_download_fails(tmp_path, monkeypatch):
+    """Nothing configured: the download is tried (here from a closed loopback port, never the real host)
+    and its failure ends in the instructions."""
+    import socket
+
     from helpers import config
 
+    with socket.socket() as s:  # a free port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     monkeypatch.delenv("BLOODCELLS_DATA_DIR", raising=False)
-    monkeypatch.delenv(data.PBC_URL_ENV, raising=False)
+    monkeypatch.setenv(data.PBC_URL_ENV, f"http://127.0.0.1:{port}/PBC.zip")
     monkeypatch.delenv(data.PBC_SHA256_ENV, raising=False)
     monkeypatch.setattr(config, "KAGGLE_INPUT", tmp_path / "none")
     monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path / "out"))

@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.domain import (BCCDNotFound, bccd_boxes, bccd_root, crop_boxes, energy, max_softmax, ood_auroc,
-                            parse_voc, square_box)
+from helpers.domain import (
+    BCCDNotFound,
+    bccd_boxes,
+    bccd_root,
+    crop_boxes,
+    energy,
+    max_softmax,
+    ood_auroc,
+    parse_voc,
+    square_box,
+)
 
 VOC = """<annotation><filename>{name}.jpg</filename><size><width>64</width><height>48</height><depth>3</depth></size>
 {objects}</annotation>"""
-OBJ = "<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+OBJ = "<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"  # noqa: E501
 
 
 @pytest.fixture()

@@ -196,3 +196,21 @@ def test_bloodmnist_bad_files_are_clear_errors(tmp_path):
         dl.load_bloodmnist(tmp_path / "y.npz")
     with pytest.raises(ValueError, match="sizes"):
         dl.fetch_bloodmnist(32, tmp_path)
+
+
+def test_locate_data_downloads_when_nothing_is_configured_and_records_the_zip(server, tmp_path, monkeypatch):
+    """The chapters' own path: no data configured → the zip is fetched, verified and recorded in provenance."""
+    from helpers import config, data
+
+    body = make_zip()
+    server.files["/pbc.zip"] = body
+    monkeypatch.setattr(dl, "PBC_COUNTS", COUNTS)
+    monkeypatch.delenv("BLOODCELLS_DATA_DIR", raising=False)
+    monkeypatch.setenv(dl.PBC_URL_ENV, server.url + "/pbc.zip")
+    monkeypatch.setattr(config, "KAGGLE_INPUT", tmp_path / "none")
+    monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path / "out"))
+    root = data.locate_data()
+    assert root.is_relative_to(tmp_path / "out" / "data") and dl.count_images(root) == COUNTS
+    prov = data._download_provenance(root)
+    assert prov["download"]["zip_sha256"] == hashlib.sha256(body).hexdigest()
+    assert data.locate_data() == root and len(server.hits) == 1  # cached: downloaded once

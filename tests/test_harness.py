@@ -163,7 +163,6 @@ def benchmarks_path():
 
 def test_notebook_assignments_reads_literals_without_executing(tmp_path, benchmarks_path):
     import nbformat
-
     import training_bench
 
     nb = nbformat.v4.new_notebook()

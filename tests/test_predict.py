@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic import make_synthetic_pbc
 
 from helpers import CLASSES
 from helpers.export import BundleError, load_bundle, read_sidecar, save_bundle
-from helpers.predict import main, read_rgb
-from synthetic import make_synthetic_pbc
+from helpers.predict import EXIT_NONE, EXIT_PARTIAL, main, read_rgb
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +75,66 @@ def test_bad_files_reported_rest_processed(bundle, labelled, tmp_path, capsys):
     (bad / "empty.jpg").write_bytes(b"")
     (bad / "notes.jpg").write_text("not an image")
     good = next((labelled / "platelet").iterdir())
-    rc = main([str(bundle), str(bad), str(good), str(tmp_path / "missing.png")])
+    out_csv = tmp_path / "partial.csv"
+    rc = main([str(bundle), str(bad), str(good), str(tmp_path / "missing.png"), "--csv", str(out_csv)])
     cap = capsys.readouterr()
-    assert rc == 0
+    assert rc == EXIT_PARTIAL  # some inputs failed: documented exit code 1, the rest classified
     assert "empty.jpg" in cap.err and "notes.jpg" in cap.err and "missing.png" in cap.err
-    assert "1 image(s) classified, 3 could not be read" in cap.out
+    assert "1 image(s) classified (" in cap.out and "3 could not be classified" in cap.out
+    assert [r["path"] for r in csv.DictReader(out_csv.open())] == [str(good)]  # the CSV holds what was classified
 
 
-def test_nothing_readable_exits_1(bundle, tmp_path, capsys):
+def test_nothing_readable_exits_3(bundle, tmp_path, capsys):
     (tmp_path / "x.png").write_bytes(b"\x89PNG broken")
-    assert main([str(bundle), str(tmp_path / "x.png")]) == 1
+    assert main([str(bundle), str(tmp_path / "x.png")]) == EXIT_NONE
+
+
+def test_a_file_beside_the_class_folders_is_classified_without_a_label(bundle, labelled, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "lab"
+    shutil.copytree(labelled, root)
+    loose = root / "loose.jpg"
+    shutil.copy(next((labelled / "platelet").iterdir()), loose)
+    out_csv = tmp_path / "lab.csv"
+    assert main([str(bundle), str(root), "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out  # the labelled images are still scored
+    rows = {r["path"]: r for r in csv.DictReader(out_csv.open())}
+    assert rows[str(loose)]["true"] == "" and len(rows) == 2 * len(CLASSES) + 1
+
+
+def test_an_empty_folder_is_one_error_line(bundle, labelled, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    good = next((labelled / "platelet").iterdir())
+    assert main([str(bundle), str(tmp_path / "empty"), str(good)]) == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert len([l for l in err.splitlines() if "empty" in l and "no image files" in l]) == 1
+
+
+def test_tiny_and_strip_images_are_answered_with_a_warning(bundle, tmp_path, capsys):
+    Image.new("RGB", (1, 1), (120, 40, 160)).save(tmp_path / "dot.png")
+    Image.new("RGB", (1000, 3), (120, 40, 160)).save(tmp_path / "strip.png")
+    out_csv = tmp_path / "w.csv"
+    assert main([str(bundle), str(tmp_path / "dot.png"), str(tmp_path / "strip.png"), "--csv", str(out_csv)]) == 0
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(out_csv.open())}
+    assert "tiny image" in rows["dot.png"]["warning"]
+    assert "extreme aspect ratio" in rows["strip.png"]["warning"]
+    assert "2 with a warning" in capsys.readouterr().out
+
+
+def test_the_command_prints_no_tensorflow_start_up_lines(bundle, labelled):
+    import os
+    import subprocess
+    import sys
+
+    good = next((labelled / "platelet").iterdir())
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "helpers.predict", str(bundle), str(good)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    noise = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert noise == [], noise
 
 
 def test_bad_model_dir_exits_2(tmp_path, capsys):

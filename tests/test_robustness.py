@@ -16,8 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from badinputs import (CASES, expected_colour, helpers_log, log_lines, make_corpus,  # noqa: F401
-                       make_layout, snapshot, write_large)
+from badinputs import (  # noqa: F401
+    CASES,
+    expected_colour,
+    helpers_log,
+    log_lines,
+    make_corpus,
+    make_layout,
+    snapshot,
+    write_large,
+)
 from PIL import Image
 
 from helpers import CLASSES
@@ -186,7 +194,7 @@ def test_empty_class_folder_is_a_clear_error(tmp_path, helpers_log):
     res = scan_dataset(tmp_path, progress=False)  # chapter 1's scan reports it ...
     assert (res.files["label"] == "platelet").sum() == 0
     assert len(log_lines(helpers_log, "no usable images in the class folder(s) ['platelet']")) == 1
-    with pytest.raises(ConfigError, match=r"class folder\(s\) \['platelet'\] .* hold no usable images.*"  # ... training stops
+    with pytest.raises(ConfigError, match=r"class folder\(s\) \['platelet'\] .* hold no usable images.*"  # noqa: E501 (training stops)
                                           r"is the download complete"):
         load_split(tmp_path, progress=False)
 

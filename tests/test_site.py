@@ -33,8 +33,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-
 from booktoc import ROOT, toc_pages
+
 CHROMIUM = Path(os.environ.get("BLOODCELLS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -133,7 +133,7 @@ class _Ids(html.parser.HTMLParser):
                 self.ids.add(v or "")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def anchors_in(path: Path) -> frozenset[str]:
     parser = _Ids()
     parser.feed(path.read_text(encoding="utf-8", errors="replace"))

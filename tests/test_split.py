@@ -5,7 +5,6 @@ random duplicate groups and random listing orders.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,9 +14,20 @@ from hypothesis import strategies as st
 
 from helpers import CLASSES
 from helpers.config import ConfigError
-from helpers.split import (EXCLUDED, FRACTIONS, MANIFEST_COLUMNS, SPLITS, apply_manifest, cap_per_class,
-                           check_split, load_manifest, make_split, manifest_fingerprint, manifest_text,
-                           save_manifest)
+from helpers.split import (
+    EXCLUDED,
+    FRACTIONS,
+    MANIFEST_COLUMNS,
+    SPLITS,
+    apply_manifest,
+    cap_per_class,
+    check_split,
+    load_manifest,
+    make_split,
+    manifest_fingerprint,
+    manifest_text,
+    save_manifest,
+)
 
 
 def frame(sizes: dict[str, int], dups: list[list[tuple[str, int]]] = ()) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from helpers.data import load_split  # noqa: E402
 from helpers.models import build_model  # noqa: E402
 from helpers.pipeline import make_dataset  # noqa: E402
 from helpers.results import load_records, validate_record, write_record  # noqa: E402
-from helpers.train import HISTORY_KEYS, fit, evaluate_and_record  # noqa: E402
+from helpers.train import HISTORY_KEYS, evaluate_and_record, fit  # noqa: E402
 
 SIZE = 32
 

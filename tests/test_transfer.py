@@ -5,9 +5,25 @@ import numpy as np
 import pytest
 
 from helpers import CLASSES
-from helpers.transfer import (deployable, evaluate, extract, make_head, phase1, phase2, phase3, phase_table,
-                              preprocessing_layer, save, split_model, start_run, stratified_subset, train_seconds,
-                              tune, unfreeze_from, val_predictions)
+from helpers.transfer import (
+    deployable,
+    evaluate,
+    extract,
+    make_head,
+    phase1,
+    phase2,
+    phase3,
+    phase_table,
+    preprocessing_layer,
+    save,
+    split_model,
+    start_run,
+    stratified_subset,
+    train_seconds,
+    tune,
+    unfreeze_from,
+    val_predictions,
+)
 from helpers.weights import resolve_weights
 
 SIZE = 32  # the smallest input the three bases accept: keeps the tests fast

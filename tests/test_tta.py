@@ -14,8 +14,21 @@ from helpers.explain import grad_cam, logits  # noqa: E402
 from helpers.export import load_bundle, load_predictions, register_custom_layers, save_bundle  # noqa: E402
 from helpers.models import build_model  # noqa: E402
 from helpers.results import load_records, validate_record  # noqa: E402
-from helpers.tta import (VIEW_COUNTS, VIEW_NAMES, DihedralViews, choose_views, dihedral, evaluate_tta,  # noqa: E402
-                         is_tta, save_tta, tta_core, tta_model, tta_views, view_probs, view_table)
+from helpers.tta import (  # noqa: E402
+    VIEW_COUNTS,
+    VIEW_NAMES,
+    DihedralViews,
+    choose_views,
+    dihedral,
+    evaluate_tta,
+    is_tta,
+    save_tta,
+    tta_core,
+    tta_model,
+    tta_views,
+    view_probs,
+    view_table,
+)
 
 SIZE = 24
 

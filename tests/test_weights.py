@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 
 from helpers.io import file_digest
-from helpers.weights import (KIND_CACHE, KIND_LOCAL, KIND_RANDOM, RANDOM_LABEL, WeightsNotFoundError, check_family,
-                             describe, is_pretrained, load_base, resolve_weights)
+from helpers.weights import (
+    KIND_CACHE,
+    KIND_LOCAL,
+    KIND_RANDOM,
+    RANDOM_LABEL,
+    WeightsNotFoundError,
+    check_family,
+    describe,
+    is_pretrained,
+    load_base,
+    resolve_weights,
+)
 
 WEIGHTS_DIR = os.environ.get("KERAS_WEIGHTS_DIR")
 MNV2_FILE = "mobilenet_v2_1.00_224_notop.weights.h5"

@@ -21,7 +21,7 @@ the saved models, and the order of construction fixes Keras' random state.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

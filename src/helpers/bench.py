@@ -25,8 +25,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -124,7 +125,7 @@ def measure_interleaved(setups: Sequence[tuple[str, Callable[[], int | None], in
     return out
 
 
-def measurements_table(ms: Sequence[Measurement], baseline: str | None = None) -> "pd.DataFrame":
+def measurements_table(ms: Sequence[Measurement], baseline: str | None = None) -> pd.DataFrame:
     """One row per measurement: median items/s, min–max, spread and the ratio to ``baseline``.
 
     ``baseline`` is the name of a measurement (the first one when omitted); rows with the same

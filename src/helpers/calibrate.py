@@ -12,7 +12,7 @@ temperature scaling of the original logits.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -12,14 +12,21 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .export import (MODEL_FILE, SIDECAR_FILE, BundleError, load_predictions, read_sidecar,  # noqa: F401
-                     register_custom_layers)
+from .export import (  # noqa: F401
+    MODEL_FILE,
+    SIDECAR_FILE,
+    BundleError,
+    load_predictions,
+    read_sidecar,
+    register_custom_layers,
+)
 from .io import atomic_dir, atomic_write_json
 from .predictions import Predictions
 

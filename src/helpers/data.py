@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -295,34 +295,37 @@ PBC_URL_ENV = "BLOODCELLS_PBC_URL"
 PBC_SHA256_ENV = "BLOODCELLS_PBC_SHA256"
 
 HOW_TO_GET_DATA = f"""\
-No PBC dataset was found. Do one of these, then run again:
-  1. Download "PBC_dataset_normal_DIB" from Mendeley Data (doi:{PBC_DOI}, CC BY 4.0) or Kaggle,
-     unzip it anywhere, and set DATA_DIR (notebook parameter) or the environment variable
-     BLOODCELLS_DATA_DIR to that folder.
-  2. On Kaggle: add a PBC dataset as an input of the notebook; it is found under /kaggle/input.
-  3. With internet: set {PBC_URL_ENV} to the zip's download address and {PBC_SHA256_ENV} to its
-     sha256; the zip is downloaded (checksum verified, with pooch) into the output folder."""
+No PBC dataset was found, and the automatic download did not succeed. Do one of these, then run again:
+  1. Download "PBC_dataset_normal_DIB" from Mendeley Data (doi:{PBC_DOI}, CC BY 4.0) or its Kaggle
+     mirror (unclesamulus/blood-cells-image-dataset), unzip it anywhere, and set DATA_DIR (notebook
+     parameter) or the environment variable BLOODCELLS_DATA_DIR to that folder.
+  2. On Kaggle: add the dataset unclesamulus/blood-cells-image-dataset as an input of the notebook;
+     it is found under /kaggle/input.
+  3. With internet and nothing configured, the official zip is downloaded from Mendeley Data into the
+     output folder and verified by its content (17,092 images, the published count of every class);
+     {PBC_URL_ENV} / {PBC_SHA256_ENV} point it at another copy / pin its sha256."""
 
 
 def download_pbc(dest: Path, url: str | None = None, sha256: str | None = None) -> Path:
-    """Download and unzip the PBC release with a verified checksum (pooch).
-
-    The address and checksum come from arguments or ``$BLOODCELLS_PBC_URL`` /
-    ``$BLOODCELLS_PBC_SHA256``; without both nothing is downloaded (an unchecked
-    download is never made).
-    """
-    url = url or os.environ.get(PBC_URL_ENV)
-    sha256 = sha256 or os.environ.get(PBC_SHA256_ENV)
-    if not url or not sha256:
-        raise DataNotFoundError(HOW_TO_GET_DATA)
-    import pooch
+    """The PBC release downloaded into ``dest`` and verified (:func:`helpers.download.fetch_pbc`); its root."""
+    from .download import DownloadError, fetch_pbc
 
     try:
-        pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname="PBC_dataset_normal_DIB.zip",
-                       path=dest, processor=pooch.Unzip(extract_dir="."), progressbar=True)
-    except Exception as e:  # network errors come in many types
-        raise DataNotFoundError(f"Downloading the PBC dataset from {url} failed: {e}\n\n{HOW_TO_GET_DATA}") from e
-    return dest
+        root, _summary = fetch_pbc(dest, url=url, sha256=sha256)
+    except DownloadError as e:
+        raise DataNotFoundError(f"{e}\n\n{HOW_TO_GET_DATA}") from None
+    return root
+
+
+def _download_provenance(root: Path) -> dict:
+    """``{"download": {zip sha256, counts, url}}`` when ``root`` was unpacked by :func:`download_pbc`."""
+    from .download import read_complete
+
+    for folder in list(root.parents)[:3]:
+        done = read_complete(folder)
+        if done is not None:
+            return {"download": {k: done.get(k) for k in ("zip", "zip_sha256", "n_images", "url")}}
+    return {}
 
 
 def locate_data(data_dir: str | os.PathLike | None = None, classes: Sequence[str] = CLASSES) -> Path:
@@ -384,7 +387,8 @@ class SplitData:
         return {"root_name": self.root.name, "data_fingerprint": self.data_fingerprint,
                 "split_fingerprint": self.split_fingerprint, "manifest": self.manifest_path.name,
                 "max_per_class": self.max_per_class, "skipped_files": int(len(self.skipped)),
-                "counts": {s: int((self.files["split"] == s).sum()) for s in SPLITS}}
+                "counts": {s: int((self.files["split"] == s).sum()) for s in SPLITS},
+                **_download_provenance(self.root)}
 
     def summary(self) -> str:
         from .split import SPLITS
@@ -405,8 +409,17 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
     with the same rules and saved in the output folder, never in the data folder.
     """
     from .config import output_dir, splits_dir
-    from .split import (DEFAULT_MANIFEST, EXCLUDED, apply_manifest, cap_per_class, check_split,
-                        load_manifest, make_split, manifest_fingerprint, save_manifest)
+    from .split import (
+        DEFAULT_MANIFEST,
+        EXCLUDED,
+        apply_manifest,
+        cap_per_class,
+        check_split,
+        load_manifest,
+        make_split,
+        manifest_fingerprint,
+        save_manifest,
+    )
 
     max_per_class = positive_int(max_per_class, "MAX_PER_CLASS", allow_none=True)
     root = locate_data(data_dir)

@@ -19,8 +19,9 @@ import logging
 import os
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -150,12 +151,13 @@ def read_complete(folder: Path) -> dict[str, Any] | None:
 
 
 def fetch_pbc(dest: str | os.PathLike, url: str | None = None, sha256: str | None = None,
-              expected: Mapping[str, int] = PBC_COUNTS, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+              expected: Mapping[str, int] | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """The PBC dataset under ``dest`` (downloaded, verified and unpacked once; cached after that).
 
     Returns ``(dataset root with the class folders, summary)``; the summary holds the zip's SHA-256 and
     the image counts, for the run records. ``url``/``sha256`` default to ``$BLOODCELLS_PBC_URL`` /
-    ``$BLOODCELLS_PBC_SHA256``, then to the official Mendeley file.
+    ``$BLOODCELLS_PBC_SHA256``, then to the official Mendeley file; ``expected`` (per-class image counts)
+    to :data:`PBC_COUNTS`.
     """
     dest = Path(dest)
     folder = dest / "pbc"
@@ -167,7 +169,7 @@ def fetch_pbc(dest: str | os.PathLike, url: str | None = None, sha256: str | Non
     log.info("downloading the PBC dataset (about 270 MB) from %s into %s", url, dest)
     zip_path = _retrieve(url, dest, PBC_ZIP, f"sha256:{sha256}" if sha256 else None, progress)
     try:
-        summary = unpack_verified(zip_path, folder, expected)
+        summary = unpack_verified(zip_path, folder, expected or PBC_COUNTS)
     except DownloadError:
         zip_path.unlink(missing_ok=True)
         raise

@@ -1,7 +1,8 @@
 """Metrics for one model on one split (scikit-learn does the arithmetic)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -131,7 +132,7 @@ def mcnemar(y_true: Sequence[int], pred_a, pred_b) -> dict[str, float]:
 
 
 def errors_by_subtype(paths: Sequence[str], y_true: Sequence[int], y_pred, classes: Sequence[str] = CLASSES,
-                      only: Sequence[str] | None = ("neutrophil", "ig")) -> "pd.DataFrame":
+                      only: Sequence[str] | None = ("neutrophil", "ig")) -> pd.DataFrame:
     """Error rate per sub-type (file-name prefix: SNE/BNE neutrophils; MY/MMY/PMY/IG immature granulocytes).
 
     One row per (class, sub-type): items, errors, error rate and the most common wrong prediction.

@@ -7,7 +7,8 @@ layers come from :mod:`helpers.augment`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np

@@ -15,7 +15,8 @@ A flag is a warning beside the answer, never a silent refusal: the classes are s
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

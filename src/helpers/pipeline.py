@@ -8,7 +8,7 @@ cache; prefetching overlaps the next batch's preparation with the current traini
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

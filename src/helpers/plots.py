@@ -7,7 +7,7 @@ figure (``fig``) to show it, or ``fig.savefig(...)`` it. Resolution is capped at
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

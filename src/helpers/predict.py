@@ -17,17 +17,17 @@ import argparse
 import csv
 import io
 import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .data import IMAGE_EXTENSIONS, TF_NATIVE_FORMATS
 from .export import BundleError, load_bundle
 from .io import atomic_write_text
-
 
 # Pixel modes whose pixels TensorFlow's decoder turns into the same RGB as Pillow's (no alpha, 8 bits, not CMYK).
 _TF_MODES = {"RGB", "L", "P"}

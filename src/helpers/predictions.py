@@ -8,9 +8,10 @@ decoding and resizing).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,16 +50,16 @@ class Predictions:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``paths``, ``y_true`` and ``probs`` to one ``.npz`` file (atomically)."""
-        from .io import atomic_write_bytes
-
         import io
+
+        from .io import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez_compressed(buf, paths=np.asarray(self.paths, dtype=str), y_true=self.y_true, probs=self.probs)
         return atomic_write_bytes(Path(path), buf.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Predictions":
+    def load(cls, path: str | os.PathLike) -> Predictions:
         """The predictions saved by :meth:`save`."""
         with np.load(path) as z:
             return cls(tuple(z["paths"].tolist()), z["y_true"], z["probs"])

@@ -18,7 +18,7 @@ REPORT_RELPATH = os.path.join("benchmarks", "results.json")
 
 
 
-def find_report(path: str | os.PathLike | None = None) -> "Path | None":
+def find_report(path: str | os.PathLike | None = None) -> Path | None:
     """The benchmark report ``results.json`` written by ``make bench``, or ``None``.
 
     Looks at ``path``, then ``$BLOODCELLS_BENCH_REPORT``, then ``benchmarks/results.json`` in
@@ -101,7 +101,7 @@ def report_summary(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def report_targets(doc: dict[str, Any]) -> "pd.DataFrame":
+def report_targets(doc: dict[str, Any]) -> pd.DataFrame:
     """Every target in the report: section, target, measured value, met, margin."""
     import pandas as pd
 
@@ -116,7 +116,7 @@ def report_targets(doc: dict[str, Any]) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=["section", "target", "measured", "met", "margin"])
 
 
-def training_table(doc: dict[str, Any]) -> "pd.DataFrame":
+def training_table(doc: dict[str, Any]) -> pd.DataFrame:
     """The training section's images/s, seconds per epoch and peak memory per model, fastest first."""
     import pandas as pd
 

@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 

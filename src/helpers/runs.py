@@ -8,9 +8,10 @@ saved predictions — to ``outputs/models/<name>`` (:mod:`helpers.export`).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .predictions import Predictions
 

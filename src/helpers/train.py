@@ -16,8 +16,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 import numpy as np

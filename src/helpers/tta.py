@@ -14,7 +14,8 @@ TTA is worth its cost. The two layers of the wrapper and :func:`dihedral` live i
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -80,7 +81,7 @@ def view_probs(model, dataset, views: int = 8) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ys), np.concatenate(ps, axis=1)
 
 
-def view_table(y_true, probs_by_view: np.ndarray) -> "Any":
+def view_table(y_true, probs_by_view: np.ndarray) -> Any:
     """Accuracy and macro-F1 of each view alone (``kind="one view"``) and of the average over the first
     1, 2, 4, 8 views (``kind="TTA"``, column ``views``)."""
     import pandas as pd
