@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: weights setup book notebooks site test test-fast lint bench clean browser
+.PHONY: weights setup book notebooks site test test-fast lint bench demo clean browser
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -65,6 +65,9 @@ browser:  ## install Debian's chromium for the browser test of the site (tests/t
 
 bench: setup  ## measure pipeline, training and inference speed; writes BENCHMARKS.md
 	$(BIN)/python benchmarks/run.py
+
+demo: setup  ## the web app on http://127.0.0.1:7860 with the published best model (BUNDLE=outputs/models/<name> for another)
+	$(BIN)/python -m helpers.app $(BUNDLE)
 
 clean:
 	rm -rf _build outputs .pytest_cache

@@ -152,16 +152,20 @@ def _cli_top3(bundle: Path, image: Path, tmp_path: Path) -> list[tuple[str, floa
     return [(row[f"top{k}"], float(row[f"p{k}"])) for k in (1, 2, 3)]
 
 
+ROWS = "#results [role=row].virtual-row"
+
+
 def _table_rows(page) -> list[list[str]]:
-    return page.eval_on_selector_all(
-        "#results tbody tr", "rows => rows.map(r => Array.from(r.querySelectorAll('td')).map(td => td.innerText.trim()))")  # noqa: E501
+    """The results table's rows as text (Gradio draws the body as a virtual table of ``role=row`` elements)."""
+    js = "rows => rows.map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.textContent.trim()))"
+    return page.eval_on_selector_all(ROWS, js)
 
 
 def _upload(page, path: Path) -> list[str]:
     page.set_input_files("#upload input[type=file]", str(path))
     page.wait_for_function(
-        "name => Array.from(document.querySelectorAll('#results tbody tr')).some(r => r.innerText.includes(name))",
-        arg=path.name, timeout=60_000)
+        "([sel, name]) => Array.from(document.querySelectorAll(sel)).some(r => r.textContent.includes(name))",
+        arg=[ROWS, path.name], timeout=60_000)
     return next(r for r in _table_rows(page) if r and r[0] == path.name)
 
 

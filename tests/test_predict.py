@@ -165,7 +165,7 @@ def test_real_originals(bundle, capsys):
     root = Path(os.environ["BLOODCELLS_ORIGINALS_DIR"]) / "PBC_dataset_normal_DIB"
     assert main([str(bundle), str(root / "basophil"), str(root / "ig")]) == 0
     out = capsys.readouterr().out
-    assert "50 image(s) classified, 0 could not be read" in out
+    assert "50 image(s) classified (0 with a warning), 0 could not be classified" in out
 
 
 def test_bundle_predictions_roundtrip(tmp_path):

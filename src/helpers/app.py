@@ -40,10 +40,12 @@ def model_card(side: dict[str, Any], folder: Path) -> str:
             "ordinary validation cells), tiny or far-from-square images." if ood.get("threshold") is not None
             else "Warnings: tiny or far-from-square images (this bundle stores no confidence threshold).")
     source = side.get("source_bundle") or (side.get("selected") or {}).get("source_bundle") or folder.name
+    counts = data.get("counts") or {}
+    trained = (f"{data.get('root_name', 'PBC')}: {counts.get('train', '?'):,} training, {counts.get('val', '?'):,} "
+               f"validation, {counts.get('test', '?'):,} test images (split `{data.get('split_fingerprint', '?')}`)"
+               if counts else data.get("dataset", "not recorded"))
     return (f"**Model:** `{source}` — {acc}; input {side['image_size']} px; "
-            f"classes: {', '.join(side['classes'])}.  \n"
-            f"**Data:** {data.get('dataset', 'PBC')} ({data.get('n_images', data.get('n', '?'))} images, split "
-            f"`{data.get('manifest_fingerprint', data.get('split', '?'))}`).  \n{warn}")
+            f"classes: {', '.join(side['classes'])}.  \n**Data:** {trained}.  \n{warn}")
 
 
 def _answers(model, side, paths: Sequence[str]) -> tuple[list[list[Any]], list[tuple[np.ndarray, str]], dict]:
