@@ -48,7 +48,7 @@ site: setup  ## build the website from the executed notebooks (warnings are erro
 	@echo "Site: $(CURDIR)/_build/html/index.html"
 
 test: setup browser lint  ## lint, unit tests, a smoke run of every notebook (nbval), and a book build
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+	BLOODCELLS_TEST_FULL_SCAN=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
 
 test-fast: setup lint  ## lint and the unit tests that train nothing (no notebooks, no book build)
 	$(BIN)/python -m pytest tests -m "not slow" --ignore=tests/test_site.py --ignore=tests/test_book.py -p no:cacheprovider

@@ -116,6 +116,7 @@ def test_measure_interleaved_runs_round_robin():
     assert all(len(m.seconds) == 3 and len(m.warmup_seconds) == 1 for m in ms)
 
 
+@pytest.mark.slow  # trains
 def test_measure_forward_and_train_give_speeds():
     """Both speed probes return a positive rate; an unknown first layer is named in the error."""
     from helpers.bench import measure_forward, measure_train

@@ -107,6 +107,7 @@ def test_bundle_with_custom_layer_loads_after_registration(tmp_path):
     assert out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
+@pytest.mark.slow  # trains
 def test_smoke_bundle_saves_a_labelled_run(tmp_path):
     from helpers.compare import SMOKE_NOTE, smoke_bundle
     from helpers.data import load_split

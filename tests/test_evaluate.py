@@ -36,6 +36,24 @@ def test_bootstrap_vectorised_f1_matches_sklearn_on_a_resample():
     assert ci["macro_f1"]["low"] <= ref <= ci["macro_f1"]["high"]
 
 
+def test_vectorised_resample_scores_equal_sklearn_exactly():
+    """Every resample's accuracy / macro-F1 / weighted-F1 equals scikit-learn's on the same resample."""
+    from sklearn.metrics import accuracy_score
+
+    from helpers.evaluate import resample_scores
+
+    y, pred = _noisy(60)
+    idx = np.random.default_rng(5).integers(0, len(y), size=(25, len(y)))
+    got = resample_scores(np.asarray(y), np.asarray(pred), idx, 8)
+    for b in range(len(idx)):
+        yt, yp = np.asarray(y)[idx[b]], np.asarray(pred)[idx[b]]
+        assert got["accuracy"][b] == pytest.approx(accuracy_score(yt, yp), abs=1e-12)
+        assert got["macro_f1"][b] == pytest.approx(
+            f1_score(yt, yp, labels=range(8), average="macro", zero_division=0), abs=1e-12)
+        assert got["weighted_f1"][b] == pytest.approx(
+            f1_score(yt, yp, labels=range(8), average="weighted", zero_division=0), abs=1e-12)
+
+
 def test_bootstrap_perfect_predictions_and_probabilities():
     y = np.repeat(np.arange(8), 5)
     probs = np.eye(8)[y]

@@ -43,6 +43,7 @@ def trained():
     return model
 
 
+@pytest.mark.slow  # trains
 def test_gradcam_highlights_the_disc(trained):
     x, y, masks = _discs(16, 1)
     assert (np.asarray(trained(x)).argmax(1) == y).mean() >= 0.9, "the tiny model did not learn the discs"
@@ -56,6 +57,7 @@ def test_gradcam_highlights_the_disc(trained):
     assert np.allclose(g.probs, np.asarray(trained(x)), atol=1e-5)
 
 
+@pytest.mark.slow  # trains
 def test_gradcam_explains_a_chosen_class(trained):
     x, _, _ = _discs(4, 2)
     g = grad_cam(trained, x, class_index=1)

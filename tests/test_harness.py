@@ -14,6 +14,8 @@ from benchfakes import FakeClock, tiny_model
 import helpers
 from helpers import bench
 
+pytestmark = pytest.mark.slow  # starts benchmark worker processes that train
+
 BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
 SRC = str(Path(helpers.__file__).resolve().parents[1])
 if BENCHMARKS not in sys.path:

@@ -33,8 +33,6 @@ from helpers.config import ConfigError, resolve_mode
 from helpers.data import DataNotFoundError, find_dataset_root, load_split, scan_dataset, scan_files
 from helpers.pipeline import load_images, make_dataset, validate_image_size
 
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
 
 class _Records(logging.Handler):
     def __init__(self):
@@ -158,16 +156,20 @@ def test_decompression_bomb_is_skipped(tmp_path, monkeypatch, helpers_log):
     assert len(log_lines(helpers_log, "skipped ig/bomb.png: image too large")) == 1
 
 
-@pytest.mark.skipif(IS_ROOT, reason="running as root: chmod 000 does not stop root from reading")
-def test_unreadable_file_is_skipped(tmp_path):
+def test_unreadable_file_is_skipped(tmp_path, monkeypatch):
+    """A file the user may not read (simulated: chmod 000 does not stop root, who runs CI)."""
     d = make_layout(tmp_path, n_per_class=5)
     bad = d / "ig" / "IG_9999.jpg"
     bad.write_bytes((d / "ig" / "IG_1000.jpg").read_bytes())
-    bad.chmod(0)
-    try:
-        res = scan_dataset(tmp_path, progress=False)
-    finally:
-        bad.chmod(0o600)
+    real_read = Path.read_bytes
+
+    def read_bytes(self):
+        if self == bad:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    res = scan_dataset(tmp_path, progress=False)
     assert list(res.skipped["path"]) == ["ig/IG_9999.jpg"]
     assert "cannot read file" in res.skipped.loc[0, "error"]
 
@@ -299,16 +301,14 @@ def test_data_root_is_a_file(tmp_path):
         load_split(f, progress=False)
 
 
-@pytest.mark.skipif(IS_ROOT, reason="running as root: chmod 000 does not stop root from reading")
-def test_data_root_unreadable(tmp_path):
+def test_data_root_unreadable(tmp_path, monkeypatch):
+    """A data folder the user may not read (simulated: chmod 000 does not stop root, who runs CI)."""
     d = tmp_path / "locked"
     make_layout(d)
-    d.chmod(0)
-    try:
-        with pytest.raises(DataNotFoundError, match="is not readable. Check its permissions"):
-            load_split(d, progress=False)
-    finally:
-        d.chmod(0o700)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == d else real_access(p, mode, **kw))
+    with pytest.raises(DataNotFoundError, match="is not readable. Check its permissions"):
+        load_split(d, progress=False)
 
 
 def test_data_root_from_environment_missing(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # trains small models
+
 keras = pytest.importorskip("keras")
 
 from helpers.data import load_split  # noqa: E402

@@ -26,6 +26,8 @@ from helpers.transfer import (
 )
 from helpers.weights import resolve_weights
 
+pytestmark = pytest.mark.slow  # trains heads and fine-tunes MobileNetV2
+
 SIZE = 32  # the smallest input the three bases accept: keeps the tests fast
 
 

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # trains a small model
+
 keras = pytest.importorskip("keras")
 
 from helpers.data import load_split  # noqa: E402

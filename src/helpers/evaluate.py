@@ -45,6 +45,26 @@ def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarra
     return np.divide(2 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=denom > 0)
 
 
+def resample_scores(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Accuracy, macro-F1 and weighted-F1 of every resample ``idx[b]`` (indices into the items), vectorised.
+
+    Each resample is scored from its per-class counts at once (a matrix product), which equals scoring
+    ``y_true[idx[b]]`` against ``y_pred[idx[b]]`` with scikit-learn (``labels=range(n_classes)``).
+    """
+    n_boot, n = idx.shape
+    # counts[b, k] = how often item k is drawn in resample b  → weighted per-class counts via matmul
+    counts = np.zeros((n_boot, len(y_true)), dtype=np.float64)
+    np.add.at(counts, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
+    onehot_t = np.eye(n_classes)[y_true]                 # (N, C)
+    onehot_p = np.eye(n_classes)[y_pred]
+    correct = (y_true == y_pred).astype(float)
+    tp = counts @ (onehot_t * correct[:, None])          # (B, C)
+    support = counts @ onehot_t
+    predicted = counts @ onehot_p
+    f1 = _f1_from_counts(tp, predicted - tp, support - tp)
+    return {"accuracy": tp.sum(axis=1) / n, "macro_f1": f1.mean(axis=1), "weighted_f1": (f1 * support).sum(axis=1) / n}
+
+
 def bootstrap_ci(y_true: Sequence[int], y_pred, n_classes: int = len(CLASSES), *, n_boot: int = 1000,
                  alpha: float = 0.05, seed: int = 42) -> dict[str, dict[str, float]]:
     """Percentile bootstrap confidence intervals for accuracy, macro-F1 and weighted-F1.
@@ -63,20 +83,7 @@ def bootstrap_ci(y_true: Sequence[int], y_pred, n_classes: int = len(CLASSES), *
         raise ValueError(f"n_boot must be >= 1 and alpha in (0, 1), got {n_boot}, {alpha}")
     n = len(y_true)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    # counts[b, k] = how often item k is drawn in resample b  → weighted per-class counts via matmul
-    counts = np.zeros((n_boot, n), dtype=np.float64)
-    np.add.at(counts, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
-    onehot_t = np.eye(n_classes)[y_true]                 # (n, C)
-    onehot_p = np.eye(n_classes)[y_pred]
-    correct = (y_true == y_pred).astype(float)
-    tp = counts @ (onehot_t * correct[:, None])          # (B, C)
-    support = counts @ onehot_t
-    predicted = counts @ onehot_p
-    f1 = _f1_from_counts(tp, predicted - tp, support - tp)
-    boot = {"accuracy": tp.sum(axis=1) / n,
-            "macro_f1": f1.mean(axis=1),
-            "weighted_f1": (f1 * support).sum(axis=1) / n}
+    boot = resample_scores(y_true, y_pred, rng.integers(0, n, size=(n_boot, n)), n_classes)
     point = metrics_block(y_true, y_pred, classes=[str(i) for i in range(n_classes)])
     lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
     return {k: {"value": float(point[k]), "low": float(np.percentile(v, lo)), "high": float(np.percentile(v, hi))}
