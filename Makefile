@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: weights setup book notebooks site test test-fast lint bench demo clean browser
+.PHONY: weights setup book notebooks site test test-fast lint bench demo reproduce clean browser
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -65,6 +65,11 @@ browser:  ## install Debian's chromium for the browser test of the site (tests/t
 
 bench: setup  ## measure pipeline, training and inference speed; writes BENCHMARKS.md
 	$(BIN)/python benchmarks/run.py
+
+CHAPTER ?=
+REPRO_OUT ?= $(CURDIR)/outputs/reproduce
+reproduce: setup weights  ## re-run chapter(s) CHAPTER=03 in book mode into outputs/reproduce; compare with results/ (never written)
+	$(BIN)/python tools/reproduce.py --mode book --out $(REPRO_OUT) --records results $(CHAPTER)
 
 demo: setup  ## the web app on http://127.0.0.1:7860 with the published best model (BUNDLE=outputs/models/<name> for another)
 	$(BIN)/python -m helpers.app $(BUNDLE)

@@ -3,13 +3,17 @@
     python tools/reproduce.py --mode smoke --out /tmp/run-a                 # every chapter, tiny mode
     python tools/reproduce.py --mode smoke --out /tmp/run-b --against /tmp/run-a
     python tools/reproduce.py --mode smoke --out /tmp/run 03 04              # only chapters 03 and 04
+    python tools/reproduce.py --mode book --out /tmp/re03 03 --records results  # make reproduce CHAPTER=03
 
 Each chapter runs with papermill from a copy (the committed notebooks, records and models are never
 written): records go to ``OUT/results``, models and caches to ``OUT/outputs``, executed notebooks to
 ``OUT/notebooks``. ``--deterministic`` (default on) seeds Python, NumPy and Keras at kernel start and
 turns on TensorFlow's op determinism, so two runs of the same code give the same numbers; that is how a
 change of the helpers is shown to keep behaviour. ``OUT/snapshot.json`` holds, per chapter, every
-record's metrics and every glued value; ``--against`` prints the differences to another snapshot.
+record's metrics and every glued value; ``--against`` prints the differences to another snapshot, and
+``--records`` prints every new record's accuracy and macro-F1 beside the committed record of the same
+name, with the spread the committed record states (its ``spread`` block: the half-width of the seed-to-seed
+range of each metric), and whether the new value lies within it. The committed records are only read.
 """
 from __future__ import annotations
 
@@ -171,16 +175,56 @@ def compare(new: dict[str, Any], ref: dict[str, Any], tol: float = 1e-6) -> list
     return diffs
 
 
+def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[list[dict[str, Any]], int]:
+    """Rows ``model, metric, committed, new, difference, spread, within`` for the records ``names`` written by
+    this run (paths relative to ``out_results``), and how many lie outside a stated spread."""
+    rows, outside = [], 0
+    for name in sorted(names):
+        p = out_results / name
+        new = json.loads(p.read_text())
+        ref_path = committed / name
+        ref = json.loads(ref_path.read_text()) if ref_path.is_file() else None
+        for split in ("val", "test"):
+            for metric in ("accuracy", "macro_f1"):
+                a = (new.get(split) or {}).get(metric)
+                b = ((ref or {}).get(split) or {}).get(metric)
+                spread = (((ref or {}).get("spread") or {}).get(split) or {}).get(metric)
+                within = None if a is None or b is None or spread is None else abs(a - b) <= spread
+                outside += within is False
+                rows.append({"model": new.get("model", p.stem), "metric": f"{split} {metric}", "committed": b,
+                             "new": a, "difference": None if a is None or b is None else a - b,
+                             "spread": spread, "within": within})
+    return rows, outside
+
+
+def _print_records(rows: list[dict[str, Any]]) -> None:
+    def f(v):
+        return "—" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    print(f"{'model':28} {'metric':16} {'committed':>9} {'new':>9} {'diff':>8} {'spread':>8}  within")
+    for r in rows:
+        w = "no spread stated" if r["within"] is None else "yes" if r["within"] else "NO"
+        print(f"{r['model']:28} {r['metric']:16} {f(r['committed']):>9} {f(r['new']):>9} {f(r['difference']):>8} "
+              f"{f(r['spread']):>8}  {w}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("chapters", nargs="*", help="chapter prefixes (e.g. 03); default: all")
     ap.add_argument("--mode", choices=["smoke", "book"], default="smoke")
     ap.add_argument("--out", type=Path, required=True, help="scratch folder for records, models and notebooks")
     ap.add_argument("--against", type=Path, help="a folder with an earlier snapshot.json to compare with")
+    ap.add_argument("--records", type=Path, help="committed results folder to compare the new records with")
     ap.add_argument("--tolerance", type=float, default=1e-6)
     ap.add_argument("--no-deterministic", dest="deterministic", action="store_false")
     args = ap.parse_args(argv)
     snap = run(args.chapters, args.mode, args.out.resolve(), args.deterministic)
+    status = 0
+    if args.records:
+        names = {k for ch in snap["chapters"].values() for k in ch["records"]}
+        rows, outside = records_table(args.out.resolve() / "results", args.records.resolve(), names)
+        _print_records(rows)
+        status = 1 if outside else 0
     if args.against:
         ref = json.loads((args.against / "snapshot.json").read_text())
         ref["chapters"] = {k: v for k, v in ref["chapters"].items() if k in snap["chapters"]}
@@ -188,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in diffs:
             print(line)
         print(f"{len(diffs)} differences against {args.against}")
-        return 1 if diffs else 0
-    return 0
+        return 1 if diffs else status
+    return status
 
 
 if __name__ == "__main__":
