@@ -37,12 +37,11 @@ def _rank(key: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-def make_split(files: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = FRACTIONS,
-               dup_key: str = "md5") -> pd.DataFrame:
-    """Assign every file of ``files`` (columns ``path``, ``label``, ``subtype``, ``dup_key``) to a split.
+def _groups(files: pd.DataFrame, fractions: tuple[float, float, float], dup_key: str):
+    """Both splits' common start: ``(manifest columns + group, each file's group key, mixed-label mask)``.
 
-    Returns the manifest: one row per file, sorted by path, with ``group`` (first path of
-    its duplicate group, empty for unique files) and ``split``.
+    A group is the files with identical ``dup_key``, named by its smallest path (``group`` is empty for a
+    file without duplicates); groups whose files carry different labels are logged and marked.
     """
     if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
         raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
@@ -50,12 +49,23 @@ def make_split(files: pd.DataFrame, seed: int = 42, fractions: tuple[float, floa
     first = df.groupby(dup_key)["path"].transform("min")
     size = df.groupby(dup_key)["path"].transform("size")
     df["group"] = first.where(size > 1, "")
-    df["_gkey"] = first
-    mixed = df.groupby("_gkey")["label"].transform("nunique") > 1
-    df["split"] = ""
-    df.loc[mixed, "split"] = EXCLUDED
+    mixed = df.groupby(first)["label"].transform("nunique") > 1
     for path in df.loc[mixed, "path"]:
         log.warning("excluded %s: identical image appears under different labels", path)
+    return df, first, mixed
+
+
+def make_split(files: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = FRACTIONS,
+               dup_key: str = "md5") -> pd.DataFrame:
+    """Assign every file of ``files`` (columns ``path``, ``label``, ``subtype``, ``dup_key``) to a split.
+
+    Returns the manifest: one row per file, sorted by path, with ``group`` (first path of
+    its duplicate group, empty for unique files) and ``split``.
+    """
+    df, first, mixed = _groups(files, fractions, dup_key)
+    df["_gkey"] = first
+    df["split"] = ""
+    df.loc[mixed, "split"] = EXCLUDED
     bounds = (fractions[0], fractions[0] + fractions[1])
     for _label, cls in df.loc[~mixed].groupby("label"):
         groups = cls.groupby("_gkey").size()
@@ -97,15 +107,7 @@ def split_by_rule(files: pd.DataFrame, fractions: tuple[float, float, float] = F
     depend on which other images are present. Groups with two different labels are excluded. Returns a
     manifest like :func:`make_split`.
     """
-    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
-        raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
-    df = files[["path", "label", "subtype", dup_key]].copy()
-    first = df.groupby(dup_key)["path"].transform("min")
-    size = df.groupby(dup_key)["path"].transform("size")
-    df["group"] = first.where(size > 1, "")
-    mixed = df.groupby(first)["label"].transform("nunique") > 1
-    for path in df.loc[mixed, "path"]:
-        log.warning("excluded %s: identical image appears under different labels", path)
+    df, first, mixed = _groups(files, fractions, dup_key)
     df["split"] = [EXCLUDED if m else rule_split_of(g, fractions, key) for g, m in zip(first, mixed)]
     return df.sort_values("path")[MANIFEST_COLUMNS].reset_index(drop=True)
 
