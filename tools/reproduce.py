@@ -111,7 +111,7 @@ def run(chapters: list[str], mode: str, out: Path, deterministic: bool) -> dict[
         for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
             if chapters and not nb.name.startswith(tuple(chapters)):
                 continue
-            before = {p.name for p in (out / "results").rglob("*.json")}
+            started = time.time()
             dest = out / "notebooks" / nb.name
             t0 = time.perf_counter()
             print(f"=== {nb.name} ({mode})", flush=True)
@@ -119,8 +119,8 @@ def run(chapters: list[str], mode: str, out: Path, deterministic: bool) -> dict[
                                 cwd=str(nb.parent), progress_bar=False)
             recs = {}
             for p in sorted((out / "results").rglob("*.json")):
-                if p.name in before or p.name == "notebook_timings.json":
-                    continue
+                if p.stat().st_mtime < started or p.name == "notebook_timings.json":
+                    continue  # written by an earlier chapter or an earlier run into the same folder
                 recs[str(p.relative_to(out / "results"))] = _record_numbers(json.loads(p.read_text()))
             snap["chapters"][nb.stem] = {"seconds": round(time.perf_counter() - t0, 1), "records": recs,
                                          "glue": _glued(dest)}
