@@ -21,14 +21,13 @@ def setup_logging(level: int = logging.INFO) -> None:
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Store ``value`` under ``name`` for the book's ``{glue}`` roles (myst-nb).
 
-    Outside a Jupyter Book environment (plain Colab) it prints the value instead, so the
-    notebook still runs.
+    Outside a Jupyter Book environment (plain Colab or Kaggle, without ``myst_nb``) it does nothing:
+    the values are for the book's prose, and the notebook shows the same numbers in its tables.
     """
     value = _plain(value)
     try:
         from myst_nb import glue as _glue
     except ImportError:
-        print(f"{name} = {value}")
         return
     _glue(name, value, display=display)
 
