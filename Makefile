@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: weights setup book notebooks site test test-fast lint bench demo reproduce clean browser
+.PHONY: weights setup book notebooks site test test-fast lint bench bench-determinism demo reproduce clean browser
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -65,6 +65,9 @@ browser:  ## install Debian's chromium for the browser test of the site (tests/t
 
 bench: setup  ## measure pipeline, training and inference speed; writes BENCHMARKS.md
 	$(BIN)/python benchmarks/run.py
+
+bench-determinism: setup  ## what TensorFlow's op determinism costs per epoch and whether two runs then agree
+	$(BIN)/python benchmarks/determinism_bench.py --out benchmarks/DETERMINISM.md
 
 CHAPTER ?=
 REPRO_OUT ?= $(CURDIR)/outputs/reproduce
