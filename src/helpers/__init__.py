@@ -26,7 +26,9 @@ Small modules with one job each:
 * :mod:`helpers.domain`     – BCCD crops and out-of-distribution scores
 * :mod:`helpers.compare`    – the saved models side by side; publish the best
 * :mod:`helpers.export`     – model bundles (model + sidecar + saved predictions)
-* :mod:`helpers.predict`    – the command-line classifier (``python -m helpers.predict``)
+* :mod:`helpers.predict`    – classify image files (``classify``: the one path of the command line and the app)
+* :mod:`helpers.ood`        – warnings for images unlike the training cells (size, shape, low confidence)
+* :mod:`helpers.app`        – the classifier as a web app on 127.0.0.1 (Gradio; ``make demo``)
 * :mod:`helpers.results`    – the results registry ("lab book") in ``results/``
 * :mod:`helpers.plots`      – figures reused across chapters
 * :mod:`helpers.bench`      – images/s of input pipelines and of training and forward passes (chapters 2, 4–6)

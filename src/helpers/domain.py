@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .ood import max_softmax  # noqa: F401  (the MSP score lives in helpers.ood; chapter 7 imports it here)
+
 log = logging.getLogger("helpers.domain")
 
 BCCD_ENV = "BLOODCELLS_BCCD_DIR"
@@ -153,11 +155,6 @@ def crop_boxes(boxes: pd.DataFrame, size: int = 160, margin: float = 0.15, limit
 # --------------------------------------------------------------------------------------------
 # Out-of-distribution scores
 # --------------------------------------------------------------------------------------------
-def max_softmax(probs) -> np.ndarray:
-    """Maximum softmax probability (MSP; Hendrycks & Gimpel 2017): high = looks in-distribution."""
-    return np.asarray(probs, dtype=float).max(axis=1)
-
-
 def energy(logits, temperature: float = 1.0) -> np.ndarray:
     """Energy score (Liu et al. 2020) ``−T·logsumexp(logits / T)``: low = looks in-distribution.
 

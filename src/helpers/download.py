@@ -166,7 +166,7 @@ def fetch_pbc(dest: str | os.PathLike, url: str | None = None, sha256: str | Non
         return folder / done["root"], done
     url = url or os.environ.get(PBC_URL_ENV) or PBC_URL
     sha256 = sha256 or os.environ.get(PBC_SHA256_ENV) or PBC_SHA256
-    log.info("downloading the PBC dataset (about 270 MB) from %s into %s", url, dest)
+    log.info("downloading the PBC dataset from %s into %s", url, dest)
     zip_path = _retrieve(url, dest, PBC_ZIP, f"sha256:{sha256}" if sha256 else None, progress)
     try:
         summary = unpack_verified(zip_path, folder, expected or PBC_COUNTS)

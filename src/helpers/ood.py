@@ -29,8 +29,8 @@ FALSE_ALARM_RATE = 0.05
 
 
 def max_softmax(probs) -> np.ndarray:
-    """The highest class probability of each row (the MSP score; higher = more like the training data)."""
-    return np.asarray(probs, dtype="float64").max(axis=1)
+    """Maximum softmax probability (MSP; Hendrycks & Gimpel 2017): high = looks in-distribution."""
+    return np.asarray(probs, dtype=float).max(axis=1)
 
 
 def fit_threshold(val_probs, rate: float = FALSE_ALARM_RATE) -> dict[str, Any]:
