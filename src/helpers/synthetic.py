@@ -1,7 +1,7 @@
 """A tiny synthetic PBC-style dataset, generated on the fly (no binary fixtures in git).
 
 Each class gets a differently coloured disc on a pale background, so a CNN can learn it in
-one epoch; it exercises every code path of the real layout when ``../shared`` is absent. The
+one epoch; it exercises every code path of the real layout when no real data is configured. The
 tests use it (``tests/synthetic.py``), and so does ``make bench`` when no data is configured.
 """
 from __future__ import annotations
