@@ -191,9 +191,9 @@ def test_bundle_predictions_roundtrip(tmp_path):
 def _served_vs_trained(paths: list[Path], size: int) -> float:
     """Largest grey-level gap between what the predict command feeds the model and the training batch."""
     from helpers.pipeline import make_dataset
-    from helpers.predict import load_input
+    from helpers.predict import read_rgb, to_model_input  # what classify() does to each file
 
-    served = np.stack([load_input(p, size) for p in paths])
+    served = np.stack([to_model_input(read_rgb(p), size) for p in paths])
     x, _ = next(iter(make_dataset([str(p) for p in paths], np.zeros(len(paths), "int32"), size,
                                   batch_size=len(paths))))
     assert served.dtype == np.float32 and served.shape == tuple(x.shape)

@@ -111,11 +111,6 @@ def to_model_input(rgb: np.ndarray, image_size: int) -> np.ndarray:
     return resize_uint8(rgb, (image_size, image_size)).numpy().astype("float32")
 
 
-def load_input(path: str | Path, image_size: int) -> np.ndarray:
-    """What the predict command feeds the model for one file: :func:`read_rgb` → :func:`to_model_input`."""
-    return to_model_input(read_rgb(path), image_size)
-
-
 @dataclass
 class Item:
     path: Path
