@@ -35,7 +35,7 @@ from helpers.data import (
     subtype_of,
 )
 from helpers.io import file_digest
-from helpers.split import EXCLUDED, SPLITS, load_manifest, make_split, manifest_text, save_manifest
+from helpers.split import EXCLUDED, SPLITS, load_manifest, make_split, manifest_text, save_manifest, split_by_rule
 
 _DATA = os.environ.get("BLOODCELLS_DATA_DIR")
 REAL = bool(_DATA) and not os.environ.get("BLOODCELLS_SYNTHETIC_DATA") and Path(_DATA).is_dir()
@@ -225,7 +225,7 @@ def test_load_split_fresh_split_on_synthetic(synth, helpers_log):
     before = snapshot(synth)
     sd = load_split(synth, progress=False)
     assert snapshot(synth) == before  # nothing written into the data folder
-    assert isinstance(sd, SplitData) and sd.manifest_path.parent.name == "splits"
+    assert isinstance(sd, SplitData) and sd.manifest_path is None  # the split rule, no manifest file
     assert "eosinophil/EO_1003.jpg" not in set(sd.files["path"])  # cross-class pair excluded
     assert "neutrophil/SNE_2003.jpg" not in set(sd.files["path"])
     assert len(sd.files) == 12 * 8 + 2 - 2
@@ -238,15 +238,16 @@ def test_load_split_fresh_split_on_synthetic(synth, helpers_log):
         assert [CLASSES[i] for i in labels] == [Path(p).parent.name for p in paths]
         assert sd.subset(s)["split"].eq(s).all()
     prov = sd.provenance()
-    assert set(prov) == {"root_name", "data_fingerprint", "split_fingerprint", "manifest", "max_per_class",
-                         "skipped_files", "counts"}
+    assert set(prov) == {"root_name", "data_fingerprint", "split_fingerprint", "split_rule", "max_per_class",
+                         "skipped_files", "counts", "images_on_disk", "manifest_check"}
+    assert prov["manifest_check"] == {"listed_in_both": 0, "agree": 0, "disagree": 0}  # other data
+    assert prov["images_on_disk"] == 12 * 8 + 2
     assert sum(prov["counts"].values()) == len(sd.files) and prov["skipped_files"] == 0
     assert sd.split_fingerprint in sd.summary() and "; 0 skipped" in sd.summary()
-    assert len(log_lines(helpers_log, "lists none of the files")) == 1
+    assert not log_lines(helpers_log, "get another split")
     # deterministic: same fingerprints on a second call
     again = load_split(synth, progress=False)
     assert (again.split_fingerprint, again.data_fingerprint) == (sd.split_fingerprint, sd.data_fingerprint)
-    assert again.manifest_path.read_bytes() == sd.manifest_path.read_bytes()
 
 
 def test_load_split_with_own_manifest_leaves_extra_files_out(synth, tmp_path, helpers_log):
@@ -293,13 +294,13 @@ def real_listing():
 
 @real_only
 def test_real_data_reproduces_committed_manifest(real_listing):
-    """make_split over every file of the real data == src/helpers/splits/pbc_split.csv, byte for byte.
+    """The split rule over every file of the real data == src/helpers/splits/pbc_split.csv, byte for byte.
 
     (The split needs only path, label, sub-type and the bytes' md5, so the files are hashed rather than
     decoded; that a full scan skips none of them is checked by the opt-in full-scan test below.)"""
     _, files = real_listing
     assert len(files) == 15_382
-    assert manifest_text(make_split(files)) == COMMITTED.read_text()
+    assert manifest_text(split_by_rule(files)) == COMMITTED.read_text()
 
 
 @real_only
@@ -318,7 +319,8 @@ def test_real_data_duplicates(real_listing):
 @real_only
 def test_real_load_split_follows_committed_manifest():
     sd = load_split(_DATA, max_per_class=3, progress=False)
-    assert sd.manifest_path.resolve() == COMMITTED.resolve()
+    assert sd.manifest_path is None and sd.on_disk == 15_382
+    assert sd.check == {"listed_in_both": 15_382, "agree": 15_382, "disagree": 0}
     m = load_manifest(COMMITTED).set_index("path")
     assert (sd.files["split"].values == m.loc[sd.files["path"], "split"].values).all()
     assert (sd.files["label"].values == m.loc[sd.files["path"], "label"].values).all()
@@ -331,8 +333,37 @@ def test_real_load_split_follows_committed_manifest():
 def test_real_full_scan_and_load_split_match_manifest():
     res = scan_dataset(_DATA, progress=False)
     assert len(res.files) == 15_382 and res.skipped.empty and not res.ignored
-    assert manifest_text(make_split(res.files)) == COMMITTED.read_text()
+    assert manifest_text(split_by_rule(res.files)) == COMMITTED.read_text()
     sd = load_split(_DATA, progress=False)
     man = load_manifest(COMMITTED)
     used = man[man["split"] != EXCLUDED]
     assert list(sd.files["path"]) == list(used["path"]) and list(sd.files["split"]) == list(used["split"])
+
+
+def test_load_split_superset_keeps_every_shared_image_in_its_split(synth, tmp_path):
+    """A fuller copy of the data (like the 17,092-image download) uses every image and moves none."""
+    big = tmp_path / "big"
+    shutil.copytree(synth, big)
+    for i in range(5):  # new, distinct images in one class folder
+        Image.new("RGB", (40, 40), (10 * i, 200, 30)).save(big / "PBC_dataset_normal_DIB" / "ig" / f"MY_9{i}.jpg"
+                                                             if (big / "PBC_dataset_normal_DIB").is_dir()
+                                                             else big / "ig" / f"MY_9{i}.jpg")
+    small, full = load_split(synth, progress=False), load_split(big, progress=False)
+    assert full.on_disk == small.on_disk + 5 and len(full.files) == len(small.files) + 5
+    both = small.files[["path", "split"]].merge(full.files[["path", "split"]], on="path")
+    assert len(both) == len(small.files) and (both["split_x"] == both["split_y"]).all()
+
+
+def test_load_split_counts_disagreements_with_the_committed_manifest(synth, tmp_path, monkeypatch, helpers_log):
+    from helpers import config
+
+    sd = load_split(synth, progress=False)
+    man = sd.files[["path", "label", "subtype", "split"]].assign(group="")
+    flip = man.index[0]
+    man.loc[flip, "split"] = "test" if man.loc[flip, "split"] != "test" else "train"
+    save_manifest(man, tmp_path / "splits" / "pbc_split.csv")
+    monkeypatch.setattr(config, "splits_dir", lambda: tmp_path / "splits")
+    again = load_split(synth, progress=False)
+    assert again.check == {"listed_in_both": len(man), "agree": len(man) - 1, "disagree": 1}
+    assert len(log_lines(helpers_log, "get another split from the rule")) == 1
+    assert list(again.files["split"]) == list(sd.files["split"])  # the rule decides; the manifest only checks

@@ -360,17 +360,19 @@ class SplitData:
     root: Path
     files: pd.DataFrame          # path, label, subtype, bytes, md5, width, height, mode, format, split
     skipped: pd.DataFrame
-    manifest_path: Path
+    manifest_path: Path | None   # the manifest that defined the split; None when the book's rule did
     split_fingerprint: str
     data_fingerprint: str
     max_per_class: int | None
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): hidden files, other folders
+    on_disk: int = 0             # image files found in the class folders
+    check: dict = field(default_factory=dict)  # the rule's agreement with the committed manifest
 
     def subset(self, split: str) -> pd.DataFrame:
         return self.files[self.files["split"] == split].reset_index(drop=True)
 
     def paths(self, split: str) -> list[str]:
-        """Absolute paths of one split, in manifest (path) order."""
+        """Absolute paths of one split, in path order."""
         return [str(self.root / p) for p in self.subset(split)["path"]]
 
     def labels(self, split: str):
@@ -382,12 +384,15 @@ class SplitData:
 
     def provenance(self) -> dict:
         """What a result record stores about the data."""
-        from .split import SPLITS
+        from .split import RULE_KEY, SPLITS
 
+        source = {"manifest": self.manifest_path.name} if self.manifest_path else {"split_rule": RULE_KEY}
         return {"root_name": self.root.name, "data_fingerprint": self.data_fingerprint,
-                "split_fingerprint": self.split_fingerprint, "manifest": self.manifest_path.name,
+                "split_fingerprint": self.split_fingerprint, **source,
                 "max_per_class": self.max_per_class, "skipped_files": int(len(self.skipped)),
+                "images_on_disk": int(self.on_disk),
                 "counts": {s: int((self.files["split"] == s).sum()) for s in SPLITS},
+                **({"manifest_check": self.check} if self.check else {}),
                 **_download_provenance(self.root)}
 
     def summary(self) -> str:
@@ -395,30 +400,57 @@ class SplitData:
 
         parts = ", ".join(f"{s} {int((self.files['split'] == s).sum())}" for s in SPLITS)
         cap = f" (capped at {self.max_per_class} per class and split)" if self.max_per_class else ""
-        return (f"{len(self.files)} images from {self.root}{cap}: {parts}; {len(self.skipped)} skipped; "
-                f"split {self.split_fingerprint}, data {self.data_fingerprint}")
+        return (f"{len(self.files)} of the {self.on_disk} images in {self.root.name}{cap}: {parts}; "
+                f"{len(self.skipped)} skipped; split {self.split_fingerprint}, data {self.data_fingerprint}")
+
+
+def _hash_listing(root: Path, paths: Sequence[str], labels: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(path, label, subtype, md5)`` of every readable file, and the unreadable ones as skipped rows.
+
+    Hashing the bytes is all the split needs (a second, not the half minute a full decode of 15,000
+    images takes); only the images that will be used are then decoded by :func:`scan_files`.
+    """
+    rows, bad = [], []
+    for p, lab in zip(paths, labels):
+        try:
+            data = (root / p).read_bytes()
+        except OSError as e:
+            bad.append((p, lab, f"cannot read file ({e.strerror})"))
+            continue
+        if not data:  # all empty files would form one "duplicate group"
+            bad.append((p, lab, "empty file (0 bytes)"))
+            continue
+        rows.append((p, lab, subtype_of(p), hashlib.md5(data).hexdigest()))
+    listing = pd.DataFrame(rows, columns=["path", "label", "subtype", "md5"])
+    return listing, pd.DataFrame(bad, columns=["path", "label", "error"])
+
+
+def check_against_manifest(split: pd.DataFrame, manifest: pd.DataFrame) -> dict:
+    """How many images both list, and on how many of those their splits agree."""
+    both = split.merge(manifest[["path", "split"]], on="path", suffixes=("", "_manifest"))
+    agree = int((both["split"] == both["split_manifest"]).sum())
+    return {"listed_in_both": int(len(both)), "agree": agree, "disagree": int(len(both) - agree)}
 
 
 def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.PathLike | None = None,
                max_per_class: int | None = None, seed: int = 42, progress: bool = True) -> SplitData:
-    """Locate the data, attach the committed split and open every image that will be used.
+    """Locate the data, split it by the book's rule and open every image that will be used.
 
-    With the committed manifest (default ``src/helpers/splits/pbc_split.csv``) every reader gets the
-    same split; files it does not list are logged and left out. When the manifest does
-    not match the data at all (another dataset, or test fixtures), a fresh split is made
-    with the same rules and saved in the output folder, never in the data folder.
+    The split is :func:`helpers.split.split_by_rule`: a duplicate group's split follows from the group's own
+    name alone, so the full 17,092-image download, the 160-px copy and any subset agree on every image they
+    share, and every image found is used. The committed manifest (``src/helpers/splits/pbc_split.csv``) is
+    a check: on the images it lists, the rule must give its split; a disagreement is logged and counted in
+    the records. Pass ``manifest=`` to use a split of your own instead of the rule.
     """
-    from .config import output_dir, splits_dir
+    from .config import splits_dir
     from .split import (
         DEFAULT_MANIFEST,
-        EXCLUDED,
         apply_manifest,
         cap_per_class,
         check_split,
         load_manifest,
-        make_split,
         manifest_fingerprint,
-        save_manifest,
+        split_by_rule,
     )
 
     max_per_class = positive_int(max_per_class, "MAX_PER_CLASS", allow_none=True)
@@ -428,34 +460,32 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
         raise DataNotFoundError(f"The class folders in {root} hold no image files ({len(fl.ignored)} other "
                                 "entries ignored). Point DATA_DIR / $BLOODCELLS_DATA_DIR at the unzipped PBC "
                                 "dataset, or re-extract it.")
-    listing = pd.DataFrame({"path": fl.paths, "label": fl.labels})
-    mpath = Path(manifest) if manifest else splits_dir() / DEFAULT_MANIFEST
-    if manifest and not mpath.is_file():
-        raise ConfigError(f"The split manifest {mpath} does not exist. Pass an existing manifest, or "
-                          "manifest=None for the book's committed split.")
-    if not mpath.is_file():
-        log.warning("the committed split manifest %s was not found (reinstall the helpers package to get it); "
-                    "making a fresh split", mpath)
-    m = load_manifest(mpath) if mpath.is_file() else None
-    if m is not None and not listing["path"].isin(m.loc[m["split"] != EXCLUDED, "path"]).any():
-        log.warning("the split manifest %s lists none of the files in %s; making a fresh split", mpath, root)
-        m = None
-    if m is None:
-        scan = scan_files(root, fl.paths, fl.labels, progress=progress)
-        m = make_split(scan.files, seed=seed)
-        mpath = output_dir() / "splits" / f"split-{data_fingerprint(scan.files)}.csv"
-        save_manifest(m, mpath)
-        log.info("saved a fresh split manifest to %s", mpath)
-        files = cap_per_class(apply_manifest(scan.files, m, log_missing=False), max_per_class, seed)
-    else:  # manifest and cap first, so that only the images that will be used are opened
-        sel = apply_manifest(listing.assign(subtype=[subtype_of(p) for p in listing["path"]]), m,
-                             log_missing=max_per_class is None)
-        sel = cap_per_class(sel, max_per_class, seed)
-        scan = scan_files(root, list(sel["path"]), list(sel["label"]), progress=progress)
-        files = scan.files.assign(split=scan.files["path"].map(sel.set_index("path")["split"]))
-    skipped = scan.skipped
+    listing, unreadable = _hash_listing(root, fl.paths, fl.labels)
+    for row in unreadable.itertuples():
+        log.warning("skipped %s: %s", row.path, row.error)
+    mpath, check = (Path(manifest) if manifest else None), {}
+    if mpath is not None:
+        if not mpath.is_file():
+            raise ConfigError(f"The split manifest {mpath} does not exist. Pass an existing manifest, or "
+                              "manifest=None for the book's split rule.")
+        m = load_manifest(mpath)
+    else:
+        m = split_by_rule(listing)
+        committed = splits_dir() / DEFAULT_MANIFEST
+        if committed.is_file():
+            check = check_against_manifest(m, load_manifest(committed))
+            if check["disagree"]:
+                log.warning("%d of the %d images listed in %s get another split from the rule here (their "
+                            "duplicate groups differ in this copy of the data)", check["disagree"],
+                            check["listed_in_both"], committed.name)
+    sel = apply_manifest(listing, m, log_missing=max_per_class is None)
+    sel = cap_per_class(sel, max_per_class, seed)  # before decoding: only used images are opened
+    scan = scan_files(root, list(sel["path"]), list(sel["label"]), progress=progress)
+    files = scan.files.assign(split=scan.files["path"].map(sel.set_index("path")["split"]))
+    skipped = pd.concat([unreadable, scan.skipped], ignore_index=True)
+    name = mpath.name if mpath else "the split rule"
     if files.empty:
-        raise DataNotFoundError(f"No usable images of the split manifest {mpath.name} were found in {root} "
+        raise DataNotFoundError(f"No usable images for {name} were found in {root} "
                                 f"({len(skipped)} skipped). Check DATA_DIR / $BLOODCELLS_DATA_DIR.")
     empty = [c for c in CLASSES if not (files["label"] == c).any()]
     if empty:
@@ -465,11 +495,11 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
     chk = check_split(files)
     if chk.crossing_groups:
         raise ValueError(f"{chk.crossing_groups} group(s) of identical images fall into different splits of "
-                         f"{mpath.name}; the manifest was made for other data. Delete it to make a fresh split.")
+                         f"{name}; the manifest was made for other data. Use manifest=None for the rule.")
     for split_name in ("train", "val", "test"):
         if not (files["split"] == split_name).any():
             raise DataNotFoundError(f"The {split_name} split is empty ({len(files)} usable images in {root}). "
                                     "Use more images per class (raise MAX_PER_CLASS) or check DATA_DIR.")
     return SplitData(root=root, files=files, skipped=skipped, manifest_path=mpath,
                      split_fingerprint=manifest_fingerprint(m), data_fingerprint=data_fingerprint(files),
-                     max_per_class=max_per_class, ignored=fl.ignored)
+                     max_per_class=max_per_class, ignored=fl.ignored, on_disk=len(fl.paths), check=check)

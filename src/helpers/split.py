@@ -4,12 +4,14 @@ Rules (chapter 1 explains why):
 
 * files with identical bytes form a *group*; a group always lands in one split;
 * a group whose files carry *different* labels is excluded (we cannot know the true label);
-* within each class, groups are ordered by a seeded hash of their first path and cut
-  at 64 % / 80 % (train / val / test = 64/16/20), so every class is stratified to within
-  one image and the result never depends on the order the file system lists files in.
+* :func:`split_by_rule` (the book's split): a keyed hash of the group's first relative path, compared
+  with 0.64 and 0.80, gives its split — so a group's split depends on nothing but the group, and the full
+  download, a re-encoded copy and any subset agree on every image they share;
+* :func:`make_split` (kept for comparison, chapter 1): within each class, groups ordered by a seeded
+  hash and cut at 64 % / 80 %, stratified to within one image but dependent on which images are present.
 
-The split is saved as a manifest of relative paths (``src/helpers/splits/pbc_split.csv``) and
-committed, so every chapter and every reader trains and tests on the same files.
+The rule applied to the book's copy is committed as a manifest of relative paths
+(``src/helpers/splits/pbc_split.csv``); :func:`helpers.data.load_split` checks every run against it.
 """
 from __future__ import annotations
 
