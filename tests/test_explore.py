@@ -88,3 +88,14 @@ def test_sample_per_class_is_seeded_and_capped():
     assert s1["label"].value_counts().to_dict() == {"a": 10, "b": 5}
     with pytest.raises(ValueError):
         explore.sample_per_class(files, 0)
+
+
+def test_normal_differential_is_the_one_reference_table():
+    from helpers import CLASSES
+    from helpers.explore import normal_differential
+
+    ref = normal_differential()
+    assert list(ref.columns) == ["low %", "high %"]
+    assert "platelet" not in ref.index and set(ref.index) == set(CLASSES) - {"platelet"}
+    assert list(ref.index) == [c for c in CLASSES if c in ref.index]
+    assert (ref["low %"] <= ref["high %"]).all() and ref.loc["erythroblast", "high %"] == 0

@@ -213,3 +213,16 @@ def test_gradcam_grid():
     assert sum(1 for a in fig.axes if a.get_images()) == 6
     with pytest.raises(ValueError, match="do not match"):
         plots.gradcam_grid(imgs, heat[:, :5], ["a", "b", "c"])
+
+
+def test_as_jpeg_makes_a_light_image_of_a_figure():
+    import numpy as np
+
+    from helpers import plots
+
+    fig = plots._figure(2, 2)
+    fig.subplots().imshow(np.random.default_rng(0).random((32, 32, 3)))
+    img = plots.as_jpeg(fig, quality=80)
+    assert img.format == "jpeg" and img.data[:2] == b"\xff\xd8"
+    with pytest.raises(ValueError, match="quality"):
+        plots.as_jpeg(fig, quality=0)

@@ -39,7 +39,15 @@ Small modules with one job each:
 
 Heavy modules (TensorFlow) are imported lazily by the modules that need them.
 """
+import os as _os
+import warnings as _warnings
 from importlib.metadata import PackageNotFoundError, version
+
+# TensorFlow is imported later, by the modules that need it: its C++ start-up lines (oneDNN, CPU features)
+# must be silenced before that, or they land in every notebook's output. A value set by the user wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tqdm.auto, imported by a dependency inside Jupyter without ipywidgets, warns with its own file path.
+_warnings.filterwarnings("ignore", message="IProgress not found")
 
 try:
     __version__ = version("bloodcells-helpers")

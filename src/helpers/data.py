@@ -209,7 +209,7 @@ class ScanResult:
     def summary(self) -> str:
         counts = self.files["label"].value_counts().reindex(CLASSES, fill_value=0)
         parts = ", ".join(f"{c} {n}" for c, n in counts.items())
-        return (f"{len(self.files)} usable images in {self.root} ({parts}); "
+        return (f"{len(self.files)} usable images in {self.root.name}/ ({parts}); "
                 f"{len(self.skipped)} skipped, {len(self.ignored)} ignored")
 
 
@@ -339,7 +339,7 @@ def locate_data(data_dir: str | os.PathLike | None = None, classes: Sequence[str
     for source, path in candidates:
         try:
             root = find_dataset_root(path, classes)
-            log.info("using data from %s: %s", source, root)
+            log.info("using data from %s: %s/", source, root.name)  # the name, not the machine's path
             return root
         except DataNotFoundError as e:
             if explicit:

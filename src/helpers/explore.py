@@ -130,3 +130,24 @@ def sample_per_class(files: pd.DataFrame, n: int, seed: int = 42) -> pd.DataFram
         raise ValueError(f"n must be at least 1, got {n}")
     parts = [g.sample(min(n, len(g)), random_state=seed) for _, g in files.groupby("label", sort=False)]
     return pd.concat(parts).sort_values("path").reset_index(drop=True)
+
+
+def normal_differential() -> pd.DataFrame:
+    """Approximate adult reference intervals of the white-cell differential (% of white cells).
+
+    The one table of the book (chapter 1 shows it, chapter 7 compares predicted class shares with it),
+    committed as ``helpers/tables/normal_differential.csv``. Laboratories set their own limits; these are
+    typical textbook values. Index: the class names of :data:`helpers.CLASSES` (platelets are not part of
+    the white-cell differential and are absent); columns ``low %`` and ``high %``.
+    """
+    from importlib.resources import files
+
+    with files("helpers").joinpath("tables/normal_differential.csv").open() as f:
+        df = pd.read_csv(f)
+    unknown = set(df["class"]) - set(CLASSES)
+    if unknown:
+        raise ValueError(f"normal_differential.csv names unknown classes: {sorted(unknown)}")
+    out = df.set_index("class")[["low_pct", "high_pct"]].astype(float)
+    out.columns = ["low %", "high %"]
+    out.index.name = None
+    return out.reindex([c for c in CLASSES if c in out.index])
