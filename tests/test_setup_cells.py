@@ -23,7 +23,7 @@ def repository_url() -> str:
 
 
 def setup_cell(url: str) -> str:
-    return ("# Setup: on Colab/Kaggle install the book's helpers; locally they are already installed by `make setup`.\n"
+    return ("# Setup: on Colab/Kaggle install the book's helpers (locally, `make setup` installed them).\n"
             "try:\n"
             "    import helpers\n"
             "except ImportError:  # pragma: no cover\n"
