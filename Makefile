@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: weights setup book notebooks site test test-fast lint bench bench-determinism demo reproduce clean browser
+.PHONY: weights setup book notebooks site test test-fast lint bench bench-determinism demo screenshot reproduce clean browser
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -76,6 +76,10 @@ reproduce: setup weights  ## re-run chapter(s) CHAPTER=03 in book mode into outp
 
 demo: setup  ## the web app on http://127.0.0.1:7860 with the published best model (BUNDLE=outputs/models/<name> for another)
 	$(BIN)/python -m helpers.app $(BUNDLE)
+
+SCREENSHOT_BUNDLE ?= outputs/models/best
+screenshot: setup  ## book/images/app.png: the web app serving SCREENSHOT_BUNDLE (default: the published best) on a PBC cell
+	$(BIN)/python tools/app_screenshot.py $(SCREENSHOT_BUNDLE) --out book/images/app.png
 
 clean:
 	rm -rf _build outputs .pytest_cache

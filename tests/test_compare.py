@@ -123,3 +123,14 @@ def test_smoke_bundle_saves_a_labelled_run(tmp_path):
     assert rec["model"] == "smoke_tiny_cnn" and rec["mode"] == "smoke" and rec["note"] == SMOKE_NOTE
     assert rec["test"] == side["metrics"]["test"] and rec["epochs"] == 1
     assert load_predictions(folder, "test").paths == tuple(map(str, data.paths("test")))
+
+
+def test_missing_bundles_name_the_chapter_and_accept_old_names():
+    from helpers.compare import canonical_name, missing_bundles
+
+    assert canonical_name("seed004_cnn") == "devnithw_cnn"
+    assert canonical_name("seed001_cnn") == "bloodcells_cnn"
+    lines = missing_bundles(["improved_cnn", "improved_cnn_tta", "transfer_vgg19"])
+    assert any("transfer_resnet50" in ln and "05_transfer_resnet50" in ln for ln in lines)
+    assert not any("improved_cnn" in ln for ln in lines)
+    assert missing_bundles([]) and all("\n" not in ln for ln in missing_bundles([]))

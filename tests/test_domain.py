@@ -117,3 +117,22 @@ def test_model_logits_match_probabilities():
     assert np.allclose(p, np.asarray(model(x)), atol=1e-5)
     relu_out = keras.Model(inp, keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(inp)))
     assert model_logits(relu_out, x) is None
+
+
+def test_differential_text_comes_from_one_source():
+    from helpers.domain import differential_text, normal_differential
+
+    r = normal_differential()
+    assert r["neutrophil"][0] < r["neutrophil"][1]
+    assert differential_text({"neutrophil": (0.4, 0.7), "lymphocyte": (0.2, 0.4)}) == \
+        "40–70 % neutrophils and 20–40 % lymphocytes"
+
+
+def test_flag_rate_is_the_share_below_the_threshold():
+    import numpy as np
+
+    from helpers.ood import flag_rate
+
+    p = np.array([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.99, 0.01]])
+    assert flag_rate(p, {"threshold": 0.7}) == 0.5
+    assert np.isnan(flag_rate(p, None))

@@ -145,3 +145,15 @@ def test_metrics_block_custom_classes_and_json_types():
     assert set(m["per_class"]) == {"a", "b"}
     assert isinstance(m["accuracy"], float) and isinstance(m["n"], int)
     assert isinstance(m["per_class"]["a"]["support"], int)
+
+
+def test_mcnemar_table_one_row_per_pair():
+    from helpers.evaluate import mcnemar_table
+
+    y = np.arange(20) % 4
+    a = y.copy()
+    b = y.copy()
+    b[:6] = (b[:6] + 1) % 4
+    t = mcnemar_table(y, {"a": a, "b": b, "c": y}, [("a", "b"), ("a", "c")])
+    assert list(t["b (A right, B wrong)"]) == [6, 0]
+    assert t.loc[0, "p exact"] < 0.05 and t.loc[1, "p exact"] == 1.0

@@ -128,3 +128,22 @@ def test_nested_head_logits_and_gradcam():
     assert np.allclose(p / p.sum(1, keepdims=True), np.asarray(model(x)), atol=1e-5)
     g = grad_cam(model, x)
     assert g.layer == "bconv" and g.heatmaps.shape == (4, 16, 16)
+
+
+def test_min_grid_picks_a_finer_map_inside_a_nested_backbone():
+    L = keras.layers
+    b_in = keras.Input((32, 32, 3))
+    b = L.Conv2D(4, 3, padding="same", activation="relu", name="fine_conv")(b_in)
+    b = L.Activation("relu", name="fine_out")(b)  # 32×32
+    b = L.Conv2D(4, 3, strides=8, padding="same", activation="relu", name="coarse_conv")(b)  # 4×4
+    base = keras.Model(b_in, b, name="base2")
+    inp = keras.Input((32, 32, 3))
+    x = base(L.Rescaling(1 / 255)(inp))
+    out = L.Dense(8, activation="softmax")(L.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    assert find_feature_layer(model).name == "coarse_conv"
+    assert find_feature_layer(model, min_grid=6).name == "fine_out"
+    assert find_feature_layer(model, min_grid=64).name == "coarse_conv"  # none that fine: the default
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    g = grad_cam(model, x, min_grid=6)
+    assert g.layer == "fine_out" and g.heatmaps.shape == (2, 32, 32)

@@ -54,6 +54,42 @@ def find_bundles(models_dir: str | os.PathLike, exclude: Sequence[str] = (BEST,)
     return out
 
 
+CHAPTER_OF = {
+    "devnithw_cnn": "03_baseline_cnn", "bloodcells_cnn": "03_baseline_cnn", "improved_cnn": "03_baseline_cnn",
+    "improved_cnn_tta": "03_baseline_cnn", "transfer_vgg19": "04_transfer_vgg19",
+    "transfer_resnet50": "05_transfer_resnet50", "transfer_mobilenetv2": "06_transfer_mobilenetv2",
+    "transfer_mobilenetv2_tta": "06_transfer_mobilenetv2",
+}
+"""Which chapter saves which bundle (the book's models)."""
+BOOK_BUNDLES = ("improved_cnn", "improved_cnn_tta", "transfer_vgg19", "transfer_resnet50",
+                "transfer_mobilenetv2", "transfer_mobilenetv2_tta")
+"""The bundles chapters 3–6 save (the reproductions of the source write-ups are saved as records only)."""
+RENAMED = {"seed004_cnn": "devnithw_cnn", "seed001_cnn": "bloodcells_cnn"}
+"""Old names of the from-scratch models (records written before the rename) → their names now."""
+
+
+def canonical_name(name: str) -> str:
+    """A model's current name (old record names are mapped through :data:`RENAMED`)."""
+    return RENAMED.get(name, name)
+
+
+def missing_bundles(found: Sequence[str | os.PathLike], expected: Sequence[str] | None = None) -> list[str]:
+    """One line per book model without a bundle, naming the chapter that saves it."""
+    have = {canonical_name(Path(p).name) for p in found}
+    return [f"{n}: no bundle — run chapter {CHAPTER_OF[n]} (it saves it); skipped here"
+            for n in (expected or BOOK_BUNDLES) if n not in have and n in CHAPTER_OF]
+
+
+def reproduction_gap(model, images, saved_probs, batch_size: int = 32) -> float:
+    """Largest absolute difference between ``model``'s probabilities on ``images`` and the saved ones.
+
+    The *whole* model is run (for a TTA model: all its views), so it is compared like with like.
+    """
+    x = np.asarray(images, dtype="float32")
+    p = np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)])
+    return float(np.abs(p - np.asarray(saved_probs)).max()) if len(p) else 0.0
+
+
 @dataclass
 class Aligned:
     """Predictions of several models on the same items of one split."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,3 +190,19 @@ def ood_auroc(score_in, score_out, higher_means_in: bool = True) -> float:
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
     s = np.r_[a, b]
     return float(roc_auc_score(y, -s if higher_means_in else s))
+
+
+NORMAL_DIFFERENTIAL = {"neutrophil": (0.40, 0.70), "lymphocyte": (0.20, 0.40)}
+"""Typical share of each white-cell type in a normal adult differential (low, high)."""
+
+
+def normal_differential() -> dict[str, tuple[float, float]]:
+    """The normal adult differential ranges the chapters quote: one source, so that every chapter agrees."""
+    return dict(NORMAL_DIFFERENTIAL)
+
+
+def differential_text(ranges: Mapping[str, tuple[float, float]] | None = None) -> str:
+    """``"40–70 % neutrophils and 20–40 % lymphocytes"`` from :func:`normal_differential` (for glue)."""
+    r = normal_differential() if ranges is None else ranges
+    parts = [f"{lo * 100:.0f}–{hi * 100:.0f} % {c}s" for c, (lo, hi) in r.items()]
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)

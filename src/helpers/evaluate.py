@@ -138,6 +138,21 @@ def mcnemar(y_true: Sequence[int], pred_a, pred_b) -> dict[str, float]:
             "chi2": float(stat), "p_chi2": float(chi2.sf(stat, df=1))}
 
 
+def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str, str]]):
+    """McNemar's test for each ``(a, b)`` of ``pairs`` (names of ``probs``): a DataFrame with the
+    accuracies, the discordant counts b and c, and the exact and chi² p-values."""
+    import pandas as pd
+
+    y = np.asarray(y_true).astype(int)
+    rows = []
+    for a, b in pairs:
+        m = mcnemar(y, probs[a], probs[b])
+        rows.append({"model A": a, "model B": b, "accuracy A": float(np.mean(_as_pred(probs[a]) == y)),
+                     "accuracy B": float(np.mean(_as_pred(probs[b]) == y)), "b (A right, B wrong)": m["b"],
+                     "c (A wrong, B right)": m["c"], "p exact": m["p_exact"], "p chi²": m["p_chi2"]})
+    return pd.DataFrame(rows)
+
+
 def errors_by_subtype(paths: Sequence[str], y_true: Sequence[int], y_pred, classes: Sequence[str] = CLASSES,
                       only: Sequence[str] | None = ("neutrophil", "ig")) -> pd.DataFrame:
     """Error rate per sub-type (file-name prefix: SNE/BNE neutrophils; MY/MMY/PMY/IG immature granulocytes).

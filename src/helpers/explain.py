@@ -46,10 +46,25 @@ def _out_shape(layer):
         return None
 
 
-def find_feature_layer(model, layer_name: str | None = None):
+def find_feature_layer(model, layer_name: str | None = None, min_grid: int | None = None):
     """The layer whose output Grad-CAM explains: ``layer_name`` (searched in nested models too), or the
-    last layer with a spatial (B, H, W, C) output at or after the last convolution (H, W > 1)."""
+    last layer with a spatial (B, H, W, C) output at or after the last convolution (H, W > 1).
+
+    ``min_grid``: explain instead the last layer whose map is at least ``min_grid``×``min_grid`` positions
+    (after the last convolution that still has such a map): a finer, less coarse heat map from a slightly
+    earlier stage of the network. Without such a layer the default choice is kept.
+    """
     layers = _walk(model)
+    if layer_name is None and min_grid:
+        def fine(layer) -> bool:
+            shp = _out_shape(layer)
+            return shp is not None and len(shp) == 4 and (shp[1] or 0) >= min_grid and (shp[2] or 0) >= min_grid
+        convs = [i for i, (_, l) in enumerate(layers) if type(l).__name__ in _CONV_TYPES and fine(l)]
+        if convs:
+            cands = [l for i, (_, l) in enumerate(layers) if i >= convs[-1] and not _sublayers(l)
+                     and not any(t in type(l).__name__ for t in _SKIP_TYPES + ("Padding",)) and fine(l)]
+            if cands:
+                return cands[-1]
     if layer_name is not None:
         for _, layer in layers:
             if layer.name == layer_name:
@@ -153,11 +168,11 @@ class GradCam:
 
 
 def grad_cam(model, images, class_index: int | Sequence[int] | None = None, layer_name: str | None = None,
-             batch_size: int = 16) -> GradCam:
+             batch_size: int = 16, min_grid: int | None = None) -> GradCam:
     """Grad-CAM heat maps for ``images`` (float32 (N, H, W, 3) in [0, 255], as the model takes them).
 
     ``class_index``: the class to explain, one per image or one for all; ``None`` explains the
-    predicted class.
+    predicted class. ``min_grid``: see :func:`find_feature_layer`.
     """
     import tensorflow as tf
 
@@ -172,7 +187,7 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
         log.info("%s averages several views of each image: Grad-CAM explains the single-view model inside it",
                  model.name)
         model = tta_core(model)
-    target = find_feature_layer(model, layer_name)
+    target = find_feature_layer(model, layer_name, min_grid)
     traced, names = _trace(model, target)
     if class_index is not None:
         ci = np.broadcast_to(np.asarray(class_index, dtype=int), (len(x_all),))

@@ -66,3 +66,12 @@ def confidence_warnings(probs, ood: Mapping[str, Any] | None) -> list[list[str]]
     rate = float(ood.get("false_alarm_rate", FALSE_ALARM_RATE))
     return [[f"unlike the training cells (confidence {s:.2f} below {t:.2f}, a level that "
              f"{rate:.0%} of ordinary validation cells fall under)"] if s < t else [] for s in scores]
+
+
+def flag_rate(probs, ood: Mapping[str, Any] | None) -> float:
+    """Share of the rows of ``probs`` whose MSP falls below the bundle's threshold (NaN without one or
+    without rows): how often the confidence warning of the command line and the app would fire."""
+    scores = max_softmax(probs)
+    if not ood or ood.get("threshold") is None or len(scores) == 0:
+        return float("nan")
+    return float(np.mean(scores < float(ood["threshold"])))
