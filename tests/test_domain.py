@@ -121,9 +121,11 @@ def test_model_logits_match_probabilities():
 
 def test_differential_text_comes_from_one_source():
     from helpers.domain import differential_text, normal_differential
+    from helpers.explore import normal_differential as table
 
     r = normal_differential()
     assert r["neutrophil"][0] < r["neutrophil"][1]
+    assert r["lymphocyte"] == (table().loc["lymphocyte", "low %"] / 100, table().loc["lymphocyte", "high %"] / 100)
     assert differential_text({"neutrophil": (0.4, 0.7), "lymphocyte": (0.2, 0.4)}) == \
         "40–70 % neutrophils and 20–40 % lymphocytes"
 

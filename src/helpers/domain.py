@@ -192,13 +192,13 @@ def ood_auroc(score_in, score_out, higher_means_in: bool = True) -> float:
     return float(roc_auc_score(y, -s if higher_means_in else s))
 
 
-NORMAL_DIFFERENTIAL = {"neutrophil": (0.40, 0.70), "lymphocyte": (0.20, 0.40)}
-"""Typical share of each white-cell type in a normal adult differential (low, high)."""
+def normal_differential(classes=("neutrophil", "lymphocyte")) -> dict[str, tuple[float, float]]:
+    """``{class: (low, high)}`` as fractions, read from chapter 1's table
+    (:func:`helpers.explore.normal_differential`): one source, so that every chapter agrees."""
+    from .explore import normal_differential as table
 
-
-def normal_differential() -> dict[str, tuple[float, float]]:
-    """The normal adult differential ranges the chapters quote: one source, so that every chapter agrees."""
-    return dict(NORMAL_DIFFERENTIAL)
+    t = table()
+    return {c: (t.loc[c, "low %"] / 100, t.loc[c, "high %"] / 100) for c in classes}
 
 
 def differential_text(ranges: Mapping[str, tuple[float, float]] | None = None) -> str:
