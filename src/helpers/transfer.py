@@ -26,6 +26,15 @@ Each phase is a function of the Keras parts and arrays it needs (:func:`tune_hea
 chapters carry the parts between cells in a :class:`TransferRun` (plain fields) and call one step
 per cell (:func:`start_run`, :func:`extract`, :func:`tune`, :func:`phase1`, :func:`phase2`,
 :func:`phase3`, :func:`evaluate`, :func:`save`); saving goes through :func:`helpers.runs.save_run`.
+
+Profiles: :func:`recipe` returns a :class:`Recipe` (sizes, epochs, phases) per profile and family.
+``"cpu"`` is the book's recipe, measured on a 2-core CPU (cache + phases 1-2; phase 3 only for
+MobileNetV2). ``"gpu"`` runs phase 1 and then phase 3 for every family at 224 px (the ImageNet
+networks' own scale; MedMNIST+ reports its best end-to-end results there), 10-15 epochs with a
+cosine schedule and early stopping, batch 64; phase 2 is skipped (phase 3 trains the same layers
+and all the others). ``"auto"`` is gpu when TensorFlow sees a GPU (:func:`resolve_profile`). On
+more than one GPU, :func:`distribution_strategy` gives ``tf.distribute.MirroredStrategy``, and the
+run builds and compiles every model inside its scope (``start_run(..., strategy=...)``).
 """
 from __future__ import annotations
 
@@ -827,9 +836,9 @@ def _scope(strategy):
 # ==================================================================================== the literature
 # Reference points from ../shared/SOURCES.md ("Results to compare with"), with their bibliography keys.
 LITERATURE = [
-    {"work": "acevedo2019recognition", "data": "PBC", "model": "VGG-16 features + SVM", "px": 224,
+    {"work": "acevedo2019recognition", "data": "PBC", "model": "VGG-16 features + SVM", "px": None,
      "training": "frozen features", "test accuracy": 0.86},
-    {"work": "acevedo2019recognition", "data": "PBC", "model": "VGG-16", "px": 224,
+    {"work": "acevedo2019recognition", "data": "PBC", "model": "VGG-16", "px": None,
      "training": "fine-tuned", "test accuracy": 0.962},
     *[{"work": "doerrich2024medmnistplus", "data": "BloodMNIST", "model": "VGG16", "px": px,
        "training": "linear probe (frozen)", "test accuracy": acc}
