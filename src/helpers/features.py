@@ -44,24 +44,34 @@ def cache_key(family: str, image_size: int, split_layer: str, weights_sha256: st
 
 
 def run_lower(preprocess, lower, paths: Sequence[str], labels: np.ndarray, image_size: int,
-              desc: str = "features") -> np.ndarray:
-    """``lower(preprocess(image), training=False)`` over the files ``paths``, in order, as ``float16``."""
+              desc: str = "features", graph: bool = True) -> np.ndarray:
+    """``lower(preprocess(image), training=False)`` over the files ``paths``, in order, as ``float16``.
+
+    The network runs in float32; the activations are stored as float16 on the numpy side.
+    ``graph=False`` runs eagerly: for a few batches through many models (the resolution probe), where
+    tracing a graph for each would cost more than it saves and TensorFlow warns about the retracing.
+    """
     import tensorflow as tf
 
     from .pipeline import make_dataset
 
     ds = make_dataset(paths, labels, image_size, batch_size=64, cache=False)
 
-    @tf.function(reduce_retracing=True)
+    # float32 in the graph, float16 only in numpy: a float16 op on a CPU without AVX-512 makes oneDNN
+    # print an error-level line ("DT_HALF only on platforms with AVX-512") that no log level hides.
     def step(x):
-        return tf.cast(lower(preprocess(x), training=False), tf.float16)
+        return lower(preprocess(x), training=False)
+
+    if graph:
+        step = tf.function(step, reduce_retracing=True)
 
     out, done, t0, last = [], 0, time.perf_counter(), time.perf_counter()
     for x, _ in ds:
-        out.append(step(x).numpy())
+        out.append(step(x).numpy().astype(np.float16))
         done += int(x.shape[0])
         if time.perf_counter() - last > PROGRESS_EVERY_S:
-            log.info("%s: %d/%d images (%.0f img/s)", desc, done, len(paths), done / (time.perf_counter() - t0))
+            log.info("%s: %d/%d images (%.0f img/s)", desc, done, len(paths),
+                     done / (time.perf_counter() - t0))
             last = time.perf_counter()
     return np.concatenate(out)
 
@@ -75,9 +85,9 @@ def _save(f: Path, X: np.ndarray, seconds: float, images: int) -> None:
                                                 "created": time.strftime("%Y-%m-%d %H:%M")})
 
 
-def activations(preprocess, lower, paths: Sequence[str], labels: np.ndarray, *, family: str, image_size: int,
-                split_layer: str, weights_sha256: str | None, split: str, cache: bool = True,
-                folder: str | os.PathLike | None = None) -> Activations:
+def activations(preprocess, lower, paths: Sequence[str], labels: np.ndarray, *, family: str,
+                image_size: int, split_layer: str, weights_sha256: str | None, split: str,
+                cache: bool = True, folder: str | os.PathLike | None = None) -> Activations:
     """The lower part's activations of ``paths``: from the cache if there, else computed (and cached).
 
     ``folder`` defaults to ``outputs/features``; ``cache=False`` neither reads nor writes it.

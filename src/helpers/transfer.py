@@ -26,6 +26,15 @@ Each phase is a function of the Keras parts and arrays it needs (:func:`tune_hea
 chapters carry the parts between cells in a :class:`TransferRun` (plain fields) and call one step
 per cell (:func:`start_run`, :func:`extract`, :func:`tune`, :func:`phase1`, :func:`phase2`,
 :func:`phase3`, :func:`evaluate`, :func:`save`); saving goes through :func:`helpers.runs.save_run`.
+
+Profiles: :func:`recipe` returns a :class:`Recipe` (sizes, epochs, phases) per profile and family.
+``"cpu"`` is the book's recipe, measured on a 2-core CPU (cache + phases 1-2; phase 3 only for
+MobileNetV2). ``"gpu"`` runs phase 1 and then phase 3 for every family at 224 px (the ImageNet
+networks' own scale; MedMNIST+ reports its best end-to-end results there), 10-15 epochs with a
+cosine schedule and early stopping, batch 64; phase 2 is skipped (phase 3 trains the same layers
+and all the others). ``"auto"`` is gpu when TensorFlow sees a GPU (:func:`resolve_profile`). On
+more than one GPU, :func:`distribution_strategy` gives ``tf.distribute.MirroredStrategy``, and the
+run builds and compiles every model inside its scope (``start_run(..., strategy=...)``).
 """
 from __future__ import annotations
 
@@ -379,22 +388,29 @@ class TransferRun:
     model: Any = None
     finetuned_weights: list[str] = field(default_factory=list)
     end_to_end: dict[str, Any] = field(default_factory=dict)
+    profile: str = "cpu"
+    strategy: Any = None  # a tf.distribute strategy (gpu profile); None: TensorFlow's default
 
 
 def start_run(family: str, image_size: int, provenance: Mapping[str, Any], split_layer: str | None = None, *,
-              seed: int = 42, batch_size: int = 32) -> TransferRun:
-    """Seed Keras, load the frozen base (:func:`helpers.weights.load_base`) and cut it at ``split_layer``."""
+              seed: int = 42, batch_size: int = 32, profile: str = "cpu", strategy=None) -> TransferRun:
+    """Seed Keras, load the frozen base (:func:`helpers.weights.load_base`) and cut it at ``split_layer``.
+
+    ``strategy`` (:func:`distribution_strategy`): the base, and later phase 3's model, are built and
+    compiled inside its scope, so that Keras trains them on every replica."""
     import keras
 
     family = check_family(family)
     image_size = int(image_size)
     split_layer = split_layer or SPLIT_LAYERS[family]
     keras.utils.set_random_seed(seed)
-    base = load_base(family, image_size, dict(provenance))
-    freeze(base)
-    lower, top = split_model(base, split_layer)
+    with _scope(strategy):
+        base = load_base(family, image_size, dict(provenance))
+        freeze(base)
+        lower, top = split_model(base, split_layer)
+        preprocess = preprocessing_layer(family)
     return TransferRun(family, image_size, provenance, split_layer, seed, batch_size, base, lower, top,
-                       preprocessing_layer(family))
+                       preprocess, profile=resolve_profile(profile), strategy=strategy)
 
 
 def parts_table(run: TransferRun) -> pd.DataFrame:
@@ -487,8 +503,9 @@ def phase1(run: TransferRun, *, epochs: int = 30, units: int | None = None, drop
     run.best_hp = hp
     Xtr, ytr = _xy(run, "train", pooled=True)
     Xva, yva = _xy(run, "val", pooled=True)
-    res = train_head(Xtr, ytr, Xva, yva, units=hp["units"], dropout=hp["dropout"], lr=hp["lr"], epochs=epochs,
-                     batch_size=4 * run.batch_size, patience=patience, seed=run.seed)
+    with _scope(run.strategy):  # the head's variables must live in the strategy that trains it later
+        res = train_head(Xtr, ytr, Xva, yva, units=hp["units"], dropout=hp["dropout"], lr=hp["lr"],
+                         epochs=epochs, batch_size=4 * run.batch_size, patience=patience, seed=run.seed)
     run.head = res.model
     run.times["phase1_head"] = round(res.seconds, 1)
     run.histories["phase1"] = res.history
@@ -504,8 +521,9 @@ def phase2(run: TransferRun, *, epochs: int = 5, lr: float = 1e-4, patience: int
         raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the top")
     Xtr, ytr = _xy(run, "train", pooled=False)
     Xva, yva = _xy(run, "val", pooled=False)
-    res = fine_tune_top(run.top, run.head, Xtr, ytr, Xva, yva, lr=lr, epochs=epochs, batch_size=run.batch_size,
-                        patience=patience, name=f"{run.family}_finetune")
+    with _scope(run.strategy):
+        res = fine_tune_top(run.top, run.head, Xtr, ytr, Xva, yva, lr=lr, epochs=epochs,
+                            batch_size=run.batch_size, patience=patience, name=f"{run.family}_finetune")
     run.finetuned_weights = list(res.trained)
     run.times["phase2_finetune"] = round(res.seconds, 1)
     run.histories["phase2"] = res.history
@@ -532,13 +550,16 @@ def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_l
     phase-2 top, if it ran). Returns ``fit``'s summary."""
     if run.head is None:
         raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the base")
-    model = deployable(run)
+    with _scope(run.strategy):
+        model = deployable(run)
     run.used_paths["val"] = data.paths("val")
-    res = fine_tune_end_to_end(model, run.base, data, image_size=run.image_size, epochs=epochs, lr=lr,
-                               first_layer=first_layer, augment=augment, seed=run.seed, batch_size=run.batch_size,
-                               patience=patience, time_budget=time_budget, schedule=schedule, resume=resume,
-                               run_name=f"transfer_{run.family}_{run.image_size}_e2e",
-                               name=f"{run.family}_end_to_end")
+    with _scope(run.strategy):
+        res = fine_tune_end_to_end(model, run.base, data, image_size=run.image_size, epochs=epochs, lr=lr,
+                                   first_layer=first_layer, augment=augment, seed=run.seed,
+                                   batch_size=run.batch_size, patience=patience, time_budget=time_budget,
+                                   schedule=schedule, resume=resume,
+                                   run_name=f"transfer_{run.family}_{run.image_size}_e2e",
+                                   name=f"{run.family}_end_to_end")
     summary = dict(res.summary)
     run.times["phase3_end_to_end"] = round(summary["train_seconds"], 1)
     run.histories["phase3"] = res.history
@@ -614,7 +635,8 @@ def record_fields(run: TransferRun) -> dict[str, Any]:
                 params=int(run.model.count_params()) if run.model is not None else None,
                 preprocessing=PREPROCESSING[run.family], per_class_caps=dict(run.caps),
                 n_used={k: int(len(v[1])) for k, v in run.features.items()},
-                end_to_end=dict(run.end_to_end) or None)
+                end_to_end=dict(run.end_to_end) or None, profile=run.profile,
+                replicas=int(getattr(run.strategy, "num_replicas_in_sync", 1)))
 
 
 def save(run: TransferRun, name: str, data, predictions: Mapping[str, Predictions], *, mode: str,
@@ -654,7 +676,7 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .pipeline import make_dataset
+    from .features import run_lower
 
     picks = {}
     for split in ("train", "val"):
@@ -663,13 +685,13 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
     rows = []
     for size in sizes:
         base = load_base(family, int(size), dict(provenance))
-        inp = keras.Input((int(size), int(size), 3))
-        model = keras.Model(inp, base(preprocessing_layer(family)(inp), training=False))
         feats, secs = {}, 0.0
         for split, (paths, labels) in picks.items():
-            ds = make_dataset(paths, labels, int(size), batch_size=64, cache=False)
+            # eager: model.predict would trace a graph for every model, split and last-batch shape
+            # (and TensorFlow would warn about the retracing) to run only a few batches through each
             t0 = time.perf_counter()
-            feats[split] = np.asarray(model.predict(ds, verbose=0))
+            feats[split] = run_lower(preprocessing_layer(family), base, paths, labels, int(size),
+                                     f"probe {size} px", graph=False).astype("float32")
             secs += time.perf_counter() - t0
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
         clf.fit(feats["train"], picks["train"][1])
@@ -680,3 +702,164 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
         log.info("%s at %d px: frozen-feature probe val accuracy %.3f (%.0f img/s)", family, size, acc, n / secs)
         keras.backend.clear_session()
     return pd.DataFrame(rows).set_index("image_size")
+
+
+# ==================================================================================== profiles
+PROFILES = ("auto", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Sizes, epochs and phases of one transfer chapter, for one profile and one architecture.
+
+    ``profile`` is resolved (``"cpu"`` or ``"gpu"``); ``ft_epochs = 0`` skips phase 2 and
+    ``e2e_epochs = 0`` skips phase 3. ``replicas`` is the number of GPUs the gpu profile trains on
+    (:func:`distribution_strategy`). ``why`` says in one sentence why the profile looks as it does.
+    """
+
+    profile: str
+    family: str
+    image_size: int
+    split_layer: str
+    batch_size: int = 32
+    tuner_trials: int = 8
+    tuner_epochs: int = 10
+    head_epochs: int = 30
+    ft_epochs: int = 5
+    ft_lr: float = 1e-4
+    e2e_epochs: int = 0
+    e2e_lr: float = 3e-4
+    e2e_first_layer: str | None = None
+    e2e_time_budget_min: float | None = None
+    speed_sizes: tuple[int, ...] = ()
+    probe_sizes: tuple[int, ...] = ()
+    probe_per_class: int = 20
+    max_per_class: int | None = None
+    replicas: int = 1
+    why: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+_CPU_WHY = ("a 2-core CPU: the frozen lower part runs once and is cached, phases 1-2 train on the cache, "
+            "the image size is the largest whose one pass fits the chapter's time budget")
+_GPU_WHY = ("a GPU: end-to-end fine-tuning of every layer on augmented images at 224 px, the ImageNet "
+            "networks' own scale, with a cosine schedule for 10-15 epochs, as the benchmark papers do; "
+            "phase 2 is left out, because phase 3 trains the same layers and all the others")
+# The CPU profile is the book's recipe, measured on a 2-core CPU: change it only with new measurements.
+CPU_RECIPES: dict[str, dict[str, Any]] = {
+    "vgg19": dict(image_size=64, split_layer="block5_conv2", ft_epochs=6, speed_sizes=(48, 64, 96),
+                  probe_sizes=(48, 64, 96, 128), probe_per_class=20),
+    "resnet50": dict(image_size=128, split_layer="conv5_block2_out", ft_epochs=5, speed_sizes=(64, 96, 128),
+                     probe_sizes=(64, 96, 128, 160), probe_per_class=25),
+    "mobilenetv2": dict(image_size=96, split_layer="block_12_add", ft_epochs=4, e2e_epochs=6, e2e_lr=3e-4,
+                        e2e_time_budget_min=20, speed_sizes=(64, 96, 128, 160), probe_sizes=(),
+                        probe_per_class=20),
+}
+# The GPU profile: phase 3 at 224 px. VGG19 has no batch norm and the largest gradients, so the lowest
+# peak rate; MobileNetV2's depthwise filters tolerate (and need) the highest.
+GPU_RECIPES: dict[str, dict[str, Any]] = {
+    "vgg19": dict(image_size=224, split_layer="block5_conv2", batch_size=64, ft_epochs=0, e2e_epochs=10,
+                  e2e_lr=1e-4, e2e_time_budget_min=60, speed_sizes=(128, 224), probe_sizes=(64, 128, 224)),
+    "resnet50": dict(image_size=224, split_layer="conv5_block2_out", batch_size=64, ft_epochs=0,
+                     e2e_epochs=12, e2e_lr=2e-4, e2e_time_budget_min=60, speed_sizes=(128, 224),
+                     probe_sizes=(64, 128, 224), probe_per_class=25),
+    "mobilenetv2": dict(image_size=224, split_layer="block_12_add", batch_size=64, ft_epochs=0,
+                        e2e_epochs=15, e2e_lr=3e-4, e2e_time_budget_min=60, speed_sizes=(128, 224)),
+}
+# Smoke mode (CI): every profile shrinks to a code check of its own phases.
+SMOKE = dict(max_per_class=8, image_size=64, tuner_trials=2, tuner_epochs=1, head_epochs=1,
+             probe_per_class=2)
+
+
+def gpus() -> list[Any]:
+    """The GPUs TensorFlow sees."""
+    import tensorflow as tf
+
+    return list(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_profile(profile: str = "auto") -> str:
+    """``"cpu"`` or ``"gpu"``: ``"auto"`` is ``"gpu"`` when TensorFlow sees a GPU."""
+    if profile not in PROFILES:
+        raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}")
+    if profile == "auto":
+        return "gpu" if gpus() else "cpu"
+    return profile
+
+
+def recipe(family: str, profile: str = "auto", mode: str = "book", **overrides: Any) -> Recipe:
+    """The :class:`Recipe` of ``family`` for ``profile`` (resolved) in ``mode``; ``overrides`` win.
+
+    Smoke mode keeps the profile's phases but shrinks sizes and epochs to one of each; overrides
+    whose value is ``None`` are ignored (a notebook parameter left at ``None`` means "the profile's").
+    """
+    family = check_family(family)
+    profile = resolve_profile(profile)
+    table = GPU_RECIPES if profile == "gpu" else CPU_RECIPES
+    fields: dict[str, Any] = {**table[family], "why": _GPU_WHY if profile == "gpu" else _CPU_WHY}
+    if profile == "gpu":
+        fields["replicas"] = max(1, len(gpus()))
+    if mode == "smoke":
+        fields.update(SMOKE, speed_sizes=(64,), probe_sizes=(64,) if fields.get("probe_sizes") else (),
+                      ft_epochs=min(fields.get("ft_epochs", 5), 1), e2e_epochs=min(fields.get("e2e_epochs", 0), 1),
+                      batch_size=min(fields.get("batch_size", 32), 32))
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(fields) - set(Recipe.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown recipe fields: {sorted(unknown)}")
+    return Recipe(profile=profile, family=family, **fields)
+
+
+def distribution_strategy(profile: str = "cpu", devices: Sequence[str] | None = None):
+    """``tf.distribute.MirroredStrategy`` for the gpu profile on more than one GPU (or on ``devices``),
+    else TensorFlow's default strategy. Build and compile the model inside ``strategy.scope()``:
+    :func:`start_run` and :func:`phase3` do, given ``strategy=``."""
+    import tensorflow as tf
+
+    if devices is not None:
+        return tf.distribute.MirroredStrategy(list(devices))
+    if resolve_profile(profile) == "gpu" and len(gpus()) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _scope(strategy):
+    from contextlib import nullcontext
+
+    return strategy.scope() if strategy is not None else nullcontext()
+
+
+# ==================================================================================== the literature
+# Reference points from ../shared/SOURCES.md ("Results to compare with"), with their bibliography keys.
+LITERATURE = [
+    {"work": "acevedo2019recognition", "data": "PBC", "model": "VGG-16 features + SVM", "px": None,
+     "training": "frozen features", "test accuracy": 0.86},
+    {"work": "acevedo2019recognition", "data": "PBC", "model": "VGG-16", "px": None,
+     "training": "fine-tuned", "test accuracy": 0.962},
+    *[{"work": "doerrich2024medmnistplus", "data": "BloodMNIST", "model": "VGG16", "px": px,
+       "training": "linear probe (frozen)", "test accuracy": acc}
+      for px, acc in ((64, 0.8453), (128, 0.8886), (224, 0.9377))],
+    *[{"work": "doerrich2024medmnistplus", "data": "BloodMNIST", "model": "VGG16", "px": px,
+       "training": "end-to-end, GPU", "test accuracy": acc}
+      for px, acc in ((64, 0.9820), (128, 0.9852), (224, 0.9877))],
+    *[{"work": "doerrich2024medmnistplus", "data": "BloodMNIST", "model": "ResNet-18", "px": px,
+       "training": "end-to-end, GPU", "test accuracy": acc}
+      for px, acc in ((64, 0.9706), (128, 0.9834), (224, 0.9894))],
+]
+
+
+def literature_table(run: TransferRun | None = None, test_accuracy: float | None = None,
+                     label: str | None = None) -> pd.DataFrame:
+    """The published reference points, with this chapter's run (``test_accuracy``) as the last row."""
+    names = {"acevedo2019recognition": "Acevedo et al. 2019", "doerrich2024medmnistplus": "MedMNIST+ 2025"}
+    table = pd.DataFrame([dict(r, work=names[r["work"]]) for r in LITERATURE])
+    if run is not None and test_accuracy is not None:
+        how = "phases 1-3" if run.end_to_end else "phases 1-2, cached activations"
+        table.loc[len(table)] = {"work": label or "this chapter", "data": "PBC (the book's split)",
+                                 "model": run.family, "px": run.image_size, "training": how,
+                                 "test accuracy": round(float(test_accuracy), 4)}
+    return table

@@ -58,7 +58,7 @@ def tta_core(model):
     return inner[0]
 
 
-def view_probs(model, dataset, views: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def view_probs(model, dataset, views: int = 8, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(labels (N,), probabilities (views, N, C))``: ``model`` scored on every view of every image.
 
     ``dataset`` yields ``(images, labels)`` batches (e.g. :func:`helpers.pipeline.make_dataset`). One
@@ -70,7 +70,7 @@ def view_probs(model, dataset, views: int = 8) -> tuple[np.ndarray, np.ndarray]:
     ys, ps = [], []
     n = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -1
     for x, y in tqdm(dataset, desc=f"scoring {views} views", unit="batch", total=n if n >= 0 else None,
-                     mininterval=10):
+                     mininterval=10, disable=not progress):
         if len(x.shape) != 4 or x.shape[1] != x.shape[2]:
             raise ValueError(f"TTA needs batches of square images (B, S, S, C); got shape {tuple(x.shape)}")
         p = np.asarray(model.predict_on_batch(stack(x)))
@@ -122,7 +122,7 @@ def tta_fields(base: Mapping[str, Any], *, views: int, seconds: Mapping[str, flo
 
 
 def evaluate_tta(model, data, image_size: int, views: int | None = None, tolerance: float = 0.001,
-                 batch_size: int = 64) -> dict[str, Any]:
+                 batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
     """TTA for a trained model, decided on validation, tested once.
 
     All eight views are scored on the validation split; the number of views is ``views`` or, when
@@ -137,7 +137,7 @@ def evaluate_tta(model, data, image_size: int, views: int | None = None, toleran
 
     t0 = time.perf_counter()
     val_ds = make_dataset(data.paths("val"), data.labels("val"), image_size, batch_size=batch_size, cache=False)
-    y_val, pv = view_probs(model, val_ds, 8)
+    y_val, pv = view_probs(model, val_ds, 8, progress=progress)
     table = view_table(y_val, pv)
     n = choose_views(table, tolerance) if views is None else int(views)
     t1 = time.perf_counter()

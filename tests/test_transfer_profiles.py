@@ -1,0 +1,94 @@
+"""The PROFILE parameter of chapters 4-6: both profiles' recipes, and the gpu path at tiny size on the CPU."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.transfer import (
+    CPU_RECIPES,
+    GPU_RECIPES,
+    Recipe,
+    distribution_strategy,
+    literature_table,
+    recipe,
+    resolve_profile,
+)
+from helpers.weights import resolve_weights
+
+
+def test_auto_is_cpu_without_a_gpu_and_bad_names_fail(monkeypatch):
+    import helpers.transfer as t
+
+    monkeypatch.setattr(t, "gpus", lambda: [])
+    assert resolve_profile("auto") == "cpu"
+    monkeypatch.setattr(t, "gpus", lambda: ["GPU:0"])
+    assert resolve_profile("auto") == "gpu"
+    with pytest.raises(ValueError, match="PROFILE"):
+        resolve_profile("tpu")
+
+
+@pytest.mark.parametrize("family", sorted(CPU_RECIPES))
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+@pytest.mark.parametrize("mode", ["book", "smoke"])
+def test_every_recipe_is_valid(family, profile, mode):
+    r = recipe(family, profile, mode)
+    assert isinstance(r, Recipe) and r.profile == profile and r.family == family
+    assert 32 <= r.image_size <= 224 and r.batch_size >= 1 and r.head_epochs >= 1
+    assert r.ft_epochs >= 0 and r.e2e_epochs >= 0 and r.ft_epochs + r.e2e_epochs >= 1
+    if profile == "gpu" and mode == "book":
+        assert r.image_size == 224 and 10 <= r.e2e_epochs <= 15
+    if mode == "smoke":
+        assert r.image_size == 64 and r.max_per_class == 8 and r.e2e_epochs <= 1 and r.ft_epochs <= 1
+    assert r.as_dict()["profile"] == profile
+
+
+def test_the_cpu_profile_is_the_books_recipe():
+    assert recipe("vgg19", "cpu").image_size == 64 and recipe("vgg19", "cpu").ft_epochs == 6
+    assert recipe("resnet50", "cpu").image_size == 128 and recipe("resnet50", "cpu").e2e_epochs == 0
+    mnv2 = recipe("mobilenetv2", "cpu")
+    assert (mnv2.image_size, mnv2.ft_epochs, mnv2.e2e_epochs, mnv2.e2e_time_budget_min) == (96, 4, 6, 20)
+    assert set(GPU_RECIPES) == set(CPU_RECIPES)
+
+
+def test_overrides_win_and_none_means_the_profiles():
+    assert recipe("vgg19", "cpu", image_size=None).image_size == 64
+    assert recipe("vgg19", "cpu", image_size=96).image_size == 96
+    with pytest.raises(TypeError, match="unknown"):
+        recipe("vgg19", "cpu", epochs=3)
+
+
+def test_default_strategy_without_gpus():
+    import tensorflow as tf
+
+    assert distribution_strategy("cpu").num_replicas_in_sync == 1
+    assert not isinstance(distribution_strategy("cpu"), tf.distribute.MirroredStrategy)
+
+
+def test_gpu_path_at_tiny_size_under_mirrored_strategy_on_the_cpu(tmp_path, monkeypatch):
+    """The gpu profile's phases (1 then 3, no phase 2) run end to end under MirroredStrategy."""
+    from helpers.data import load_split
+    from helpers.transfer import evaluate, extract, phase1, phase3, save, start_run
+
+    monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
+    data = load_split(max_per_class=2, progress=False)
+    r = recipe("mobilenetv2", "gpu", "smoke", image_size=32, batch_size=8)
+    strategy = distribution_strategy(r.profile, devices=["/cpu:0"])
+    assert strategy.num_replicas_in_sync == 1
+    prov = resolve_weights(r.family, "random", allow_random=True)
+    tl = start_run(r.family, r.image_size, prov, r.split_layer, batch_size=r.batch_size,
+                   profile=r.profile, strategy=strategy)
+    extract(tl, data, cache=False)
+    phase1(tl, epochs=r.head_epochs)
+    res = phase3(tl, data, epochs=r.e2e_epochs, lr=r.e2e_lr, patience=None)
+    assert res["epochs_run"] == 1 and "phase2" not in tl.histories
+    preds = evaluate(tl, data)
+    assert np.isfinite(preds["test"].probs).all()
+    rec = save(tl, "transfer_gpu_test", data, preds, mode="smoke", save_model=False,
+               results_directory=tmp_path / "results").record
+    assert rec["profile"] == "gpu" and rec["replicas"] == 1
+
+
+def test_literature_table_holds_the_sources_rows():
+    t = literature_table()
+    assert {"Acevedo et al. 2019", "MedMNIST+ 2025"} <= set(t["work"])
+    assert t["test accuracy"].between(0.8, 1.0).all()
