@@ -244,11 +244,15 @@ def test_a_resume_keeps_the_early_stopping_state(datasets, tmp_path):
 
 
 def test_a_cosine_run_trains_to_the_end_of_its_schedule(datasets, tmp_path):
-    # patience=0 would stop after the first epoch that does not improve; a cosine schedule ignores it
-    res = fit(_small(), *datasets, epochs=3, schedule="cosine", patience=0, min_delta=2.0,
-              checkpoint_dir=tmp_path / "ck", verbose=0)
+    # no epoch improves by min_delta=2: the default patience would stop a constant-rate run; a cosine one goes on
+    res = fit(_small(), *datasets, epochs=3, schedule="cosine", min_delta=2.0, checkpoint_dir=tmp_path / "ck",
+              verbose=0)
     assert res["epochs_run"] == 3 and res["stopped"] == "max_epochs" and res["patience"] is None
     assert res["best_epoch"] == 1 and not res["budget_fired"]
+    # an explicit patience is honoured with any schedule (the transfer chapters pass one)
+    res = fit(_small(), *datasets, epochs=4, schedule="cosine", patience=1, min_delta=2.0,
+              checkpoint_dir=tmp_path / "ck2", verbose=0)
+    assert res["stopped"] == "early_stopping" and res["patience"] == 1
 
 
 def test_warm_up_rises_then_the_cosine_decays(datasets, tmp_path):

@@ -185,15 +185,15 @@ def _read_checkpoint(model, directory: Path) -> tuple[dict, list | None]:
 
 def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-3,
         schedule: str | None = None, warmup_epochs: int = 0, weight_decay: float | None = None,
-        patience: int | None = 5, min_delta: float = 0.005, seed: int | None = 42, run_name: str | None = None,
-        checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+        patience: int | str | None = "auto", min_delta: float = 0.005, seed: int | None = 42,
+        run_name: str | None = None, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
         time_budget: float | None = None, train_f1_batches: int = 10, verbose: int = 1) -> dict[str, Any]:
     """Train ``model`` on ``train_ds``, monitoring ``val_ds``; returns a summary with the history.
 
     * ``schedule``: ``None`` (constant learning rate), ``"cosine"`` (cosine decay to 0 over
       ``epochs``) or ``"plateau"`` (halve the rate when val accuracy stalls for 2 epochs).
-      A cosine run always trains to the schedule's end (``patience`` is ignored: stopping early would cut
-      off the low-learning-rate epochs the schedule exists for); the best epoch on val is still restored.
+      With the default ``patience="auto"`` a cosine run trains to the schedule's end (stopping early would
+      cut off the low-learning-rate epochs the schedule exists for); the best epoch on val is still restored.
     * ``warmup_epochs`` (cosine only): the learning rate first rises linearly from 0 to ``learning_rate``
       over this many epochs, then decays over the remaining ones.
     * ``seed``: ``keras.utils.set_random_seed(seed)`` before training (Python, NumPy and TensorFlow's global
@@ -203,7 +203,8 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
       seeds. It keeps the weights in front of batch norm from growing without bound, which otherwise
       makes batch norm's running statistics lag behind and inference-mode predictions erratic.
     * Early stopping as in the source write-ups: ``val_accuracy``, ``patience``, ``min_delta``, best weights
-      restored at the end. ``patience=None`` trains all ``epochs``.
+      restored at the end. ``patience=None`` trains all ``epochs``; ``"auto"`` (default) means 5, or
+      ``None`` with the cosine schedule; an explicit number is honoured with any schedule.
     * ``time_budget`` (seconds): a safety cap: stop after the epoch that uses it up. Size ``epochs`` so the
       schedule fits the budget; if the cap fires anyway, ``stopped`` is ``"time_budget"`` and
       ``budget_fired`` is true (both go into the record).
@@ -225,8 +226,8 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     warmup_epochs = int(warmup_epochs)
     if warmup_epochs and (schedule != "cosine" or not 0 < warmup_epochs < epochs):
         raise ValueError(f"warmup_epochs={warmup_epochs} needs schedule='cosine' and fewer epochs than {epochs}")
-    if schedule == "cosine":
-        patience = None  # the schedule runs to its end; restore-best-on-val stays
+    if patience == "auto":  # a cosine schedule runs to its end; restore-best-on-val stays
+        patience = None if schedule == "cosine" else 5
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     run_name = run_name or model.name
