@@ -27,7 +27,7 @@ def small_models() -> dict[str, Callable[[int], Any]]:
     try:
         from helpers.models import build_model
 
-        return {name: (lambda size, name=name: build_model(name, size)) for name in ("seed001_cnn", "seed004_cnn")}
+        return {name: (lambda size, name=name: build_model(name, size)) for name in ("bloodcells_cnn", "devnithw_cnn")}
     except ImportError:  # the models module is not there yet
         return {"reference_cnn": harness.reference_cnn}
 

@@ -126,7 +126,8 @@ def setups(quick: bool) -> list[dict[str, Any]]:
     improved = dict(improved or IMPROVED_FALLBACK)
     size3, bs3 = int(ch3.get("IMAGE_SIZE", 64)), int(ch3.get("BATCH_SIZE", 64))
     out = []
-    for name, kw in (("seed004_cnn", {}), ("seed001_cnn", {"seed": 42}), ("improved_cnn", {"seed": 42, **improved})):
+    for name, kw in (("devnithw_cnn", {}), ("bloodcells_cnn", {"seed": 42}),
+                     ("improved_cnn", {"seed": 42, **improved})):
         out.append({"group": "chapter 3 CNNs", "name": name, "kind": "train_cnn", "model": name,
                     "image_size": 32 if quick else size3, "batch_size": bs3, "steps": 1 if quick else 4,
                     "kwargs": kw, "epoch_images": n_train, "epoch_note": f"{n_train:,} (whole training split)"})
@@ -204,7 +205,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
     df = pd.DataFrame(md_rows)
-    # ratios inside each group (measured interleaved in the same run), to the group's first set-up: seed004_cnn
+    # ratios inside each group (measured interleaved in the same run), to the group's first set-up: devnithw_cnn
     # for the CNNs, the frozen lower base for a transfer family (how much cheaper per image training on the
     # cached tensors is than running the base once)
     df["× group's first"] = df["img/s (median)"] / df.groupby("group")["img/s (median)"].transform("first")
@@ -227,7 +228,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         "the input pipeline (see the pipeline section). For the transfer models the 'images' of phases 1 and 2 "
         "are cached feature tensors; the frozen lower base runs once per image when the cache is built; phase 3 "
         "trains on augmented images through the whole base. "
-        "*× group's first*: images/s relative to the first row of the group (seed004_cnn; for a transfer family "
+        "*× group's first*: images/s relative to the first row of the group (devnithw_cnn; for a transfer family "
         "its frozen lower base, i.e. how much cheaper per image training on the cache is than running the base), "
         "measured interleaved in the same run. *chapter's s/epoch*: what the chapter's own book-mode run measured "
         "(results/<model>.json: median epoch incl. validation pass and input pipeline; for the frozen lower, its "

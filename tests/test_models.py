@@ -22,18 +22,18 @@ def test_output_is_a_probability_per_class(name, size):
     assert (p >= 0).all()
 
 
-def test_seed004_param_count_matches_hand_count():
+def test_devnithw_param_count_matches_hand_count():
     # 64 px: conv 3x3 valid → 62 → pool 31 → conv → 29 → pool 14; Dense(128) acts per position
-    # (before Flatten, as in the seed), so the last layer sees 14*14*128 features.
-    m = build_model("seed004_cnn", 64)
+    # (before Flatten, as in the source), so the last layer sees 14*14*128 features.
+    m = build_model("devnithw_cnn", 64)
     expected = (3 * 3 * 3 * 32 + 32) + (3 * 3 * 32 * 32 + 32) + (32 * 128 + 128) + (14 * 14 * 128 * 8 + 8)
     assert count_params(m)["total"] == expected
     names = [layer.name for layer in m.layers]
     assert names.index("dense128") < names.index("flatten")
 
 
-def test_seed001_param_count_matches_hand_count():
-    m = build_model("seed001_cnn", 64)
+def test_bloodcells_param_count_matches_hand_count():
+    m = build_model("bloodcells_cnn", 64)
     expected = (5 * 5 * 3 * 8 + 8) + (5 * 5 * 8 * 16 + 16) + (5 * 5 * 16 * 32 + 32) + (8 * 8 * 32 * 8 + 8)
     assert count_params(m) == {"trainable": expected, "non_trainable": 0, "total": expected}
 
@@ -54,14 +54,14 @@ def test_improved_flags_change_the_architecture():
 
 
 def test_unknown_model_name_lists_valid_names():
-    with pytest.raises(ValueError, match="Unknown model 'resnet9000'.*improved_cnn.*seed001_cnn.*seed004_cnn"):
+    with pytest.raises(ValueError, match="Unknown model .resnet9000.*bloodcells_cnn.*devnithw_cnn.*improved_cnn"):
         build_model("resnet9000", 64)
 
 
 @pytest.mark.parametrize("bad", [0, 4, "64", (64,), 5000])
 def test_bad_image_size_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="IMAGE_SIZE"):
-        build_model("seed004_cnn", bad)
+        build_model("devnithw_cnn", bad)
 
 
 def test_bad_improved_options_are_clear_errors():
@@ -73,7 +73,7 @@ def test_bad_improved_options_are_clear_errors():
 
 def test_in_model_augmentation_keeps_its_layer_names_and_seeds():
     """The layer names are part of saved models; the seeds fix the random draws of training."""
-    s001 = {layer.name: layer for layer in build_model("seed001_cnn", 32).layers}
+    s001 = {layer.name: layer for layer in build_model("bloodcells_cnn", 32).layers}
     assert [type(s001[n]).__name__ for n in ("flip", "rotate")] == ["RandomFlip", "RandomRotation"]
     assert s001["flip"].seed == s001["rotate"].seed == 42 and s001["rotate"].factor == (-0.4, 0.4)
     names = [layer.name for layer in improved_cnn(32).layers]
@@ -82,7 +82,7 @@ def test_in_model_augmentation_keeps_its_layer_names_and_seeds():
 
 
 def test_augmentation_is_inactive_at_inference():
-    m = build_model("seed001_cnn", 32)
+    m = build_model("bloodcells_cnn", 32)
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(m(x, training=False)), np.asarray(m(x, training=False)))
 
@@ -105,3 +105,19 @@ def test_input_standardisation_and_bn_init_options():
     assert np.all(np.asarray(ones.get_layer("bn1_1").moving_variance) == 1)
     with pytest.raises(ValueError, match="empty"):
         channel_stats([])
+
+
+def test_the_earlier_names_are_aliases_of_the_reference_cnns():
+    from helpers.models import ALIASES
+
+    assert ALIASES == {"seed004_cnn": "devnithw_cnn", "seed001_cnn": "bloodcells_cnn"}
+    for old, new in ALIASES.items():
+        a, b = build_model(old, 32), build_model(new, 32)
+        assert a.name == b.name == new and count_params(a) == count_params(b)
+
+
+def test_a_seeded_build_repeats_its_initial_weights():
+    a = build_model("improved_cnn", 32, widths=(4,), seed=3).get_weights()
+    b = build_model("improved_cnn", 32, widths=(4,), seed=3).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert build_model("bloodcells_cnn", 32, seed=5).get_layer("flip").seed == 5

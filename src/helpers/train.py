@@ -1,9 +1,10 @@
 """Training loop conveniences: one :func:`fit` for every chapter, and :func:`evaluate_and_record`.
 
-:func:`fit` compiles with Adam and sparse categorical cross-entropy, stops early on
-validation accuracy like the seed notebooks (patience 5, min_delta 0.005, best weights
-restored), computes validation macro-F1 every epoch, times every epoch, prints one short
-line per epoch, and checkpoints every epoch so that an interrupted run can ``resume``: the stock
+:func:`fit` seeds Keras (``keras.utils.set_random_seed``) at the start of every run, compiles with
+Adam and sparse categorical cross-entropy, stops early on validation accuracy like the source write-ups
+(patience 5, min_delta 0.005, best weights restored) unless a cosine schedule runs to its end,
+computes validation macro-F1 every epoch, times every epoch, prints one short line per epoch, and
+checkpoints every epoch so that an interrupted run can ``resume``: the stock
 ``keras.callbacks.BackupAndRestore`` keeps weights, optimizer and epoch counter; early stopping's
 state and best weights (:class:`ResumableEarlyStopping`) and the history (:class:`RunState`) are
 kept next to it.
@@ -183,19 +184,30 @@ def _read_checkpoint(model, directory: Path) -> tuple[dict, list | None]:
 
 
 def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-3,
-        schedule: str | None = None, weight_decay: float | None = None, patience: int = 5, min_delta: float = 0.005,
+        schedule: str | None = None, warmup_epochs: int = 0, weight_decay: float | None = None,
+        patience: int | str | None = "auto", min_delta: float = 0.005, seed: int | None = 42,
         run_name: str | None = None, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
         time_budget: float | None = None, train_f1_batches: int = 10, verbose: int = 1) -> dict[str, Any]:
     """Train ``model`` on ``train_ds``, monitoring ``val_ds``; returns a summary with the history.
 
     * ``schedule``: ``None`` (constant learning rate), ``"cosine"`` (cosine decay to 0 over
       ``epochs``) or ``"plateau"`` (halve the rate when val accuracy stalls for 2 epochs).
+      With the default ``patience="auto"`` a cosine run trains to the schedule's end (stopping early would
+      cut off the low-learning-rate epochs the schedule exists for); the best epoch on val is still restored.
+    * ``warmup_epochs`` (cosine only): the learning rate first rises linearly from 0 to ``learning_rate``
+      over this many epochs, then decays over the remaining ones.
+    * ``seed``: ``keras.utils.set_random_seed(seed)`` before training (Python, NumPy and TensorFlow's global
+      generators: shuffling, dropout, unseeded layers), so that a seeded run on a CPU repeats bit for bit
+      (benchmarks/DETERMINISM.md); ``None`` leaves the generators as they are.
     * ``weight_decay``: decoupled weight decay (AdamW-style) per step, ``None`` for plain Adam as in the
       seeds. It keeps the weights in front of batch norm from growing without bound, which otherwise
       makes batch norm's running statistics lag behind and inference-mode predictions erratic.
-    * Early stopping as in the seeds: ``val_accuracy``, ``patience``, ``min_delta``, best weights
-      restored at the end. ``patience=None`` trains all ``epochs``.
-    * ``time_budget`` (seconds): stop after the epoch that uses it up (the book's runs are bounded).
+    * Early stopping as in the source write-ups: ``val_accuracy``, ``patience``, ``min_delta``, best weights
+      restored at the end. ``patience=None`` trains all ``epochs``; ``"auto"`` (default) means 5, or
+      ``None`` with the cosine schedule; an explicit number is honoured with any schedule.
+    * ``time_budget`` (seconds): a safety cap: stop after the epoch that uses it up. Size ``epochs`` so the
+      schedule fits the budget; if the cap fires anyway, ``stopped`` is ``"time_budget"`` and
+      ``budget_fired`` is true (both go into the record).
     * Checkpoints go to ``checkpoint_dir`` (default ``<output dir>/checkpoints/<run_name>``);
       ``resume=True`` continues an interrupted run from its last completed epoch; a run that had
       finished (early stopping, time budget, all epochs) is reused as it is.
@@ -211,6 +223,13 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     epochs = int(epochs)
     if epochs < 1:
         raise ValueError(f"EPOCHS must be at least 1, got {epochs}")
+    warmup_epochs = int(warmup_epochs)
+    if warmup_epochs and (schedule != "cosine" or not 0 < warmup_epochs < epochs):
+        raise ValueError(f"warmup_epochs={warmup_epochs} needs schedule='cosine' and fewer epochs than {epochs}")
+    if patience == "auto":  # a cosine schedule runs to its end; restore-best-on-val stays
+        patience = None if schedule == "cosine" else 5
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
     run_name = run_name or model.name
     ckdir = Path(checkpoint_dir) if checkpoint_dir else output_dir() / "checkpoints" / run_name
     lr: Any = float(learning_rate)
@@ -218,7 +237,12 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     if schedule == "cosine":
         if steps is None:
             raise ValueError("the cosine schedule needs a dataset of known length (a batched tf.data dataset)")
-        lr = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=epochs * steps)
+        if warmup_epochs:  # linear 0 → learning_rate over the warm-up, then cosine decay to 0
+            lr = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=(epochs - warmup_epochs) * steps,
+                                                        warmup_target=float(learning_rate),
+                                                        warmup_steps=warmup_epochs * steps)
+        else:
+            lr = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=epochs * steps)
     model.compile(optimizer=keras.optimizers.Adam(lr, weight_decay=weight_decay),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
@@ -284,7 +308,8 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     return {"history": history, "train_seconds": float(train_seconds), "epochs_run": n_run,
             "max_epochs": epochs, "best_epoch": best_epoch, "stopped": stopped,
             "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate),
-            "weight_decay": weight_decay,
+            "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, "seed": seed,
+            "budget_fired": stopped == "time_budget",
             "patience": patience, "min_delta": min_delta, "time_budget": time_budget,
             "steps_per_epoch": steps, "checkpoint_dir": str(ckdir)}
 
@@ -312,8 +337,8 @@ def run_fields(model, fit_result: Mapping[str, Any], batch_size: int) -> dict[st
     from .models import count_params
 
     h = fit_result["history"]
-    keys = ("max_epochs", "best_epoch", "stopped", "schedule", "learning_rate", "weight_decay", "patience",
-            "min_delta", "time_budget", "steps_per_epoch", "resumed_from_epoch")
+    keys = ("max_epochs", "best_epoch", "stopped", "schedule", "learning_rate", "warmup_epochs", "weight_decay",
+            "patience", "min_delta", "time_budget", "budget_fired", "seed", "steps_per_epoch", "resumed_from_epoch")
     return {"architecture": model.name, "params": count_params(model),
             "history": {k: v for k, v in h.items() if k not in ("epoch_seconds", "load_avg")},
             "load_avg": [round(x, 2) for x in h.get("load_avg", [])],
@@ -344,3 +369,30 @@ def evaluate_and_record(model, name: str, data, fit_result: Mapping[str, Any], *
                    mode=mode, record=run_fields(model, fit_result, batch_size) | extra, save_model=save_model,
                    results_directory=directory, models_directory=models_directory)
     return {**run.record, "_path": str(run.record_path), "_predictions": preds, "_bundle": run.bundle}
+
+
+def spread_block(values, seeds, *, metric: str = "test accuracy", budget: str = "") -> dict[str, Any]:
+    """A record's ``spread`` block: one metric of the same recipe trained from several seeds.
+
+    ``metric`` is ``"<split> <name>"`` (``"test accuracy"``, ``"val macro_f1"``); besides the values and their
+    mean, standard deviation (``ddof=1``), min and max, the block holds ``{split: {name: half-width}}``, the
+    half of the seed-to-seed range that ``tools/reproduce.py`` compares a re-run with. ``budget`` says at
+    which budget the spread was measured (full data, or a smaller one).
+    """
+    v = np.asarray(values, dtype=float)
+    if v.size != len(seeds) or v.size < 2:
+        raise ValueError(f"spread_block needs one value per seed and at least two seeds, got {v.size} values "
+                         f"for seeds {list(seeds)}")
+    split, name = metric.split(" ", 1)
+    lo, hi = float(v.min()), float(v.max())
+    return {"seeds": [int(s) for s in seeds], "metric": metric, "values": [float(x) for x in v],
+            "mean": float(v.mean()), "std": float(v.std(ddof=1)), "min": lo, "max": hi, "budget": budget,
+            split: {name.replace("-", "_").replace(" ", "_"): (hi - lo) / 2}}
+
+
+def add_spread(record_path: str | os.PathLike, block: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``block`` (from :func:`spread_block`) into the record at ``record_path`` as its ``spread``."""
+    path = Path(record_path)
+    rec = {**json.loads(path.read_text()), "spread": dict(block)}
+    atomic_write_json(path, rec)
+    return rec
