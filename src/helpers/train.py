@@ -261,7 +261,7 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
             log.info("%s already finished (%s) after %d epochs: reusing checkpoint %s", run_name, finished,
                      initial_epoch, ckdir)
         else:
-            log.info("resuming %s from epoch %d (checkpoint %s)", run_name, initial_epoch, ckdir)
+            log.info("resuming %s from epoch %d (checkpoint %s)", run_name, initial_epoch, Path(ckdir).name)
     elif not resume and ckdir.exists():
         shutil.rmtree(ckdir)
 
