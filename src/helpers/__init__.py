@@ -48,6 +48,12 @@ from importlib.metadata import PackageNotFoundError, version
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # tqdm.auto, imported by a dependency inside Jupyter without ipywidgets, warns with its own file path.
 _warnings.filterwarnings("ignore", message="IProgress not found")
+# TensorFlow's Python-side WARNINGs (e.g. tf.function retracing advice when a tiny smoke run makes every
+# epoch a single step) are for library developers; errors still show. A filter, not a level: TensorFlow
+# resets its logger's level to INFO the first time it is used in Jupyter.
+import logging as _logging  # noqa: E402
+
+_logging.getLogger("tensorflow").addFilter(lambda record: record.levelno >= _logging.ERROR)
 
 try:
     __version__ = version("bloodcells-helpers")
