@@ -226,3 +226,20 @@ def test_as_jpeg_makes_a_light_image_of_a_figure():
     assert img.format == "jpeg" and img.data[:2] == b"\xff\xd8"
     with pytest.raises(ValueError, match="quality"):
         plots.as_jpeg(fig, quality=0)
+
+
+def test_phase_curves_puts_the_phases_end_to_end():
+    from helpers.plots import phase_curves
+
+    hist = {"phase 1": {"loss": [2.0, 1.0], "val_loss": [1.5, 1.1], "accuracy": [0.3, 0.6],
+                        "val_accuracy": [0.4, 0.5]},
+            "phase 2": {"loss": [0.8, 0.7, 0.6], "val_loss": [1.0, 0.9, 0.9], "accuracy": [0.7, 0.8, 0.85],
+                        "val_accuracy": [0.6, 0.65, 0.66]},
+            "phase 3": {}}
+    fig = phase_curves(hist, title="t")
+    ax = fig.axes[0]
+    xs = [list(line.get_xdata()) for line in ax.get_lines()]
+    assert xs == [[1, 2], [1, 2], [3, 4, 5], [3, 4, 5]]  # train/val of phase 1, then phase 2 goes on
+    assert [t.get_text() for t in ax.texts] == ["phase 1", "phase 2"]  # the empty phase is left out
+    with pytest.raises(ValueError, match="no phase has a history"):
+        phase_curves({"a": {}})

@@ -547,3 +547,41 @@ def as_jpeg(fig: Figure, quality: int = 85):
     fig.savefig(buf, format="jpeg", pil_kwargs={"quality": int(quality), "optimize": True},
                 facecolor="white")
     return Image(data=buf.getvalue(), format="jpeg")
+
+
+def phase_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
+                 metrics: Sequence[str] = ("loss", "accuracy"), title: str | None = None) -> Figure:
+    """Every training phase on one epoch axis: ``{phase name: Keras history}`` in training order.
+
+    Train and validation curves run on across the phases; a shaded band and a label mark each phase,
+    so a reader sees what each phase added. Phases without any epochs are left out.
+    """
+    phases = [(name, {k: list(v) for k, v in h.items() if v is not None})
+              for name, h in histories.items() if h]
+    phases = [(n, h) for n, h in phases if any(len(v) for v in h.values())]
+    if not phases:
+        raise ValueError("nothing to plot: no phase has a history")
+    fig = _figure(4.2 * len(metrics), 3.2)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, m in zip(axes, metrics):
+        start = 0
+        for j, (name, h) in enumerate(phases):
+            n = max(len(h.get(m, [])), len(h.get(f"val_{m}", [])))
+            if j % 2:
+                ax.axvspan(start + 0.5, start + n + 0.5, color="0.93", zorder=0)
+            ax.text(start + 0.5 + n / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
+                    va="bottom", fontsize=7)
+            for key, lab, col in ((m, "train", SPLIT_COLOURS["train"]),
+                                  (f"val_{m}", "val", SPLIT_COLOURS["val"])):
+                if h.get(key):
+                    ax.plot(np.arange(start + 1, start + len(h[key]) + 1), h[key], marker="o", markersize=3,
+                            color=col, label=lab if j == 0 else None)
+            start += n
+        ax.set_xlabel("epoch (all phases)")
+        ax.set_ylabel(m.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, y=1.06)
+    return fig
