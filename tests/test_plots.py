@@ -243,3 +243,13 @@ def test_phase_curves_puts_the_phases_end_to_end():
     assert [t.get_text() for t in ax.texts] == ["phase 1", "phase 2"]  # the empty phase is left out
     with pytest.raises(ValueError, match="no phase has a history"):
         phase_curves({"a": {}})
+
+
+def test_accuracy_vs_latency_one_point_per_model():
+    from helpers.plots import accuracy_vs_latency
+
+    fig = accuracy_vs_latency(["a", "b"], [0.9, 0.95], [0.88, 0.94], [0.92, 0.96], [1.0, 10.0])
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.texts] == ["a", "b"]
+    with pytest.raises(ValueError, match="one value per model"):
+        accuracy_vs_latency(["a"], [0.9, 0.8], [0.8], [0.95], [1.0])

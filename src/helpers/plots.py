@@ -585,3 +585,23 @@ def phase_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
     if title:
         fig.suptitle(title, y=1.06)
     return fig
+
+
+def accuracy_vs_latency(names: Sequence[str], accuracy: Sequence[float], low: Sequence[float],
+                        high: Sequence[float], ms: Sequence[float], title: str | None = None) -> Figure:
+    """Test accuracy (with its interval as an error bar) against latency per image, one point per model."""
+    acc, lo, hi, ms = (np.asarray(a, dtype=float) for a in (accuracy, low, high, ms))
+    if not (len(names) == len(acc) == len(lo) == len(hi) == len(ms)) or not len(names):
+        raise ValueError("names, accuracy, low, high and ms need one value per model (at least one)")
+    fig = _figure(6.4, 3.8)
+    ax = fig.subplots()
+    ax.errorbar(ms, acc, yerr=[acc - lo, hi - acc], fmt="o", capsize=3, color=SPLIT_COLOURS["test"])
+    for n, x, y in zip(names, ms, acc):
+        ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per image, batch 1 (ms, log scale)")
+    ax.set_ylabel("test accuracy (95 % CI)")
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title)
+    return fig
