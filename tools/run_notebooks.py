@@ -53,11 +53,11 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def run_one(nb: Path, dest: Path, mode: str) -> None:
+def run_one(nb: Path, dest: Path, mode: str, params: dict | None = None) -> None:
     """Execute ``nb`` into ``dest`` (atomically: a hidden temporary file beside ``dest``), then tidy it."""
     tmp = dest.with_name(f".{nb.stem}.running.ipynb")
     try:
-        pm.execute_notebook(str(nb), str(tmp), parameters={"MODE": mode}, kernel_name="python3",
+        pm.execute_notebook(str(nb), str(tmp), parameters={"MODE": mode, **(params or {})}, kernel_name="python3",
                             cwd=str(nb.parent), progress_bar=True, log_output=False)
     except Exception:
         print(f"!!! {nb.name} failed; the executed copy with the error is {tmp}", file=sys.stderr)
@@ -72,8 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=["book", "smoke"], default="book")
     ap.add_argument("--out", type=Path, default=None,
                     help="write the executed notebooks into this folder instead of replacing the sources")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a notebook parameter (VALUE is read as YAML: 4, 0.5, null, text)")
     ap.add_argument("prefixes", nargs="*", help="only notebooks whose file name starts with one of these")
     args = ap.parse_args(argv)
+    import yaml
+
+    params = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            ap.error(f"--param needs NAME=VALUE, got {item!r}")
+        params[name] = yaml.safe_load(value)
     nbs = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.prefixes:
         nbs = [n for n in nbs if n.name.startswith(tuple(args.prefixes))]
@@ -84,11 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     for nb in nbs:
         print(f"=== {nb.name} ({args.mode} mode)", flush=True)
         t0 = time.perf_counter()
-        run_one(nb, nb if args.out is None else args.out / nb.name, args.mode)
+        run_one(nb, nb if args.out is None else args.out / nb.name, args.mode, params)
         secs = time.perf_counter() - t0
         print(f"=== {nb.name} done in {secs / 60:.1f} min", flush=True)
         if args.mode == "book" and args.out is None:
-            timings[nb.name] = {"seconds": round(secs, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            timings[nb.name] = {"seconds": round(secs, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                **({"parameters": params} if params else {})}
             atomic_write_json(timings_path, timings)
     return 0
 
