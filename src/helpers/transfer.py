@@ -834,7 +834,7 @@ def _scope(strategy):
 
 
 # ==================================================================================== the literature
-# Reference points from ../shared/SOURCES.md ("Results to compare with"), with their bibliography keys.
+# Reference points from the sources list ("Results to compare with"), with their bibliography keys.
 LITERATURE = [
     {"work": "acevedo2019recognition", "data": "PBC", "model": "VGG-16 features + SVM", "px": None,
      "training": "frozen features", "test accuracy": 0.86},
