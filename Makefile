@@ -48,7 +48,7 @@ site: setup  ## build the website from the executed notebooks (warnings are erro
 	@echo "Site: $(CURDIR)/_build/html/index.html"
 
 test: setup browser lint  ## lint, unit tests, a smoke run of every notebook (nbval), and a book build
-	BLOODCELLS_TEST_FULL_SCAN=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+	BLOODCELLS_TEST_FULL_SCAN=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --durations=15
 
 test-fast: setup lint  ## lint and the unit tests that train nothing (no notebooks, no book build)
 	$(BIN)/python -m pytest tests -m "not slow" --ignore=tests/test_site.py --ignore=tests/test_book.py -p no:cacheprovider
@@ -77,11 +77,11 @@ REPRO_OUT ?= $(CURDIR)/outputs/reproduce
 reproduce: setup weights  ## re-run chapter(s) CHAPTER=03 in book mode into outputs/reproduce; compare with results/ (never written)
 	$(BIN)/python tools/reproduce.py --mode book --out $(REPRO_OUT) --records results $(CHAPTER)
 
-demo: setup  ## the web app on http://127.0.0.1:7860 with the published best model (BUNDLE=outputs/models/<name> for another)
+demo: setup  ## the web app on http://127.0.0.1:7860 with the served model (make bench), else the published best (BUNDLE=outputs/models/<name> for another)
 	$(BIN)/python -m helpers.app $(BUNDLE)
 
-SCREENSHOT_BUNDLE ?= outputs/models/best
-screenshot: setup  ## book/images/app.png: the web app serving SCREENSHOT_BUNDLE (default: the published best) on a PBC cell
+SCREENSHOT_BUNDLE ?= $(firstword $(wildcard outputs/models/served) outputs/models/best)
+screenshot: setup  ## book/images/app.png: the web app serving SCREENSHOT_BUNDLE (default: the served model, else the published best) on a PBC cell
 	$(BIN)/python tools/app_screenshot.py $(SCREENSHOT_BUNDLE) --out book/images/app.png
 
 clean:

@@ -10,7 +10,9 @@ answers ``{"n": items}``), ``profile``, ``accuracy`` and ``quit`` (answers the p
 Kinds: ``train_cnn`` (a chapter-3 CNN, ``steps`` training steps on synthetic tensors),
 ``transfer_head`` (phase 1: the head on pooled features), ``transfer_finetune`` (phase 2: top +
 head on cached activations), ``frozen_lower`` (preprocess + the frozen lower base: what feature
-caching costs), ``infer_keras`` / ``infer_tflite`` (the exported model, batch 1 and batch 32).
+caching costs), ``infer_keras`` / ``infer_litert`` / ``infer_onnx`` (the exported model under that
+runtime, batch 1 and batch 32; ``views`` rebuilds a TTA model with that many views, ``save_converted``
+writes the converted file there).
 Training set-ups use random weights and random tensors: speed does not depend on their values.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import harness  # noqa: E402  (numpy only: TensorFlow is not imported yet)
 
 from helpers.bench import training_epoch  # noqa: E402
-from helpers.serve import TFLiteModel, to_tflite  # noqa: E402
+from helpers.serve import convert, runner  # noqa: E402
 
 
 def _synthetic(n: int, shape: tuple[int, ...], seed: int = 0, low: float = 0.0, high: float = 255.0):
@@ -120,10 +122,11 @@ def load_inference_model(spec: dict[str, Any]):
         from helpers.export import load_bundle
 
         model, side = load_bundle(spec["bundle"])
-        if spec.get("single_view"):
-            from helpers.tta import tta_core
+        views = 1 if spec.get("single_view") else spec.get("views")
+        if views:
+            from helpers.serve import serving_model
 
-            return tta_core(model), f"bundle {Path(spec['bundle']).name}, the single-view network inside"
+            return serving_model(model, int(views)), f"bundle {Path(spec['bundle']).name} with {views} view(s)"
         return model, f"bundle {Path(spec['bundle']).name}"
     import keras
 
@@ -148,19 +151,25 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     x1, _ = _synthetic(1, (size, size, 3))
     x32, _ = _synthetic(32, (size, size, 3), seed=1)
     info: dict[str, Any] = {"model": desc, "image_size": size, "params_count": int(model.count_params())}
-    if spec["kind"] == "infer_tflite":
-        t0 = time.perf_counter()
-        content = to_tflite(model)
-        info.update(convert_seconds=round(time.perf_counter() - t0, 1), tflite_mb=round(len(content) / 1e6, 2))
-        threads = int(spec.get("threads") or 2)
-        runners = {"b1": TFLiteModel(content, threads), "b32": TFLiteModel(content, threads)}
-        info["runtime"] = runners["b1"].runtime
-        call = {b: (lambda x, r=r: r(x)) for b, r in runners.items()}
-    else:
+    rt = {"infer_tflite": "litert"}.get(spec["kind"], spec["kind"].removeprefix("infer_"))
+    threads = int(spec.get("threads") or 2)
+    content = None
+    if rt == "keras":
         f = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
         call = {"b1": lambda x: f(tf.constant(x)).numpy(), "b32": lambda x: f(tf.constant(x)).numpy(),
                 "b1_eager": lambda x: np.asarray(model(x, training=False))}
         info["runtime"] = f"Keras {__import__('keras').__version__} on TensorFlow {tf.__version__} (tf.function)"
+    else:
+        t0 = time.perf_counter()
+        content = convert(model, rt)
+        info.update(convert_seconds=round(time.perf_counter() - t0, 1), file_mb=round(len(content) / 1e6, 2))
+        if spec.get("save_converted"):
+            from helpers.io import atomic_write_bytes
+
+            atomic_write_bytes(spec["save_converted"], content)
+        runners = {"b1": runner(model, rt, threads, content), "b32": runner(model, rt, threads, content)}
+        info["runtime"] = runners["b1"].runtime
+        call = {b: (lambda x, r=r: r(x)) for b, r in runners.items()}
     inputs = {"b1": (x1, k1), "b1_eager": (x1, int(spec.get("calls_eager", k1))), "b32": (x32, k32)}
 
     def run(req: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +208,7 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
         from helpers.export import load_predictions
         from helpers.pipeline import make_dataset
 
-        pred = load_predictions(spec["bundle"], "test")
+        pred = load_predictions(spec["bundle"], req.get("split", "test"))
         limit = req.get("limit")
         idx = np.arange(len(pred))[: int(limit) if limit else None]
         paths = resolve_paths(np.asarray(pred.paths)[idx].tolist(), req.get("data_root"))
@@ -208,15 +217,17 @@ def build_inference(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
         probs = np.concatenate([run32(xb.numpy()) for xb, _ in ds])
         keras_probs, y = pred.probs[idx], pred.y_true[idx]
         top_t, top_k = probs.argmax(1), keras_probs.argmax(1)
-        return {"n": int(len(idx)), "agreement": float((top_t == top_k).mean()),
-                "accuracy_tflite": float((top_t == y).mean()), "accuracy_keras_saved": float((top_k == y).mean()),
-                "max_abs_prob_diff": float(np.abs(probs - keras_probs).max()),
-                "n_disagree": int((top_t != top_k).sum())}
+        out = {"n": int(len(idx)), "runtime": info["runtime"], "agreement": float((top_t == top_k).mean()),
+               "accuracy": float((top_t == y).mean()), "accuracy_keras_saved": float((top_k == y).mean()),
+               "max_abs_prob_diff": float(np.abs(probs - keras_probs).max()),
+               "n_disagree": int((top_t != top_k).sum())}
+        if req.get("return_probs"):
+            out["probs"] = probs.astype("float64").round(7).tolist()
+        return out
 
     def runners_for_accuracy():
-        if spec["kind"] == "infer_tflite":
-            r = TFLiteModel(content, int(spec.get("threads") or 2))
-            return lambda x: r(x)
+        if content is not None:
+            return runner(model, rt, threads, content)
         return lambda x: np.asarray(model(x, training=False))
 
     return {"run": run, "profile": profile, "accuracy": accuracy}, info

@@ -19,7 +19,7 @@ from helpers import bench
 from helpers.augment import make_augmentation
 
 TITLE = "Input pipeline: naive loop vs tuned tf.data"
-AUGMENTATION = "seed001"
+AUGMENTATION = "flip_rotate"
 
 
 def small_models() -> dict[str, Callable[[int], Any]]:

@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmark images: {len(paths)} ({source})", flush=True)
     ctx = {"paths": paths, "data_source": source, "repeats": 1 if args.quick else args.repeats,
            "sizes": [32, 48] if args.quick else [64, 96, 128], "train_size": 32 if args.quick else 64, "train_images": 32 if args.quick else 256,  # noqa: E501
-           "seed": 42, "quick": bool(args.quick), "progress": lambda s: print(f"  · {s}", flush=True)}
+           "seed": 42, "quick": bool(args.quick), "progress": lambda s: print(f"  · {s}", flush=True),
+           "scratch": str(args.out / "scratch") if args.quick else None}
 
     json_path = args.out / "results.json"
     doc = json.loads(json_path.read_text()) if json_path.exists() and not args.quick else {"sections": {}}

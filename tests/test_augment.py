@@ -11,11 +11,11 @@ from helpers.augment import (
     augment_examples,
     class_weights,
     finetune_augmentation,
+    flip_rotate_augmentation,
+    flip_rotate_layers,
     in_model_colour_jitter,
     make_augmentation,
     model_augmentation_layers,
-    seed001_augmentation,
-    seed001_layers,
     stain_augmentation,
 )
 
@@ -66,7 +66,7 @@ def test_deterministic_with_seed(name, batch):
 
 
 def test_successive_calls_differ(batch):
-    aug = seed001_augmentation(seed=3)
+    aug = flip_rotate_augmentation(seed=3)
     assert not np.allclose(np.asarray(aug(batch, training=True)), np.asarray(aug(batch, training=True)))
 
 
@@ -92,14 +92,14 @@ def test_stain_rejects_bad_strength():
 
 
 def test_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"Unknown augmentation 'mixup'.*seed001"):
+    with pytest.raises(ValueError, match=r"Unknown augmentation 'mixup'.*flip_rotate"):
         make_augmentation("mixup")
     assert make_augmentation(None) is None
     assert make_augmentation("none") is None
 
 
 def test_augment_examples(batch):
-    ex = augment_examples(seed001_augmentation(seed=0), batch[0].astype("uint8"), n=5)
+    ex = augment_examples(flip_rotate_augmentation(seed=0), batch[0].astype("uint8"), n=5)
     assert ex.shape == (5, 32, 32, 3) and ex.dtype == np.float32
     assert len({e.tobytes() for e in ex}) > 1
 
@@ -115,7 +115,7 @@ def test_in_tf_data_pipeline(tmp_path):
         p = tmp_path / f"img{i}.png"
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(p)
         paths.append(str(p))
-    ds = make_dataset(paths, [0, 1, 2, 3, 4], 24, batch_size=2, augment=make_augmentation("seed001+stain"))
+    ds = make_dataset(paths, [0, 1, 2, 3, 4], 24, batch_size=2, augment=make_augmentation("flip_rotate+stain"))
     xs = [x.numpy() for x, _ in ds]
     assert [x.shape[0] for x in xs] == [2, 2, 1]  # a smaller last batch works too
     assert all(x.dtype == np.float32 and x.min() >= 0 and x.max() <= 255 for x in xs)
@@ -138,9 +138,9 @@ def test_in_model_layers_by_option():
     names = [layer.name for layer in model_augmentation_layers(rotate=0.1, colour=0.2, seed=1)]
     assert names == ["aug_flip", "aug_rot90", "aug_rotate", "aug_brightness", "aug_contrast"]
     assert model_augmentation_layers(flip=False, rot90=False) == []
-    flip, rotate = seed001_layers(3, 4, 0.25, names=("f", "r"))
+    flip, rotate = flip_rotate_layers(3, 4, 0.25, names=("f", "r"))
     assert (flip.name, flip.seed, rotate.name, rotate.seed, rotate.factor) == ("f", 3, "r", 4, (-0.25, 0.25))
-    assert [layer.seed for layer in seed001_augmentation(seed=3).layers] == [3, 4]
+    assert [layer.seed for layer in flip_rotate_augmentation(seed=3).layers] == [3, 4]
 
 
 def test_the_two_colour_jitters_differ_in_scale_and_parts():

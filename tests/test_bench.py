@@ -71,7 +71,7 @@ def test_naive_and_tuned_deliver_the_same_images(image_files):
 def test_tuned_dataset_with_augmentation(image_files, placement):
     from helpers.augment import make_augmentation
 
-    ds = bench.tuned_dataset(image_files, np.arange(7), 16, batch_size=4, augment=make_augmentation("seed001"),
+    ds = bench.tuned_dataset(image_files, np.arange(7), 16, batch_size=4, augment=make_augmentation("flip_rotate"),
                              placement=placement)
     assert bench.consume(ds) == 7
     assert bench.consume(ds) == 7  # second epoch from the cache
@@ -86,7 +86,7 @@ def test_pipeline_measurements_small(image_files):
     from helpers.augment import make_augmentation
 
     ms = bench.pipeline_measurements(image_files, 16, batch_size=4, repeats=1, cached_epochs=2,
-                                     augment_factory=lambda: make_augmentation("seed001"))
+                                     augment_factory=lambda: make_augmentation("flip_rotate"))
     names = [m.name for m in ms]
     assert names == ["naive", "tuned, epoch 1", "tuned, cached", "naive + aug", "tuned, cached + aug per batch",
                      "tuned, cached + aug per image"]

@@ -217,3 +217,31 @@ def test_serving_path_equals_the_training_pipeline_on_real_images():
     if not paths:
         pytest.skip("no JPEG files under $BLOODCELLS_DATA_DIR")
     assert _served_vs_trained(paths, 64) <= 1.0
+
+
+def test_a_served_bundle_answers_with_its_runtime(bundle, labelled, tmp_path, capsys):
+    """A bundle whose sidecar names a serving runtime (``make bench`` writes one) is served by it, and
+    gives the same answers as Keras; a missing runtime file is one error line and exit code 2."""
+    import json
+    import shutil
+
+    from helpers import serve
+
+    served = tmp_path / "served"
+    shutil.copytree(bundle, served)
+    side = json.loads((served / "bundle.json").read_text())
+    side["serving"] = {"runtime": "onnx", "views": 1, "threads": 1}
+    (served / "bundle.json").write_text(json.dumps(side))
+    img = str(next((labelled / "neutrophil").iterdir()))
+    assert main([str(served), img]) == 2
+    assert "model.onnx is missing" in capsys.readouterr().err
+    model, _ = load_bundle(bundle)
+    (served / serve.RUNTIME_FILES["onnx"]).write_bytes(serve.to_onnx(model))
+    assert main([str(served), img]) == 0
+    out_served = capsys.readouterr().out
+    assert "runtime ONNX Runtime" in out_served
+    assert main([str(bundle), img]) == 0
+    out_keras = capsys.readouterr().out
+    assert "runtime Keras" in out_keras
+    top = [next(ln for ln in o.splitlines() if ln.startswith(img)).split("  ")[0] for o in (out_served, out_keras)]
+    assert top[0] == top[1]

@@ -74,3 +74,16 @@ def test_load_report_rejects_other_files(tmp_path, text):
     p.write_text(text)
     with pytest.raises(ValueError, match="bench"):
         report.load_report(p)
+
+
+def test_report_summary_of_the_runtime_comparison_and_the_served_configuration(tmp_path):
+    doc = {"sections": {"inference": {"key": {
+        "ms_per_image_1core": {"keras": 20.0, "litert": 9.0, "onnx": 7.5}, "tta_views": 8, "target_ms": 10.0,
+        "runtime_checks": {"litert": {"agreement": 1.0, "n": 3000}, "onnx": {"error": "conversion failed"}},
+        "served": {"runtime": "litert", "views": 4, "ms_per_image_1core": 6.1, "test_accuracy": 0.981,
+                   "source_bundle": "transfer_mobilenetv2_tta", "fits_target": True}}}}}
+    s = report.report_summary(doc)
+    assert s["inference_onnx_ms"] == 7.5 and s["inference_litert_agreement"] == 1.0 and s["inference_litert_n"] == 3000
+    assert "inference_onnx_agreement" not in s
+    assert (s["served_runtime"], s["served_views"], s["served_ms"]) == ("litert", 4, 6.1)
+    assert s["served_accuracy"] == 0.981 and s["served_fits"] is True  # its test accuracy

@@ -29,8 +29,9 @@ NO_BUNDLE = ("no published model at {path}. Run `make book` (chapter 7 publishes
              "or pass the folder of a model bundle: python -m helpers.app outputs/models/<name>")
 
 
-def model_card(side: dict[str, Any], folder: Path) -> str:
-    """Markdown saying which model answers: its bundle, its test accuracy and the data it learnt from."""
+def model_card(side: dict[str, Any], folder: Path, runtime: str | None = None) -> str:
+    """Markdown saying which model answers: its bundle, its test accuracy, the views and runtime it is
+    served with, and the data it learnt from."""
     test = (side.get("metrics") or {}).get("test") or {}
     data = side.get("data") or {}
     acc = f"{test['accuracy']:.2%} test accuracy (n = {test.get('n', '?')})" if "accuracy" in test else \
@@ -44,15 +45,18 @@ def model_card(side: dict[str, Any], folder: Path) -> str:
     trained = (f"{data.get('root_name', 'PBC')}: {counts.get('train', '?'):,} training, {counts.get('val', '?'):,} "
                f"validation, {counts.get('test', '?'):,} test images (split `{data.get('split_fingerprint', '?')}`)"
                if counts else data.get("dataset", "not recorded"))
-    return (f"**Model:** `{source}` — {acc}; input {side['image_size']} px; "
+    views = int((side.get("tta") or {}).get("views", 1))
+    served = f"{views} view{'s' * (views != 1)}" + (f", {runtime}" if runtime else "")
+    return (f"**Model:** `{source}` — {acc}; input {side['image_size']} px, {served}; "
             f"classes: {', '.join(side['classes'])}.  \n**Data:** {trained}.  \n{warn}")
 
 
-def _answers(model, side, paths: Sequence[str]) -> tuple[list[list[Any]], list[tuple[np.ndarray, str]], dict]:
+def _answers(model, side, paths: Sequence[str],
+             run=None) -> tuple[list[list[Any]], list[tuple[np.ndarray, str]], dict]:
     from .predict import classify
 
     rows, gallery, first = [], [], {}
-    for ans in classify(model, side, paths, explain=True):
+    for ans in classify(model, side, paths, explain=True, run=run):
         name = Path(ans.path).name
         if ans.error:
             rows.append([name, "—", "", "—", "", "—", "", f"not classified: {ans.error}"])
@@ -79,19 +83,22 @@ def build_app(folder: str | os.PathLike):
 
     folder = Path(folder)
     model, side = load_bundle(folder)
+    from .serve import bundle_runner
+
+    serve = bundle_runner(model, side, folder)
 
     def run(files):
         if not files:
             return gr.update(value=None), [], {}, "Drop one or more cell images above."
         paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files]
-        rows, gallery, first = _answers(model, side, paths)
+        rows, gallery, first = _answers(model, side, paths, serve)
         bad = sum(1 for r in rows if r[-1].startswith("not classified"))
         msg = f"{len(rows) - bad} image(s) classified" + (f", {bad} could not be read (see the table)." if bad else ".")
         return rows, gallery, first, msg
 
     with gr.Blocks(title="Blood-cell classifier", analytics_enabled=False) as demo:
         gr.Markdown("# Blood-cell classifier\nDrop microscope images of single blood cells (JPEG, PNG, BMP, TIFF).")
-        gr.Markdown(model_card(side, folder), elem_id="model-card")
+        gr.Markdown(model_card(side, folder, serve.runtime), elem_id="model-card")
         files = gr.File(label="Cell images", file_count="multiple", elem_id="upload")
         status = gr.Markdown(elem_id="status")
         with gr.Row():
@@ -125,10 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_tensorflow()
     ap = argparse.ArgumentParser(prog="python -m helpers.app", description=__doc__.split("\n\n")[0])
-    ap.add_argument("model_dir", nargs="?", help="model bundle (default: the published best, outputs/models/best)")
+    ap.add_argument("model_dir", nargs="?", help="model bundle (default: outputs/models/served, the published "
+                    "best as `make bench` configured it for serving, else outputs/models/best)")
     ap.add_argument("--port", type=int, default=7860)
     args = ap.parse_args(argv)
-    folder = Path(args.model_dir) if args.model_dir else output_dir() / "models" / "best"
+    models = output_dir() / "models"
+    folder = Path(args.model_dir) if args.model_dir else next(
+        (models / n for n in ("served", "best") if (models / n).is_dir()), models / "best")
     if not folder.is_dir():
         print(f"error: {NO_BUNDLE.format(path=folder)}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 Two kinds, both made of Keras' random preprocessing layers (plus :mod:`helpers.layers`):
 
-* **Pipeline augmenters** (:func:`seed001_augmentation`, :func:`stain_augmentation`, their combination,
+* **Pipeline augmenters** (:func:`flip_rotate_augmentation`, :func:`stain_augmentation`, their combination,
   :func:`make_augmentation` by name, and :func:`finetune_augmentation`): a ``keras.Sequential`` that
 
   - takes and returns batches of ``float32`` images in ``[0, 255]``, ``(N, H, W, 3)`` — what
@@ -11,9 +11,9 @@ Two kinds, both made of Keras' random preprocessing layers (plus :mod:`helpers.l
   - is the identity when called with ``training=False`` (so it may also sit inside a model);
   - is reproducible: the same ``seed`` gives the same random draws, call after call.
 
-  Pass one to ``make_dataset(..., augment=make_augmentation("seed001"))``: it runs on whole
+  Pass one to ``make_dataset(..., augment=make_augmentation("flip_rotate"))``: it runs on whole
   batches after the cache, so every epoch sees new variants.
-* **In-model layers** (:func:`seed001_layers`, :func:`model_augmentation_layers`): lists of layers that the
+* **In-model layers** (:func:`flip_rotate_layers`, :func:`model_augmentation_layers`): lists of layers that the
   builders of :mod:`helpers.models` insert *after* the model's rescaling, active only while training.
 
 The builders create their layers in a fixed order with fixed seeds and names: the layer names are part of
@@ -41,13 +41,13 @@ def _clip_layer(value_range: tuple[float, float] = VALUE_RANGE, name: str = "cli
     return ClipToRange(*value_range, name=name)
 
 
-def seed001_layers(flip_seed: int | None, rotation_seed: int | None, rotation: float = 0.4,
-                   names: tuple[str | None, str | None] = (None, None)) -> list:
-    """Seed project 001's geometric augmentation as two layers: ``RandomFlip("horizontal_and_vertical")``,
+def flip_rotate_layers(flip_seed: int | None, rotation_seed: int | None, rotation: float = 0.4,
+                       names: tuple[str | None, str | None] = (None, None)) -> list:
+    """The BloodCells project's geometric augmentation as two layers: ``RandomFlip("horizontal_and_vertical")``,
     then ``RandomRotation(rotation)`` (corners filled by reflection, Keras' default).
 
-    ``names=(None, None)`` lets Keras name them. The seed notebook's model seeded both layers with the same
-    seed (:func:`helpers.models.seed001_cnn` keeps that); :func:`seed001_augmentation` seeds the rotation with
+    ``names=(None, None)`` lets Keras name them. The project's model seeded both layers with the same
+    seed (:func:`helpers.models.bloodcells_cnn` keeps that); :func:`flip_rotate_augmentation` seeds the rotation with
     ``seed + 1``. Both are kept as they are: the recorded results depend on them.
     """
     keras = _keras()
@@ -55,16 +55,16 @@ def seed001_layers(flip_seed: int | None, rotation_seed: int | None, rotation: f
             keras.layers.RandomRotation(rotation, seed=rotation_seed, name=names[1])]
 
 
-def seed001_augmentation(seed: int | None = 42, rotation: float = 0.4):
-    """The augmentation of seed project 001: random horizontal+vertical flips and rotations.
+def flip_rotate_augmentation(seed: int | None = 42, rotation: float = 0.4):
+    """The BloodCells project's augmentation: random horizontal+vertical flips and rotations.
 
     ``RandomRotation(0.4)`` rotates by up to ±0.4 × 360° = ±144°. A blood cell has no "up":
     a rotated or mirrored cell is still the same cell type, so these are label-preserving.
     The corners that a rotation uncovers are filled by reflection (Keras' default).
     """
     keras = _keras()
-    return keras.Sequential(seed001_layers(seed, None if seed is None else seed + 1, rotation),
-                            name="seed001_augmentation")
+    return keras.Sequential(flip_rotate_layers(seed, None if seed is None else seed + 1, rotation),
+                            name="flip_rotate_augmentation")
 
 
 def stain_augmentation(brightness: float = 0.1, contrast: float = 0.2, saturation: float = 0.15,
@@ -109,9 +109,9 @@ def stain_augmentation(brightness: float = 0.1, contrast: float = 0.2, saturatio
 def geometric_and_stain_augmentation(seed: int | None = 42):
     """Seed-001 geometry followed by stain jitter: the book's default for training from scratch."""
     keras = _keras()
-    geo = seed001_augmentation(seed)
+    geo = flip_rotate_augmentation(seed)
     stain = stain_augmentation(seed=None if seed is None else seed + 100)
-    return keras.Sequential([*geo.layers, *stain.layers], name="seed001_stain_augmentation")
+    return keras.Sequential([*geo.layers, *stain.layers], name="flip_rotate_stain_augmentation")
 
 
 def in_model_colour_jitter(colour: float, seed: int | None = 42) -> list:
@@ -166,9 +166,9 @@ def finetune_augmentation(seed: int | None = 42):
 
 
 AUGMENTATIONS: dict[str, Callable] = {
-    "seed001": seed001_augmentation,
+    "flip_rotate": flip_rotate_augmentation,
     "stain": stain_augmentation,
-    "seed001+stain": geometric_and_stain_augmentation,
+    "flip_rotate+stain": geometric_and_stain_augmentation,
 }
 """Named augmenters: ``make_augmentation(name)`` builds one (a notebook parameter picks it)."""
 

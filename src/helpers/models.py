@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from . import CLASSES
-from .augment import model_augmentation_layers, seed001_layers
+from .augment import flip_rotate_layers, model_augmentation_layers
 from .pipeline import validate_image_size
 
 
@@ -62,7 +62,7 @@ def bloodcells_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CL
     L = keras.layers
     inp = _input(image_size)
     x = L.Rescaling(1.0 / 255, name="rescale")(inp)
-    for layer in seed001_layers(seed, seed, 0.4, names=("flip", "rotate")):
+    for layer in flip_rotate_layers(seed, seed, 0.4, names=("flip", "rotate")):
         x = layer(x)
     for i, filters in enumerate((8, 16, 32), 1):
         x = L.Conv2D(filters, 5, activation="relu", padding="same", name=f"conv{i}")(x)

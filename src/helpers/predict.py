@@ -17,7 +17,7 @@ import argparse
 import csv
 import io
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,13 +163,14 @@ class Answer:
 
 
 def classify(model, side: Mapping[str, Any], inputs: Sequence[str | Path | Item], *, batch_size: int = 32,
-             explain: bool = False) -> Iterator[Answer]:
+             explain: bool = False, run: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[Answer]:
     """Classify files (or :class:`Item`) with a bundle's model and sidecar: one :class:`Answer` each, in order.
 
     This is the one classification path of the command line and the app. An unreadable file gets an
     ``error``; an image unlike the training cells gets ``warnings`` (:mod:`helpers.ood`: tiny or
     far-from-square images, confidence below the bundle's threshold). ``explain`` adds a Grad-CAM
-    overlay of the predicted class.
+    overlay of the predicted class (always from the Keras ``model``). ``run`` computes the probabilities
+    (:func:`helpers.serve.bundle_runner`: the runtime the bundle is served with); default: ``model`` itself.
     """
     from .ood import confidence_warnings, image_warnings
 
@@ -190,7 +191,7 @@ def classify(model, side: Mapping[str, Any], inputs: Sequence[str | Path | Item]
             answers.append(a)
         if ready:
             x = np.stack([img for _, img in ready])
-            probs = np.asarray(model(x, training=False))
+            probs = np.asarray(run(x) if run is not None else model(x, training=False))
             for (a, _), p, w in zip(ready, probs, confidence_warnings(probs, side.get("ood"))):
                 a.probs, a.warnings = p, a.warnings + w
             if explain:
@@ -216,6 +217,14 @@ def quiet_tensorflow() -> None:
         absl.logging.set_verbosity(absl.logging.ERROR)
     except ImportError:  # pragma: no cover - absl comes with TensorFlow
         pass
+
+
+def serving_summary(side: Mapping[str, Any]) -> str:
+    """One line on what answers: the views averaged and, when the bundle has one, its own test accuracy."""
+    views = int((side.get("tta") or {}).get("views", 1))
+    test = (side.get("metrics") or {}).get("test") or {}
+    acc = f", test accuracy {test['accuracy']:.2%}" if "accuracy" in test else ""
+    return f"{side.get('image_size')} px, {views} view{'s' * (views != 1)}{acc}"
 
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NONE = 0, 1, 2, 3
@@ -252,13 +261,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a damaged model.keras: Keras raises many kinds of errors
         print(f"error: {args.model_dir}: the model could not be loaded ({type(e).__name__}: {e})", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        from .serve import bundle_runner
+
+        run = bundle_runner(model, side, args.model_dir)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {args.model_dir}: cannot start its serving runtime ({e})", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"model {Path(args.model_dir).name}: {serving_summary(side)}; runtime {run.runtime}")
     classes = list(side["classes"])
     top = min(args.top, len(classes))
     items, errors = collect(args.inputs, classes)
     for raw, why in errors:
         print(f"error: {raw}: {why}", file=sys.stderr)
     rows, y_true, y_pred, failed, flagged = [], [], [], len(errors), 0
-    for ans in classify(model, side, items, batch_size=args.batch_size):
+    for ans in classify(model, side, items, batch_size=args.batch_size, run=run):
         if ans.error is not None:
             failed += 1
             print(f"error: {ans.path}: {ans.error}", file=sys.stderr)

@@ -88,10 +88,18 @@ def report_summary(doc: dict[str, Any]) -> dict[str, Any]:
         out["inference_tta_views"] = int(k.get("tta_views") or 1)
     for runtime, ms in (k.get("single_view_ms_per_image_1core") or {}).items():
         out[f"inference_single_view_{runtime}_ms"] = float(ms)
-    chk = k.get("tflite_check") or {}
-    if "agreement" in chk:
-        out["inference_tflite_agreement"] = float(chk["agreement"])
-        out["inference_tflite_n"] = int(chk.get("n", 0))
+    checks = dict(k.get("runtime_checks") or {})
+    if k.get("tflite_check"):  # reports written before ONNX Runtime was compared
+        checks.setdefault("tflite", k["tflite_check"])
+    for runtime, chk in checks.items():
+        if "agreement" in (chk or {}):
+            out[f"inference_{runtime}_agreement"] = float(chk["agreement"])
+            out[f"inference_{runtime}_n"] = int(chk.get("n", 0))
+    served = k.get("served") or {}
+    if "test_accuracy" in served:
+        out.update(served_runtime=str(served["runtime"]), served_views=int(served["views"]),
+                   served_ms=float(served["ms_per_image_1core"]), served_accuracy=float(served["test_accuracy"]),
+                   served_source=str(served["source_bundle"]), served_fits=bool(served["fits_target"]))
     if "model" in k:
         out["inference_model"] = str(k["model"]).replace("`", "")  # plain text for the prose
     k = (secs.get("book") or {}).get("key") or {}

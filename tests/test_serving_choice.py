@@ -1,0 +1,38 @@
+"""The serving choice of ``make bench`` (benchmarks/inference_bench.py): fastest agreeing runtime, views that fit."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from inference_bench import choose_serving  # noqa: E402
+
+AGREE = {"n": 100, "n_disagree": 0, "max_abs_prob_diff": 1e-6}
+
+
+def test_the_fastest_agreeing_runtime_with_the_views_that_fit():
+    s = choose_serving({"keras": 30.0, "litert": 12.0, "onnx": 9.0}, {"keras": 8.0, "litert": 2.2, "onnx": 1.9},
+                       {"litert": AGREE, "onnx": AGREE}, views=8)
+    assert (s["runtime"], s["views"]) == ("onnx", 4)
+    assert s["estimated_ms"] == pytest.approx(7.6) and s["fits"]
+    assert s["agreeing"] == ["keras", "litert", "onnx"]
+
+
+def test_a_runtime_that_disagrees_is_never_served():
+    wrong = {**AGREE, "n_disagree": 1}
+    loose = {**AGREE, "max_abs_prob_diff": 0.02}
+    s = choose_serving({}, {"keras": 8.0, "litert": 2.2, "onnx": 1.0}, {"litert": loose, "onnx": wrong}, views=8)
+    assert s["runtime"] == "keras" and s["views"] == 1 and s["agreeing"] == ["keras"]
+    failed = choose_serving({}, {"keras": 8.0, "onnx": 1.0}, {"onnx": {"error": "conversion failed"}}, views=8)
+    assert failed["runtime"] == "keras"
+
+
+def test_no_more_views_than_the_model_has_and_one_when_nothing_fits():
+    s = choose_serving({"keras": 1.0, "litert": 0.5}, {}, {"litert": AGREE}, views=1)
+    assert (s["runtime"], s["views"]) == ("litert", 1)
+    slow = choose_serving({}, {"keras": 40.0}, {}, views=8)
+    assert slow["views"] == 1 and not slow["fits"]
+    with pytest.raises(ValueError, match="nothing to choose"):
+        choose_serving({}, {}, {}, views=8)
