@@ -47,7 +47,8 @@ def model_card(side: dict[str, Any], folder: Path, runtime: str | None = None) -
                if counts else data.get("dataset", "not recorded"))
     views = int((side.get("tta") or {}).get("views", 1))
     served = f"{views} view{'s' * (views != 1)}" + (f", {runtime}" if runtime else "")
-    return (f"**Model:** `{source}` — {acc}; input {side['image_size']} px, {served}; "
+    name = f"`{folder.name}` (`{source}` configured for serving)" if side.get("serving") else f"`{source}`"
+    return (f"**Model:** {name} — {acc}; input {side['image_size']} px, {served}; "
             f"classes: {', '.join(side['classes'])}.  \n**Data:** {trained}.  \n{warn}")
 
 
