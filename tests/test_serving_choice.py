@@ -36,3 +36,34 @@ def test_no_more_views_than_the_model_has_and_one_when_nothing_fits():
     assert slow["views"] == 1 and not slow["fits"]
     with pytest.raises(ValueError, match="nothing to choose"):
         choose_serving({}, {}, {}, views=8)
+
+
+@pytest.mark.slow  # trains a tiny CNN for one epoch and starts one benchmark worker
+def test_the_served_configuration_is_built_scored_and_saved(tmp_path):
+    """publish_served on a tiny bundle: the bundle ``served`` carries its runtime file and serving block, its
+    record scores the configuration itself, and the command-line path serves it with that runtime."""
+    import json
+
+    import numpy as np
+    from inference_bench import publish_served
+
+    from helpers.compare import smoke_bundle
+    from helpers.data import load_split
+    from helpers.export import load_bundle, load_predictions
+    from helpers.serve import RUNTIME_FILES, bundle_runner
+
+    src = smoke_bundle(load_split(None, max_per_class=4, seed=0, progress=False), tmp_path / "models")
+    serving = {"runtime": "onnx", "views": 1, "target_ms": 10.0}
+    out = publish_served({"bundle": str(src)}, serving, {"quick": True, "scratch": str(tmp_path), "repeats": 1})
+    assert out["runtime"] == "onnx" and out["views"] == 1 and out["ms_per_image_1core"] > 0
+    folder = tmp_path / "bench-served" / "models" / "served"
+    assert (folder / RUNTIME_FILES["onnx"]).is_file()
+    record = json.loads((tmp_path / "bench-served" / "results" / "served.json").read_text())
+    assert record["serving"]["source_bundle"] == src.name and record["test"]["accuracy"] == out["test_accuracy"]
+    model, side = load_bundle(folder)
+    assert side["serving"]["runtime"] == "onnx" and side["tta"]["views"] == 1
+    run = bundle_runner(model, side, folder)
+    assert run.runtime.startswith("ONNX Runtime")
+    saved = load_predictions(src, "test")  # the same network: the served answers equal the saved Keras ones
+    served = load_predictions(folder, "test")
+    np.testing.assert_allclose(served.probs, saved.probs[: len(served.probs)], atol=1e-4)
