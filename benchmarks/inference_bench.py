@@ -100,7 +100,17 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
                         for rt in RUNTIMES})
     workers = {cfg: harness.Worker([sys.executable, WORKER, json.dumps({**base_spec, **extra})],
                                  name=f"{cfg[0]}-{cfg[1]}core") for cfg, extra in configs.items()}
+    failed: dict[str, str] = {}
     try:
+        for cfg, w in list(workers.items()):  # a runtime whose conversion fails drops out; Keras must start
+            try:
+                w.wait_ready()
+            except harness.WorkerError as e:
+                if cfg[0] == "keras":
+                    raise
+                failed[cfg[0].split("-")[0]] = str(e).splitlines()[0]
+                w.kill()
+                del workers[cfg]
         rows = []
         for (rt, c), w in workers.items():
             k1, k32 = base_spec["calls_b1"], base_spec["calls_b32"]
@@ -122,9 +132,9 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
             prof = k1w.request({"cmd": "profile", "repeats": 2 if quick else 5})
         except harness.WorkerError as e:
             prof = {"error": str(e).splitlines()[0]}
-        checks: dict[str, Any] = {}
+        checks: dict[str, Any] = {rt: {"error": f"did not start: {why}"} for rt, why in failed.items()}
         if choice["bundle"]:
-            for rt in RUNTIMES[1:]:
+            for rt in [r for r in RUNTIMES[1:] if r not in failed]:
                 say(f"{rt} vs saved Keras test predictions")
                 try:
                     checks[rt] = workers[(rt, max(cores))].request(
@@ -146,8 +156,8 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         say(f"serving: {serving['runtime']}, {serving['views']} view(s) — timing and scoring that configuration")
         try:
             served = publish_served(choice, serving, ctx)
-        except (harness.WorkerError, OSError, ValueError) as e:
-            served = {"error": str(e).splitlines()[0]}
+        except Exception as e:  # the measurements above stay in the report whatever goes wrong here
+            served = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
     return report(choice, ms, prof, checks, infos, mem, repeats, quick, views, serving, served)
 
 
@@ -205,6 +215,7 @@ def publish_served(choice: dict[str, Any], serving: dict[str, Any], ctx: dict[st
     finally:
         w.kill()
     model, side = load_bundle(src)
+    source = (side.get("selected") or {}).get("source_bundle") or side.get("source_bundle") or src.name
     preds = {}
     for split, res in scored.items():
         saved = load_predictions(src, split)
@@ -212,15 +223,16 @@ def publish_served(choice: dict[str, Any], serving: dict[str, Any], ctx: dict[st
         preds[split] = Predictions(list(saved.paths)[:k], saved.y_true[:k], np.asarray(res["probs"], dtype="float32"))
     block = {"runtime": rt, "runtime_name": runtime_name, "views": n, "threads": 1,
              "ms_per_image_1core": round(1000 / m.median, 3), "target_ms": serving["target_ms"],
-             "fits_target": 1000 / m.median <= serving["target_ms"], "source_bundle": src.name,
+             "fits_target": 1000 / m.median <= serving["target_ms"], "source_bundle": source,
              "chosen_by": "make bench (benchmarks/inference_bench.py): the fastest runtime that agrees with Keras, "
                           "the most views that fit the target on one core"}
     run_ = save_run(serving_model(model, n), SERVED, side.get("data") or {}, preds,
                     image_size=int(side["image_size"]), epochs=0, train_seconds=0.0,
-                    weights_source={"kind": "a saved bundle configured for serving", "source_bundle": src.name,
+                    weights_source={"kind": "a saved bundle configured for serving", "source_bundle": source,
                                     "runtime": rt, "views": n},
                     seed=42, mode="smoke" if quick else "book", record={"serving": block},
-                    bundle={"serving": block, "tta": {"views": n}, "source_bundle": src.name},
+                    bundle={"serving": block, "tta": {"views": n}, "source_bundle": source},
+                    preprocessing=side.get("preprocessing"),
                     results_directory=results, models_directory=models)
     if rt in RUNTIME_FILES:
         os.replace(converted, run_.bundle / RUNTIME_FILES[rt])

@@ -148,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (OSError, ValueError, ImportError, RuntimeError) as e:  # its serving runtime cannot start
+        print(f"error: {folder}: cannot start its serving runtime ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
     return 0
 
 

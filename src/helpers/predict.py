@@ -265,8 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .serve import bundle_runner
 
         run = bundle_runner(model, side, args.model_dir)
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {args.model_dir}: cannot start its serving runtime ({e})", file=sys.stderr)
+    except Exception as e:  # a missing or damaged runtime file: ONNX Runtime and LiteRT raise their own types
+        print(f"error: {args.model_dir}: cannot start its serving runtime ({type(e).__name__}: {e})", file=sys.stderr)
         return EXIT_USAGE
     print(f"model {Path(args.model_dir).name}: {serving_summary(side)}; runtime {run.runtime}")
     classes = list(side["classes"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,28 +63,50 @@ def tflite_interpreter_class() -> tuple[Any, str]:
         return tf.lite.Interpreter, f"tf.lite.Interpreter (TensorFlow {tf.__version__}, deprecated for LiteRT)"
 
 
+@contextmanager
+def _quiet_stderr():
+    """Silence the C++ runtime's own stderr lines (LiteRT announces its XNNPACK delegate) while it starts."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class TFLiteModel:
     """Call a TFLite flatbuffer like a model: ``probs = TFLiteModel(content, threads)(x)``; the input is
     resized (and the tensors re-allocated) only when the batch shape changes."""
 
     def __init__(self, content: bytes, threads: int = 1):
         cls, self.runtime = tflite_interpreter_class()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_stderr():
             warnings.simplefilter("ignore")  # the deprecation notice of tf.lite.Interpreter
             self.interpreter = cls(model_content=content, num_threads=int(threads))
-        self.interpreter.allocate_tensors()
+            self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]["index"]
         self._out = self.interpreter.get_output_details()[0]["index"]
         self._shape: tuple[int, ...] | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype="float32")
+        first = self._shape is None
         if self._shape != x.shape:
             self.interpreter.resize_tensor_input(self._in, list(x.shape))
             self.interpreter.allocate_tensors()
             self._shape = x.shape
         self.interpreter.set_tensor(self._in, x)
-        self.interpreter.invoke()
+        if first:
+            with _quiet_stderr():  # the delegate is applied at the first invoke
+                self.interpreter.invoke()
+        else:
+            self.interpreter.invoke()
         return np.array(self.interpreter.get_tensor(self._out))
 
 
@@ -143,9 +166,11 @@ def bundle_runner(model, side: Mapping[str, Any], folder: str | Path, threads: i
     """What serves a bundle: the runtime named in its sidecar's ``serving`` block (written by ``make
     bench``) with the converted file stored beside the model; plain Keras for a bundle without one."""
     serving = side.get("serving") or {}
-    rt = serving.get("runtime", "keras")
+    rt = {"tflite": "litert"}.get(serving.get("runtime", "keras"), serving.get("runtime", "keras"))
     if rt == "keras":
         return KerasRunner(model)
+    if rt not in RUNTIME_FILES:
+        raise ValueError(f"{Path(folder).name}: unknown serving runtime {rt!r} (one of {', '.join(RUNTIMES)})")
     path = Path(folder) / RUNTIME_FILES[rt]
     if not path.is_file():
         raise FileNotFoundError(f"{Path(folder).name}: serving names {rt} but {path.name} is missing")
