@@ -126,7 +126,8 @@ def render(doc: dict[str, Any]) -> str:
         "",
     ]
     if m.get("memory_gib"):
-        out.insert(5, f"Memory: {m['memory_gib']} GiB. Inference runtimes: Keras, LiteRT ({m.get('tflite_runtime', '?')}), ONNX Runtime.")
+        out.insert(5, f"Memory: {m['memory_gib']} GiB. Inference runtimes: Keras, LiteRT "
+                      f"({m.get('tflite_runtime', '?')}), ONNX Runtime.")
     targets = [(doc["sections"][n].get("title", n), t) for n in SECTIONS if n in doc["sections"]
                for t in doc["sections"][n].get("targets", [])]
     if targets:
