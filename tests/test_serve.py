@@ -86,3 +86,16 @@ def test_bundle_runner_follows_the_sidecar(tmp_path):
     run = serve.bundle_runner(model, side, tmp_path)
     assert run.runtime.startswith("ONNX Runtime")
     np.testing.assert_allclose(run(x), np.asarray(model(x, training=False)), atol=1e-5)
+
+
+def test_the_app_card_names_the_served_configuration(tmp_path):
+    from helpers import CLASSES
+    from helpers.app import model_card
+
+    side = {"image_size": 96, "classes": list(CLASSES), "metrics": {"test": {"accuracy": 0.98, "n": 3000}},
+            "serving": {"runtime": "onnx", "views": 4}, "tta": {"views": 4}, "source_bundle": "transfer_x_tta"}
+    card = model_card(side, tmp_path / "served", "ONNX Runtime 1.32.0 (CPUExecutionProvider)")
+    assert "`served` (`transfer_x_tta` configured for serving)" in card
+    assert "98.00% test accuracy (n = 3000)" in card and "96 px, 4 views, ONNX Runtime" in card
+    plain = model_card({k: v for k, v in side.items() if k not in ("serving", "tta")}, tmp_path / "best")
+    assert "`transfer_x_tta`" in plain and "1 view;" in plain
