@@ -202,7 +202,7 @@ def normal_differential(classes=("neutrophil", "lymphocyte")) -> dict[str, tuple
 
 
 def differential_text(ranges: Mapping[str, tuple[float, float]] | None = None) -> str:
-    """``"40–70 % neutrophils and 20–40 % lymphocytes"`` from :func:`normal_differential` (for glue)."""
+    """E.g. ``"40–75 % neutrophils and 20–45 % lymphocytes"``, built from :func:`normal_differential` (for glue)."""
     r = normal_differential() if ranges is None else ranges
     parts = [f"{lo * 100:.0f}–{hi * 100:.0f} % {c}s" for c, (lo, hi) in r.items()]
     return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
