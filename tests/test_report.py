@@ -26,7 +26,7 @@ def test_report_summary_copies_the_headline_numbers(tmp_path):
                 book={"key": {"total_minutes": 55.5, "complete": True}})
     doc = report.load_report(p)
     s = report.report_summary(doc)
-    assert s["pipeline_ratio_vs_naive"] == 15.0 and s["pipeline_fastest_model"] == "seed001_cnn"
+    assert s["pipeline_ratio_vs_naive"] == 15.0 and s["pipeline_fastest_model"] == "bloodcells_cnn"  # renamed
     assert s["inference_keras_ms"] == 2.5 and s["inference_tflite_ms"] == 1.25
     assert s["inference_tflite_agreement"] == 0.999 and s["inference_tflite_n"] == 1000
     assert s["inference_model"] == "the best bundle"          # markdown backticks dropped for the prose
@@ -87,3 +87,11 @@ def test_report_summary_of_the_runtime_comparison_and_the_served_configuration(t
     assert "inference_onnx_agreement" not in s
     assert (s["served_runtime"], s["served_views"], s["served_ms"]) == ("litert", 4, 6.1)
     assert s["served_accuracy"] == 0.981 and s["served_fits"] is True  # its test accuracy
+
+
+def test_old_reports_show_the_reference_cnns_by_their_current_names():
+    doc = {"sections": {"pipeline": {"key": {"fastest_model": "seed004_cnn"}},
+                        "training": {"key": {"seed001_cnn": {"img_per_s": 800.0},
+                                             "improved_cnn": {"img_per_s": 200.0}}}}}
+    assert report.report_summary(doc)["pipeline_fastest_model"] == "devnithw_cnn"
+    assert list(report.training_table(doc).index) == ["bloodcells_cnn", "improved_cnn"]

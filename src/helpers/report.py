@@ -78,7 +78,9 @@ def report_summary(doc: dict[str, Any]) -> dict[str, Any]:
         if src in k:
             out[dst] = float(k[src])
     if "fastest_model" in k:
-        out["pipeline_fastest_model"] = str(k["fastest_model"])
+        from .compare import canonical_name  # reports measured before the reference CNNs were renamed
+
+        out["pipeline_fastest_model"] = canonical_name(str(k["fastest_model"]))
     k = (secs.get("inference") or {}).get("key") or {}
     for runtime, ms in (k.get("ms_per_image_1core") or {}).items():
         out[f"inference_{runtime}_ms"] = float(ms)
@@ -129,6 +131,9 @@ def training_table(doc: dict[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
     k = (doc["sections"].get("training") or {}).get("key") or {}
+    from .compare import canonical_name
+
     df = pd.DataFrame(k).T.rename(columns={"img_per_s": "images/s", "s_per_epoch": "s per epoch",
                                            "peak_rss_mb": "peak memory (MB)"})
+    df.index = [canonical_name(str(i)) for i in df.index]  # old reports name the reference CNNs seed00x_cnn
     return df.sort_values("images/s", ascending=False) if len(df) else df
