@@ -298,7 +298,7 @@ def report(choice, ms, prof, checks, infos, mem, repeats, quick, views: int = 1,
         md.append(f"- **Target {t['target']}: {'met' if t['met'] else 'MISSED'}** — {t['value_ms']:.1f} ms, "
                   f"margin {t['margin']}.")
     md.append("- Speed at batch 1, 1 core, relative to Keras: "
-              + ", ".join(f"{rt} {lat[('keras', 1, 1)].median and lat[(rt, 1, 1)].median / k1.median:.2f}×"
+              + ", ".join(f"{rt} {lat[(rt, 1, 1)].median / k1.median:.2f}×"
                           for rt in RUNTIMES[1:] if (rt, 1, 1) in lat)
               + "; 2 cores / 1 core for Keras at batch 32: "
               + (f"{lat[('keras', 2, 32)].median / lat[('keras', 1, 32)].median:.2f}×." if ("keras", 2, 32) in lat

@@ -167,28 +167,21 @@ def test_every_figure_is_an_image(path):
     assert not bad, "figures saved as text instead of images: " + "; ".join(bad)
 
 
-@params
-def test_no_machine_paths_in_outputs(path):
-    bad = offences(load(path), MACHINE_PATHS)
-    assert not bad, "absolute paths of the machine that ran the notebook: " + "; ".join(bad)
+FORBIDDEN_OUTPUT = {
+    "machine_paths": (MACHINE_PATHS, "absolute paths of the machine that ran the notebook"),
+    "tensorflow_log_lines": (TF_LOGS, "TensorFlow/absl/oneDNN/CUDA log lines"),
+    "retracing_warnings": (RETRACING, "tf.function retracing warnings"),
+    "partial_progress_bars": (PROGRESS, "progress bars (\\r-overwritten lines, tqdm '%|', Keras '━')"),
+}
+"""What no output of a committed notebook may contain: name → (pattern, what the failure says)."""
 
 
 @params
-def test_no_tensorflow_log_lines(path):
-    bad = offences(load(path), TF_LOGS)
-    assert not bad, "TensorFlow/absl/oneDNN/CUDA log lines: " + "; ".join(bad)
-
-
-@params
-def test_no_retracing_warnings(path):
-    bad = offences(load(path), RETRACING)
-    assert not bad, "tf.function retracing warnings: " + "; ".join(bad)
-
-
-@params
-def test_no_partial_progress_bars(path):
-    bad = offences(load(path), PROGRESS)
-    assert not bad, "progress bars (\\r-overwritten lines, tqdm '%|', Keras '━'): " + "; ".join(bad)
+@pytest.mark.parametrize("kind", FORBIDDEN_OUTPUT)
+def test_no_forbidden_lines_in_outputs(path, kind):
+    pattern, what = FORBIDDEN_OUTPUT[kind]
+    bad = offences(load(path), pattern)
+    assert not bad, f"{what}: " + "; ".join(bad)
 
 
 @params
