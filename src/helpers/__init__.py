@@ -83,3 +83,15 @@ CLASS_NAMES: dict[str, str] = {
     "platelet": "Platelet",
 }
 """Human-readable names for plots and tables."""
+
+
+def class_order(labels) -> list[str]:
+    """The distinct class names in ``labels``: PBC's classes first (in :data:`CLASSES` order), then any
+    others (a laboratory's own classes) alphabetically."""
+    present = set(labels)
+    return [c for c in CLASSES if c in present] + sorted(present - set(CLASSES))
+
+
+def display_name(cls: str) -> str:
+    """The name to show for class ``cls``: :data:`CLASS_NAMES` where known, else the folder name itself."""
+    return CLASS_NAMES.get(cls, cls)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import CLASSES
+from . import CLASSES, class_order
 from .config import ConfigError, data_dir_candidates, positive_int
 from .io import text_digest
 
@@ -98,6 +98,62 @@ def find_dataset_root(root: str | os.PathLike, classes: Sequence[str] = CLASSES,
         raise ConfigError(f"The dataset at {folder} lacks class folder(s) {missing}. Every one of the "
                           f"{len(classes)} classes is needed; is the download complete?")
     return folder
+
+
+def _image_subdirs(folder: Path) -> list[str]:
+    """Names of the visible sub-folders of ``folder`` that hold at least one image file directly."""
+    out = []
+    try:
+        subs = sorted(p for p in folder.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and p.name not in SKIP_DIRS)
+    except OSError:
+        return out
+    for sub in subs:
+        try:
+            if any(f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".") for f in sub.iterdir()):
+                out.append(sub.name)
+        except OSError:
+            continue
+    return out
+
+
+def find_classes(root: str | os.PathLike, classes: Sequence[str] | None = None,
+                 depth: int = 3) -> tuple[Path, tuple[str, ...]]:
+    """``(the folder that holds the class folders, the class names)`` of a dataset under ``root``.
+
+    ``classes`` given: those folders (:func:`find_dataset_root`). ``None``: PBC's eight classes when their
+    folders are there (a PBC copy missing one of them is an error, not a smaller dataset); otherwise the
+    classes are the dataset's own — the nearest folder (breadth-first, at most ``depth`` levels down) with at
+    least two sub-folders holding images, each such sub-folder one class, in :func:`helpers.class_order`.
+    """
+    if classes is not None:
+        classes = tuple(classes)
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise ConfigError(f"CLASSES must name at least two distinct class folders, got {list(classes)}")
+        return find_dataset_root(root, classes, depth), classes
+    try:
+        return find_dataset_root(root, CLASSES, depth), CLASSES
+    except DataNotFoundError:
+        if not Path(root).expanduser().is_dir():
+            raise
+    frontier = [Path(root).expanduser()]
+    for _ in range(depth + 1):
+        nxt: list[Path] = []
+        for folder in frontier:
+            found = _image_subdirs(folder)
+            if len(found) >= 2:
+                log.info("classes from the dataset's folders: %s", ", ".join(class_order(found)))
+                return folder, tuple(class_order(found))
+            try:
+                nxt.extend(sorted(p for p in folder.iterdir()
+                                  if p.is_dir() and not p.name.startswith(".") and p.name not in SKIP_DIRS))
+            except OSError:
+                continue
+        frontier = nxt
+    raise DataNotFoundError(
+        f"No class folders were found in {root} or up to {depth} levels below it: neither PBC's "
+        f"({', '.join(CLASSES)}) nor at least two folders of images of a dataset's own classes. Point DATA_DIR / "
+        "$BLOODCELLS_DATA_DIR at the folder that contains one folder of images per class.")
 
 
 @dataclass
@@ -207,7 +263,7 @@ class ScanResult:
     ignored: list[tuple[str, str]]
 
     def summary(self) -> str:
-        counts = self.files["label"].value_counts().reindex(CLASSES, fill_value=0)
+        counts = self.files["label"].value_counts().reindex(class_order(self.files["label"]), fill_value=0)
         parts = ", ".join(f"{c} {n}" for c, n in counts.items())
         return (f"{len(self.files)} usable images in {self.root.name}/ ({parts}); "
                 f"{len(self.skipped)} skipped, {len(self.ignored)} ignored")
@@ -280,11 +336,14 @@ def data_fingerprint(files: pd.DataFrame) -> str:
     return text_digest("\n".join(lines))
 
 
-def class_counts(files: pd.DataFrame, by: str | None = None) -> pd.DataFrame | pd.Series:
-    """Images per class (optionally per ``by`` column, e.g. ``split``), in :data:`CLASSES` order."""
+def class_counts(files: pd.DataFrame, by: str | None = None,
+                 classes: Sequence[str] | None = None) -> pd.DataFrame | pd.Series:
+    """Images per class (optionally per ``by`` column, e.g. ``split``), in ``classes`` order (default: the
+    classes present, :func:`helpers.class_order`)."""
+    order = list(classes) if classes is not None else class_order(files["label"])
     if by is None:
-        return files["label"].value_counts().reindex(CLASSES, fill_value=0)
-    return pd.crosstab(files["label"], files[by]).reindex(CLASSES, fill_value=0)
+        return files["label"].value_counts().reindex(order, fill_value=0)
+    return pd.crosstab(files["label"], files[by]).reindex(order, fill_value=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,26 +387,36 @@ def _download_provenance(root: Path) -> dict:
     return {}
 
 
-def locate_data(data_dir: str | os.PathLike | None = None, classes: Sequence[str] = CLASSES) -> Path:
+def locate_data(data_dir: str | os.PathLike | None = None, classes: Sequence[str] | None = CLASSES) -> Path:
     """The dataset root to use: ``data_dir`` → ``$BLOODCELLS_DATA_DIR`` → Kaggle inputs → download.
 
     An explicitly given folder that is unusable raises at once (a typo should not
     trigger a 250 MB download). Otherwise a clear :class:`DataNotFoundError` says what to do.
+    ``classes=None``: the dataset's own classes are accepted too (:func:`find_classes`);
+    :func:`locate_classes` returns them.
     """
+    return locate_classes(data_dir, classes)[0]
+
+
+def locate_classes(data_dir: str | os.PathLike | None = None,
+                   classes: Sequence[str] | None = None) -> tuple[Path, tuple[str, ...]]:
+    """:func:`locate_data` and the dataset's classes (:func:`find_classes`): ``(root, classes)``."""
     candidates = data_dir_candidates(data_dir)
     explicit = candidates[0][0] in ("parameter DATA_DIR",) or candidates[0][0].startswith("$")
-    for source, path in candidates:
+    for i, (source, path) in enumerate(candidates):
+        # a dataset's own classes only from a folder the reader named; Kaggle inputs and downloads are PBC
+        want = classes if classes is not None or (explicit and i == 0) else CLASSES
         try:
-            root = find_dataset_root(path, classes)
+            root, found = find_classes(path, want)
             log.info("using data from %s: %s/", source, root.name)  # the name, not the machine's path
-            return root
+            return root, found
         except DataNotFoundError as e:
             if explicit:
                 raise DataNotFoundError(f"{e}\n(The folder came from {source}.)\n\n{HOW_TO_GET_DATA}") from None
             log.info("no data in %s (%s): %s", path, source, e)
     dest = candidates[-1][1]
     download_pbc(dest)
-    return find_dataset_root(dest, classes)
+    return find_classes(dest, classes if classes is not None else CLASSES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,6 +436,8 @@ class SplitData:
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): hidden files, other folders
     on_disk: int = 0             # image files found in the class folders
     check: dict = field(default_factory=dict)  # the rule's agreement with the committed manifest
+    classes: tuple[str, ...] = CLASSES  # integer label i is classes[i]; PBC's eight unless the dataset has its own
+    dataset: str = "pbc"         # "pbc" (class folders), "bloodmnist" (MedMNIST's official split), or "folders"
 
     def subset(self, split: str) -> pd.DataFrame:
         return self.files[self.files["split"] == split].reset_index(drop=True)
@@ -376,10 +447,10 @@ class SplitData:
         return [str(self.root / p) for p in self.subset(split)["path"]]
 
     def labels(self, split: str):
-        """Integer labels (index into :data:`CLASSES`) of one split."""
+        """Integer labels (index into :attr:`classes`) of one split."""
         import numpy as np
 
-        idx = {c: i for i, c in enumerate(CLASSES)}
+        idx = {c: i for i, c in enumerate(self.classes)}
         return np.array([idx[c] for c in self.subset(split)["label"]], dtype="int32")
 
     def provenance(self) -> dict:
@@ -387,7 +458,8 @@ class SplitData:
         from .split import RULE_KEY, SPLITS
 
         source = {"manifest": self.manifest_path.name} if self.manifest_path else {"split_rule": RULE_KEY}
-        return {"root_name": self.root.name, "data_fingerprint": self.data_fingerprint,
+        return {"dataset": self.dataset, "classes": list(self.classes),
+                "root_name": self.root.name, "data_fingerprint": self.data_fingerprint,
                 "split_fingerprint": self.split_fingerprint, **source,
                 "max_per_class": self.max_per_class, "skipped_files": int(len(self.skipped)),
                 "images_on_disk": int(self.on_disk),
@@ -433,7 +505,8 @@ def check_against_manifest(split: pd.DataFrame, manifest: pd.DataFrame) -> dict:
 
 
 def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.PathLike | None = None,
-               max_per_class: int | None = None, seed: int = 42, progress: bool = True) -> SplitData:
+               max_per_class: int | None = None, seed: int = 42, progress: bool = True,
+               classes: Sequence[str] | None = None, dataset: str | None = None) -> SplitData:
     """Locate the data, split it by the book's rule and open every image that will be used.
 
     The split is :func:`helpers.split.split_by_rule`: a duplicate group's split follows from the group's own
@@ -441,6 +514,11 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
     share, and every image found is used. The committed manifest (``src/helpers/splits/pbc_split.csv``) is
     a check: on the images it lists, the rule must give its split; a disagreement is logged and counted in
     the records. Pass ``manifest=`` to use a split of your own instead of the rule.
+
+    ``classes``: the class folders to use (their order gives the integer labels); ``None`` takes PBC's eight
+    when present, else the dataset's own class folders (:func:`find_classes`), e.g. a laboratory's bone-marrow
+    classes. ``dataset`` names the source in the records (default ``"pbc"`` for PBC's classes, else
+    ``"folders"``).
     """
     from .config import splits_dir
     from .split import (
@@ -454,8 +532,9 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
     )
 
     max_per_class = positive_int(max_per_class, "MAX_PER_CLASS", allow_none=True)
-    root = locate_data(data_dir)
-    fl = list_files(root)
+    root, classes = locate_classes(data_dir, classes)
+    dataset = dataset or ("pbc" if tuple(classes) == CLASSES else "folders")
+    fl = list_files(root, classes)
     if not fl.paths:
         raise DataNotFoundError(f"The class folders in {root} hold no image files ({len(fl.ignored)} other "
                                 "entries ignored). Point DATA_DIR / $BLOODCELLS_DATA_DIR at the unzipped PBC "
@@ -472,7 +551,7 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
     else:
         m = split_by_rule(listing)
         committed = splits_dir() / DEFAULT_MANIFEST
-        if committed.is_file():
+        if committed.is_file() and dataset == "pbc":
             check = check_against_manifest(m, load_manifest(committed))
             if check["disagree"]:
                 log.warning("%d of the %d images listed in %s get another split from the rule here (their "
@@ -487,10 +566,10 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
     if files.empty:
         raise DataNotFoundError(f"No usable images for {name} were found in {root} "
                                 f"({len(skipped)} skipped). Check DATA_DIR / $BLOODCELLS_DATA_DIR.")
-    empty = [c for c in CLASSES if not (files["label"] == c).any()]
+    empty = [c for c in classes if not (files["label"] == c).any()]
     if empty:
         raise ConfigError(f"The class folder(s) {empty} in {root} hold no usable images "
-                          f"({len(skipped)} files skipped in all). Every one of the {len(CLASSES)} classes is "
+                          f"({len(skipped)} files skipped in all). Every one of the {len(classes)} classes is "
                           "needed; is the download complete?")
     chk = check_split(files)
     if chk.crossing_groups:
@@ -502,4 +581,42 @@ def load_split(data_dir: str | os.PathLike | None = None, *, manifest: str | os.
                                     "Use more images per class (raise MAX_PER_CLASS) or check DATA_DIR.")
     return SplitData(root=root, files=files, skipped=skipped, manifest_path=mpath,
                      split_fingerprint=manifest_fingerprint(m), data_fingerprint=data_fingerprint(files),
-                     max_per_class=max_per_class, ignored=fl.ignored, on_disk=len(fl.paths), check=check)
+                     max_per_class=max_per_class, ignored=fl.ignored, on_disk=len(fl.paths), check=check,
+                     classes=tuple(classes), dataset=dataset)
+
+
+DATASETS = ("pbc", "bloodmnist")
+"""The sources a chapter's ``DATASET`` parameter names."""
+
+
+def load_dataset(dataset: str = "pbc", data_dir: str | os.PathLike | None = None, *, image_size: int = 64,
+                 **kw) -> SplitData:
+    """The chapters' data, from the ``DATASET`` parameter: :class:`SplitData` either way.
+
+    * ``"pbc"``: class folders (PBC, or a laboratory's own classes) split by the book's rule,
+      :func:`load_split`.
+    * ``"bloodmnist"``: BloodMNIST (MedMNIST's centre-cropped copy of the same PBC images) at the smallest
+      release of at least ``image_size`` px, with its official split, for comparison with the MedMNIST
+      benchmarks (:func:`helpers.download.bloodmnist_folders`). ``data_dir``: a folder that already holds the
+      ``.npz`` file (read only, MD5-checked); else it is downloaded into the output folder.
+    """
+    if dataset == "pbc":
+        return load_split(data_dir, **kw)
+    if dataset != "bloodmnist":
+        raise ConfigError(f"DATASET must be one of {', '.join(map(repr, DATASETS))}, not {dataset!r}")
+    from .config import output_dir
+    from .download import BLOODMNIST_MD5, bloodmnist_folders, bloodmnist_sizes_for
+
+    size = bloodmnist_sizes_for(image_size)
+    dest = output_dir() / "data"
+    npz = None
+    if data_dir not in (None, ""):
+        name = "bloodmnist.npz" if size == 28 else f"bloodmnist_{size}.npz"
+        given = Path(data_dir).expanduser() / name
+        if not given.is_file():
+            raise DataNotFoundError(f"DATA_DIR holds no {name} (BloodMNIST at {size} px). Put the file there, or "
+                                    "leave DATA_DIR = None to download it.")
+        npz = given  # MD5-checked and only read: the PNG folders go to the output folder
+        log.info("BloodMNIST %d px from DATA_DIR (md5 %s)", size, BLOODMNIST_MD5[size])
+    root, manifest = bloodmnist_folders(size, dest, npz=npz, progress=kw.get("progress", True))
+    return load_split(root, manifest=manifest, classes=CLASSES, dataset="bloodmnist", **kw)

@@ -50,6 +50,7 @@ BLOODMNIST_MD5: dict[int, str] = {28: "7053d0359d879ad8a5505303e11de1dc", 64: "2
 BLOODMNIST_SPLIT: dict[str, int] = {"train": 11959, "val": 1712, "test": 3421}
 """The official split of BloodMNIST (17,092 images)."""
 BLOODMNIST_URL_ENV = "BLOODCELLS_BLOODMNIST_URL"
+BLOODMNIST_MD5_ENV = "BLOODCELLS_BLOODMNIST_MD5"  # the MD5 of the copy that $BLOODCELLS_BLOODMNIST_URL serves
 
 
 class DownloadError(RuntimeError):
@@ -185,7 +186,12 @@ def fetch_bloodmnist(size: int, dest: str | os.PathLike, url: str | None = None,
         raise ValueError(f"BloodMNIST comes in sizes {sorted(BLOODMNIST_MD5)}, not {size!r}")
     suffix = "" if size == 28 else f"_{size}"
     url = url or os.environ.get(BLOODMNIST_URL_ENV, "").format(suffix=suffix) or BLOODMNIST_URL.format(suffix=suffix)
-    return _retrieve(url, Path(dest), f"bloodmnist{suffix}.npz", f"md5:{BLOODMNIST_MD5[size]}", progress)
+    return _retrieve(url, Path(dest), f"bloodmnist{suffix}.npz", f"md5:{bloodmnist_md5(size)}", progress)
+
+
+def bloodmnist_md5(size: int) -> str:
+    """The MD5 a BloodMNIST file must have: ``$BLOODCELLS_BLOODMNIST_MD5`` (another copy), else the published one."""
+    return os.environ.get(BLOODMNIST_MD5_ENV) or BLOODMNIST_MD5[size]
 
 
 def load_bloodmnist(path: str | os.PathLike, expected: Mapping[str, int] | None = BLOODMNIST_SPLIT,
@@ -217,3 +223,79 @@ def load_bloodmnist(path: str | os.PathLike, expected: Mapping[str, int] | None 
                 raise DownloadError(f"{path}: {len(y)} {split} images, the official split has {expected[split]}")
             out[split] = (x, y)
     return out
+
+
+BLOODMNIST_MANIFEST = "bloodmnist_split.csv"
+_SPLIT_RANK = {"test": 0, "val": 1, "train": 2}  # where a duplicate group stays when the official split cuts it
+
+
+def bloodmnist_sizes_for(image_size: int) -> int:
+    """The BloodMNIST file to train at ``image_size`` px: the smallest release at least that large (else 224)."""
+    return min((s for s in BLOODMNIST_MD5 if s >= int(image_size)), default=max(BLOODMNIST_MD5))
+
+
+def bloodmnist_folders(size: int, dest: str | os.PathLike, *, npz: str | os.PathLike | None = None,
+                       url: str | None = None, progress: bool = True,
+                       expected: Mapping[str, int] | None = BLOODMNIST_SPLIT) -> tuple[Path, Path]:
+    """BloodMNIST at ``size`` px as PBC-style class folders of PNG files, and a manifest of its official split.
+
+    ``(image root, manifest path)`` under ``dest/bloodmnist_<size>/``, written once (atomically) and reused.
+    The test split stays the official one. A group of identical images that the official split puts into
+    more than one split keeps only its members in the split nearest to test (test, then val) — the others
+    are marked ``excluded`` — and a group with two different labels is excluded whole; both are counted
+    in the folder's summary (``.download.json``), so that duplicates never cross the book's splits.
+    ``npz``: a copy the reader already has (read only, MD5-checked); else it is downloaded into ``dest``.
+    """
+    from PIL import Image
+
+    from . import CLASSES
+    from .split import EXCLUDED, save_manifest
+
+    if npz is None:
+        npz = fetch_bloodmnist(size, dest, url=url, progress=progress)
+    else:
+        import pooch
+
+        npz = Path(npz)
+        if size not in BLOODMNIST_MD5 or pooch.file_hash(str(npz), alg="md5") != bloodmnist_md5(size):
+            raise DownloadError(f"{npz.name} is not the published BloodMNIST {size} px file (its MD5 differs from "
+                                f"{BLOODMNIST_MD5.get(size)}); re-download it, or leave DATA_DIR = None.")
+    out = Path(dest) / f"bloodmnist_{size}"
+    if read_complete(out) is not None:
+        return out / "images", out / BLOODMNIST_MANIFEST
+    arrays = load_bloodmnist(npz, expected=expected)
+    rows = []
+    with atomic_dir(out) as tmp:
+        for cls in CLASSES:
+            (tmp / "images" / cls).mkdir(parents=True)
+        for split, (x, y) in arrays.items():
+            for i, (img, lab) in enumerate(zip(x, y)):
+                rel = f"{CLASSES[lab]}/{split}-{i:05d}.png"  # no "_": BloodMNIST has no PBC sub-type prefix
+                Image.fromarray(img).save(tmp / "images" / rel, optimize=False)
+                md5 = hashlib.md5(img.tobytes()).hexdigest()
+                rows.append({"path": rel, "label": CLASSES[lab], "subtype": "?", "group": md5, "split": split})
+        import pandas as pd
+
+        m = pd.DataFrame(rows)
+        moved = mixed = 0
+        for _, g in m.groupby("group"):
+            if len(g) < 2:
+                continue
+            if g["label"].nunique() > 1:
+                m.loc[g.index, "split"] = EXCLUDED
+                mixed += len(g)
+            elif g["split"].nunique() > 1:
+                keep = min(g["split"], key=_SPLIT_RANK.__getitem__)
+                drop = g.index[g["split"] != keep]
+                m.loc[drop, "split"] = EXCLUDED
+                moved += len(drop)
+        save_manifest(m, tmp / BLOODMNIST_MANIFEST)
+        counts = {s: int((m["split"] == s).sum()) for s in ("train", "val", "test")}
+        summary = {"zip": npz.name, "md5": bloodmnist_md5(size), "size": int(size), "n_images": int(len(m)),
+                   "official_split": {s: int(len(a[1])) for s, a in arrays.items()}, "counts": counts,
+                   "excluded_crossing_duplicates": int(moved), "excluded_mixed_label": int(mixed)}
+        if moved or mixed:
+            log.warning("BloodMNIST %d px: %d duplicate image(s) that the official split puts beside a copy in "
+                        "another split, and %d with two labels, are left out", size, moved, mixed)
+        (tmp / COMPLETE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return out / "images", out / BLOODMNIST_MANIFEST

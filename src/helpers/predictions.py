@@ -18,11 +18,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Predictions:
-    """``paths[i]`` has true label ``y_true[i]`` and predicted probabilities ``probs[i]`` (one row per class)."""
+    """``paths[i]`` has true label ``y_true[i]`` and predicted probabilities ``probs[i]`` (one row per class).
+
+    ``classes`` names the columns of ``probs`` (``None``: PBC's eight, :data:`helpers.CLASSES`).
+    """
 
     paths: tuple[str, ...]
     y_true: np.ndarray
     probs: np.ndarray
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(map(str, self.paths)))
@@ -32,6 +36,11 @@ class Predictions:
         if self.probs.ndim != 2 or len(self.probs) != n or len(self.y_true) != n:
             raise ValueError(f"predictions need one label and one probability row per image: {n} paths, "
                              f"{len(self.y_true)} labels, probabilities of shape {self.probs.shape}")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(map(str, self.classes)))
+            if len(self.classes) != self.probs.shape[1]:
+                raise ValueError(f"{len(self.classes)} class names for probabilities of {self.probs.shape[1]} "
+                                 "classes")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -41,12 +50,22 @@ class Predictions:
         """The most probable class of each image."""
         return self.probs.argmax(axis=1)
 
+    def class_names(self) -> tuple[str, ...]:
+        """The names of the columns of ``probs``: :attr:`classes`, else PBC's eight (when there are eight)."""
+        from . import CLASSES
+
+        if self.classes is not None:
+            return self.classes
+        if self.probs.shape[1] != len(CLASSES):
+            raise ValueError(f"probabilities of {self.probs.shape[1]} classes need their class names "
+                             "(Predictions(..., classes=...)); PBC's eight do not fit")
+        return CLASSES
+
     def metrics(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
         """:func:`helpers.evaluate.metrics_block` of these predictions."""
-        from . import CLASSES
         from .evaluate import metrics_block
 
-        return metrics_block(self.y_true, self.probs, classes if classes is not None else CLASSES)
+        return metrics_block(self.y_true, self.probs, classes if classes is not None else self.class_names())
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``paths``, ``y_true`` and ``probs`` to one ``.npz`` file (atomically)."""
@@ -55,14 +74,17 @@ class Predictions:
         from .io import atomic_write_bytes
 
         buf = io.BytesIO()
-        np.savez_compressed(buf, paths=np.asarray(self.paths, dtype=str), y_true=self.y_true, probs=self.probs)
+        extra = {"classes": np.asarray(self.classes, dtype=str)} if self.classes is not None else {}
+        np.savez_compressed(buf, paths=np.asarray(self.paths, dtype=str), y_true=self.y_true, probs=self.probs,
+                            **extra)
         return atomic_write_bytes(Path(path), buf.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Predictions:
         """The predictions saved by :meth:`save`."""
         with np.load(path) as z:
-            return cls(tuple(z["paths"].tolist()), z["y_true"], z["probs"])
+            classes = tuple(z["classes"].tolist()) if "classes" in z.files else None
+            return cls(tuple(z["paths"].tolist()), z["y_true"], z["probs"], classes)
 
 
 def predict_dataset(model, dataset, max_batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -83,18 +105,28 @@ def predict_dataset(model, dataset, max_batches: int | None = None) -> tuple[np.
 
 
 def predict(model, paths: Sequence[str], labels: Sequence[int] | np.ndarray, image_size: int, *,
-            batch_size: int = 64) -> Predictions:
+            batch_size: int = 64, classes: Sequence[str] | None = None) -> Predictions:
     """Run ``model`` over the image files ``paths`` (decoded and resized exactly as in training).
 
-    ``labels`` are the true classes (integer indices) of the files, kept beside the probabilities.
+    ``labels`` are the true classes (integer indices) of the files, kept beside the probabilities;
+    ``classes`` their names (``None``: PBC's eight).
     """
     from .pipeline import make_dataset
 
     ds = make_dataset(paths, labels, image_size, batch_size, cache=False)
     y, p = predict_dataset(model, ds)
-    return Predictions(tuple(map(str, paths)), y, p)
+    return Predictions(tuple(map(str, paths)), y, p, tuple(classes) if classes is not None else None)
 
 
 def predict_split(model, data, split: str, image_size: int, *, batch_size: int = 64) -> Predictions:
     """:func:`predict` on split ``split`` of a :class:`helpers.data.SplitData`."""
-    return predict(model, data.paths(split), data.labels(split), image_size, batch_size=batch_size)
+    return predict(model, data.paths(split), data.labels(split), image_size, batch_size=batch_size,
+                   classes=_classes_of(data))
+
+
+def _classes_of(data) -> tuple[str, ...] | None:
+    """A dataset's class names when they are not PBC's eight (``None`` keeps the default)."""
+    from . import CLASSES
+
+    classes = tuple(getattr(data, "classes", CLASSES))
+    return None if classes == CLASSES else classes

@@ -50,7 +50,10 @@ def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, 
 
     if "val" not in predictions:
         raise ValueError("save_run needs the validation predictions (predictions['val'])")
-    metrics = {split: p.metrics() for split, p in predictions.items()}
+    from . import CLASSES
+
+    classes = tuple(getattr(data, "classes", None) or CLASSES)
+    metrics = {split: p.metrics(classes) for split, p in predictions.items()}
     provenance = data.provenance() if hasattr(data, "provenance") else dict(data)
     rec = make_record(name, image_size=image_size, epochs=epochs, train_seconds=train_seconds,
                       weights_source=weights_source, data=provenance, seed=seed, val=metrics["val"],
@@ -65,6 +68,7 @@ def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, 
         if preprocessing is not None:
             extra["preprocessing"] = preprocessing
         folder = save_bundle(model, d / name, image_size=image_size, weights_source=weights_source,
-                             metrics=metrics, data=provenance, predictions=dict(predictions), **extra)
+                             metrics=metrics, data=provenance, predictions=dict(predictions), classes=classes,
+                             **extra)
     path = write_record(rec, results_directory)
     return SavedRun(record=rec, record_path=path, bundle=folder)

@@ -28,7 +28,7 @@ from sklearn.metrics import f1_score
 from . import CLASSES
 from .config import output_dir
 from .io import atomic_write_json
-from .predictions import Predictions, predict_dataset, predict_split
+from .predictions import Predictions, _classes_of, predict_dataset, predict_split
 
 log = logging.getLogger("helpers.train")
 
@@ -272,7 +272,8 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     started = time.perf_counter()
     ckpt = RunState(ckdir, history, early, time_budget, started, prior_seconds)
     backup = keras.callbacks.BackupAndRestore(ckdir / BACKUP, delete_checkpoint=False, double_checkpoint=True)
-    callbacks: list = [EpochEnd(val_ds, train_ds, history, train_f1_batches=train_f1_batches, epochs=epochs)]
+    callbacks: list = [EpochEnd(val_ds, train_ds, history, train_f1_batches=train_f1_batches, epochs=epochs,
+                                n_classes=int(model.output_shape[-1]))]
     if schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                                            patience=2, min_delta=min_delta / 5, verbose=0))
@@ -328,7 +329,7 @@ def split_predictions(model, data, image_size: int, *, batch_size: int = 64, tes
         if given[split] is None:
             out[split] = predict_split(model, data, split, image_size, batch_size=batch_size)
         else:
-            out[split] = Predictions(data.paths(split), *predict_dataset(model, given[split]))
+            out[split] = Predictions(data.paths(split), *predict_dataset(model, given[split]), _classes_of(data))
     return out
 
 

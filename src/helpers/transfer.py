@@ -229,7 +229,7 @@ def head_probs(top, head, X: np.ndarray) -> np.ndarray:
 def tune_head(Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, *, directory: str | os.PathLike,
               project_name: str = "head", seed: int = 42, max_trials: int = 8, epochs: int = 15,
               lrs: Sequence[float] = (3e-3, 1e-3, 3e-4), units: Sequence[int] = (0, 128, 256, 512),
-              dropouts: Sequence[float] = (0.0, 0.2, 0.4)) -> tuple[pd.DataFrame, float]:
+              dropouts: Sequence[float] = (0.0, 0.2, 0.4), n_classes: int = len(CLASSES)) -> tuple[pd.DataFrame, float]:
     """Random search (keras-tuner) of the head's learning rate, width and dropout on pooled features.
 
     Selection by **val** accuracy. Returns ``(one row per trial, best first; seconds)``.
@@ -237,7 +237,7 @@ def tune_head(Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray
     dim = Xtr.shape[1]
 
     def build(hp):
-        head = make_head(dim, hp.Choice("units", list(units)), hp.Choice("dropout", list(dropouts)))
+        head = make_head(dim, hp.Choice("units", list(units)), hp.Choice("dropout", list(dropouts)), n_classes)
         _compile(head, hp.Choice("lr", list(lrs)))
         return head
 
@@ -262,12 +262,12 @@ def best_hyperparameters(table: pd.DataFrame) -> dict[str, Any]:
 
 def train_head(Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, *, units: int = 256,
                dropout: float = 0.3, lr: float = 1e-3, epochs: int = 30, batch_size: int = 128, patience: int = 5,
-               seed: int = 42) -> PhaseResult:
+               seed: int = 42, n_classes: int = len(CLASSES)) -> PhaseResult:
     """Phase 1: a new head (:func:`make_head`, Keras seeded with ``seed``) trained on pooled features."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    head = make_head(Xtr.shape[1], units, dropout)
+    head = make_head(Xtr.shape[1], units, dropout, n_classes)
     _compile(head, lr)
     t0 = time.perf_counter()
     h = head.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=batch_size, verbose=0,
@@ -390,6 +390,7 @@ class TransferRun:
     end_to_end: dict[str, Any] = field(default_factory=dict)
     profile: str = "cpu"
     strategy: Any = None  # a tf.distribute strategy (gpu profile); None: TensorFlow's default
+    classes: tuple[str, ...] = CLASSES  # the data's classes (set by :func:`extract`); the head has one output each
 
 
 def start_run(family: str, image_size: int, provenance: Mapping[str, Any], split_layer: str | None = None, *,
@@ -437,6 +438,7 @@ def extract(run: TransferRun, data, splits: Sequence[str] = ("train", "val"), *,
     """
     from .features import activations
 
+    run.classes = tuple(getattr(data, "classes", CLASSES))
     rows = []
     for split in splits:
         paths, labels = data.paths(split), data.labels(split)
@@ -483,7 +485,7 @@ def tune(run: TransferRun, *, max_trials: int = 8, epochs: int = 15, directory: 
     Xva, yva = _xy(run, "val", pooled=True)
     table, seconds = tune_head(Xtr, ytr, Xva, yva, directory=Path(directory) if directory else output_dir() / "tuner",
                                project_name=f"{run.family}_{run.image_size}", seed=run.seed, max_trials=max_trials,
-                               epochs=epochs, **space)
+                               epochs=epochs, n_classes=len(run.classes), **space)
     run.times["tune_head"] = round(seconds, 1)
     run.tuner_table = table
     run.best_hp = best_hyperparameters(table)
@@ -505,7 +507,8 @@ def phase1(run: TransferRun, *, epochs: int = 30, units: int | None = None, drop
     Xva, yva = _xy(run, "val", pooled=True)
     with _scope(run.strategy):  # the head's variables must live in the strategy that trains it later
         res = train_head(Xtr, ytr, Xva, yva, units=hp["units"], dropout=hp["dropout"], lr=hp["lr"],
-                         epochs=epochs, batch_size=4 * run.batch_size, patience=patience, seed=run.seed)
+                         epochs=epochs, batch_size=4 * run.batch_size, patience=patience, seed=run.seed,
+                         n_classes=len(run.classes))
     run.head = res.model
     run.times["phase1_head"] = round(res.seconds, 1)
     run.histories["phase1"] = res.history
@@ -584,7 +587,8 @@ def val_predictions(run: TransferRun, data=None) -> Predictions:
             raise ValueError("after end-to-end fine-tuning the val images are needed: val_predictions(run, data)")
         return predict_split(deployable(run), data, "val", run.image_size)
     X, y = _xy(run, "val", pooled=False)
-    return Predictions(tuple(run.used_paths["val"]), y, head_probs(run.top, run.head, X))
+    return Predictions(tuple(run.used_paths["val"]), y, head_probs(run.top, run.head, X),
+                       None if run.classes == CLASSES else run.classes)
 
 
 def evaluate(run: TransferRun, data) -> dict[str, Predictions]:
