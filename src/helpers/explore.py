@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import CLASSES
+from . import CLASSES, class_order
 
 log = logging.getLogger("helpers.explore")
 
@@ -72,7 +72,7 @@ def subtype_table(files: pd.DataFrame, classes: Sequence[str] | None = None) -> 
     df = files if classes is None else files[files["label"].isin(classes)]
     if df.empty:
         raise ValueError(f"no images of the classes {list(classes or [])}")
-    order = [c for c in CLASSES if c in set(df["label"])]
+    order = class_order(df["label"])
     t = pd.crosstab(df["label"], df["subtype"]).reindex(order)
     return t.loc[:, t.sum() > 0]
 

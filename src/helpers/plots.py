@@ -67,7 +67,7 @@ def class_counts_bar(counts: Mapping[str, int] | pd.Series, title: str = "Images
     s = _as_series(counts)
     fig = _figure(7, 3.6)
     ax = fig.add_subplot()
-    pal = class_palette([c for c in s.index if c in CLASSES])
+    pal = class_palette(list(s.index))
     colours = [pal.get(c, "grey") for c in s.index]
     names = [_name(c) for c in s.index]
     if horizontal:
@@ -92,7 +92,7 @@ def class_pie(counts: Mapping[str, int] | pd.Series, title: str = "Share of each
         raise ValueError("every class count is zero; nothing to draw")
     fig = _figure(5, 4)
     ax = fig.add_subplot()
-    pal = class_palette([c for c in s.index if c in CLASSES])
+    pal = class_palette(list(s.index))
     ax.pie(s.values, labels=[_name(c) for c in s.index], colors=[pal.get(c, "grey") for c in s.index],
            autopct="%1.1f%%", startangle=90, counterclock=False, pctdistance=0.78,
            wedgeprops={"linewidth": 1, "edgecolor": "white"}, textprops={"fontsize": 8})
@@ -361,7 +361,7 @@ def roc_curves(roc: Mapping[str, Mapping[str, np.ndarray]], title: str = "One-vs
         raise ValueError("no class has a ROC curve (each needs positive and negative items)")
     fig = _figure(5, 4.4)
     ax = fig.add_subplot()
-    pal = class_palette([c for c in drawn if c in CLASSES])
+    pal = class_palette(list(drawn))
     for c, r in drawn.items():
         ax.plot(r["fpr"], r["tpr"], lw=1.4, color=pal.get(c, "grey"), label=f"{_name(c)} (AUC {r['auc']:.3f})")
     ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1)

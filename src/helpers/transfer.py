@@ -546,6 +546,12 @@ def deployable(run: TransferRun):
     return run.model
 
 
+def _tag(data) -> str:
+    """``""`` for PBC, else ``_<dataset>``: runs on other data keep checkpoints and records of their own."""
+    dataset = getattr(data, "dataset", "pbc")
+    return "" if dataset == "pbc" else f"_{dataset}"
+
+
 def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_layer: str | None = None,
            augment: bool = True, patience: int | None = 3, time_budget: float | None = None,
            schedule: str | None = "cosine", resume: bool = False) -> dict[str, Any]:
@@ -561,7 +567,7 @@ def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_l
                                    first_layer=first_layer, augment=augment, seed=run.seed,
                                    batch_size=run.batch_size, patience=patience, time_budget=time_budget,
                                    schedule=schedule, resume=resume,
-                                   run_name=f"transfer_{run.family}_{run.image_size}_e2e",
+                                   run_name=f"transfer_{run.family}_{run.image_size}{_tag(data)}_e2e",
                                    name=f"{run.family}_end_to_end")
     summary = dict(res.summary)
     run.times["phase3_end_to_end"] = round(summary["train_seconds"], 1)
