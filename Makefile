@@ -70,7 +70,7 @@ bench-determinism: setup  ## what TensorFlow's op determinism costs per epoch an
 	$(BIN)/python benchmarks/determinism_bench.py --out benchmarks/DETERMINISM.md
 
 bench-ch03-swings: setup  ## chapter 3's measurement: per-epoch validation swings with/without warm-up, BN momentum
-	$(BIN)/python benchmarks/ch03_swings.py --seeds 1 --epochs 6 --train 100 --val 50 --out benchmarks/ch03_swings.json
+	$(BIN)/python benchmarks/ch03_swings.py --seeds 1 --epochs 6 --train 100 --val 50 --out src/helpers/tables/ch03_swings.json
 
 CHAPTER ?=
 REPRO_OUT ?= $(CURDIR)/outputs/reproduce

@@ -1,7 +1,7 @@
 """Why the improved CNN's validation accuracy swings from epoch to epoch, measured (chapter 3 reads the result).
 
     python benchmarks/ch03_swings.py [--train 150] [--val 100] [--epochs 8] [--seeds 1 2]
-        [--out benchmarks/ch03_swings.json]                          # make bench-ch03-swings
+        [--out src/helpers/tables/ch03_swings.json]                        # make bench-ch03-swings
 
 Trains chapter 3's improved CNN (64 px, cosine schedule from 1e-3, as in the chapter) on a training set
 capped per class and scores the capped validation set after every epoch, in four recipes: the chapter's
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "ch03_swings.json"))
+    ap.add_argument("--out", default=str(ROOT / "src" / "helpers" / "tables" / "ch03_swings.json"))
     a = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from helpers.data import load_split

@@ -6,15 +6,15 @@ mid-file and a zip missing a class: each has one clear outcome and leaves nothin
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from localserver import LocalServer
 
+from helpers import CLASSES
 from helpers import download as dl
 
 COUNTS = {"basophil": 3, "eosinophil": 2, "erythroblast": 1, "ig": 2, "lymphocyte": 1, "monocyte": 1,
@@ -41,46 +41,9 @@ def make_zip(counts=COUNTS, junk: bool = True) -> bytes:
     return buf.getvalue()
 
 
-class _Server:
-    """Serves ``files[path] = bytes``; ``drop[path] = n`` sends a full Content-Length but only n bytes."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.drop: dict[str, int] = {}
-        self.hits: list[str] = []
-        srv = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                path = self.path.split("?")[0]
-                srv.hits.append(path)
-                body = srv.files.get(path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: srv.drop.get(path, len(body))])
-                self.wfile.flush()
-                self.close_connection = True
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture()
 def server():
-    s = _Server()
+    s = LocalServer()
     yield s
     s.close()
 
@@ -214,3 +177,97 @@ def test_locate_data_downloads_when_nothing_is_configured_and_records_the_zip(se
     prov = data._download_provenance(root)
     assert prov["download"]["zip_sha256"] == hashlib.sha256(body).hexdigest()
     assert data.locate_data() == root and len(server.hits) == 1  # cached: downloaded once
+
+
+# ------------------------------------------------------------------------------------------------
+# BloodMNIST as class folders with its official split
+# ------------------------------------------------------------------------------------------------
+SMALL = {"train": 12, "val": 4, "test": 6}
+
+
+def _small_npz(duplicates: bool = True) -> bytes:
+    """A BloodMNIST-layout file of distinct images; with ``duplicates``: train[0] repeats test[0] (same label),
+    and val[1] repeats train[1] under another label."""
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in SMALL.items():
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 8).reshape(-1, 1)
+    if duplicates:
+        arrays["train_images"][0] = arrays["test_images"][0]
+        arrays["train_labels"][0] = arrays["test_labels"][0]
+        arrays["val_images"][1] = arrays["train_images"][1]
+        arrays["val_labels"][1] = (arrays["train_labels"][1] + 1) % 8
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _serve_small(server, monkeypatch, body: bytes) -> str:
+    server.files["/bloodmnist_64.npz"] = body
+    monkeypatch.setitem(dl.BLOODMNIST_MD5, 64, hashlib.md5(body).hexdigest())
+    for split, n in SMALL.items():  # the default `expected` is this dict: the small file is "official" here
+        monkeypatch.setitem(dl.BLOODMNIST_SPLIT, split, n)
+    return server.url + "/bloodmnist_64.npz"
+
+
+def test_bloodmnist_folders_keep_the_official_test_split_and_no_duplicate_crosses(server, tmp_path, monkeypatch):
+    from helpers.split import EXCLUDED, load_manifest
+
+    url = _serve_small(server, monkeypatch, _small_npz())
+    root, manifest = dl.bloodmnist_folders(64, tmp_path, url=url, progress=False)
+    m = load_manifest(manifest).set_index("path")
+    assert sorted(p.name for p in root.iterdir()) == sorted(CLASSES)
+    assert len(m) == sum(SMALL.values()) and all((root / p).is_file() for p in m.index)
+    assert (m["split"] == "test").sum() == SMALL["test"]  # the test split stays the official one
+    assert m.loc[f"{CLASSES[0]}/train-00000.png", "split"] == EXCLUDED  # its copy is in test
+    mixed = [f"{CLASSES[1]}/train-00001.png", f"{CLASSES[2]}/val-00001.png"]
+    assert (m.loc[mixed, "split"] == EXCLUDED).all()  # one image, two labels: both out
+    summary = dl.read_complete(root.parent)
+    assert summary["excluded_crossing_duplicates"] == 1 and summary["excluded_mixed_label"] == 2
+    assert summary["counts"] == {"train": 10, "val": 3, "test": 6}
+    hits = len(server.hits)
+    assert dl.bloodmnist_folders(64, tmp_path, url=url, progress=False) == (root, manifest)
+    assert len(server.hits) == hits  # cached: neither downloaded nor rewritten
+
+
+def test_load_dataset_bloodmnist_end_to_end(server, tmp_path, monkeypatch):
+    from helpers.data import load_dataset
+
+    url = _serve_small(server, monkeypatch, _small_npz(duplicates=False))
+    monkeypatch.setenv(dl.BLOODMNIST_URL_ENV, url.replace("_64.npz", "{suffix}.npz"))
+    monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path / "out"))
+    data = load_dataset("bloodmnist", None, image_size=48, progress=False)  # 48 px → the 64-px release
+    assert data.dataset == "bloodmnist" and data.classes == CLASSES
+    assert {s: len(data.paths(s)) for s in ("train", "val", "test")} == SMALL
+    assert data.provenance()["dataset"] == "bloodmnist" and data.manifest_path.name == dl.BLOODMNIST_MANIFEST
+    labels = data.labels("test")
+    assert list(labels) == list(np.arange(SMALL["test"]) % 8)  # BloodMNIST's label i is CLASSES[i]
+
+
+def test_bloodmnist_from_data_dir_is_checked_and_only_read(tmp_path, monkeypatch):
+    from helpers.config import ConfigError
+    from helpers.data import DataNotFoundError, load_dataset
+
+    body = _small_npz(duplicates=False)
+    for split, n in SMALL.items():
+        monkeypatch.setitem(dl.BLOODMNIST_SPLIT, split, n)
+    given = tmp_path / "mine"
+    given.mkdir()
+    (given / "bloodmnist_64.npz").write_bytes(body)
+    monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path / "out"))
+    with pytest.raises(dl.DownloadError, match="MD5"):
+        load_dataset("bloodmnist", given, image_size=64, progress=False)
+    monkeypatch.setitem(dl.BLOODMNIST_MD5, 64, hashlib.md5(body).hexdigest())
+    data = load_dataset("bloodmnist", given, image_size=64, progress=False)
+    assert len(data.files) == sum(SMALL.values())
+    assert sorted(p.name for p in given.iterdir()) == ["bloodmnist_64.npz"]  # nothing written beside it
+    with pytest.raises(DataNotFoundError, match="bloodmnist_128.npz"):
+        load_dataset("bloodmnist", given, image_size=96, progress=False)
+    with pytest.raises(ConfigError, match="DATASET"):
+        load_dataset("medmnist", given)
+
+
+def test_bloodmnist_release_for_an_image_size():
+    assert [dl.bloodmnist_sizes_for(s) for s in (28, 32, 64, 96, 128, 160, 224, 300)] == \
+        [28, 64, 64, 128, 128, 224, 224, 224]

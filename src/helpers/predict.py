@@ -120,8 +120,8 @@ class Item:
 def collect(inputs: Sequence[str], classes: Sequence[str]) -> tuple[list[Item], list[tuple[str, str]]]:
     """Expand files and folders into items; missing paths and folders without images become errors.
 
-    In a folder whose sub-folders are all class names, an image inside ``<class>/`` carries that class
-    as its true label; an image lying beside the class folders is classified without one.
+    In a folder whose sub-folders with images are all class names, an image inside ``<class>/`` carries that
+    class as its true label; an image lying beside the class folders is classified without one.
     """
     items: list[Item] = []
     errors: list[tuple[str, str]] = []
@@ -130,10 +130,10 @@ def collect(inputs: Sequence[str], classes: Sequence[str]) -> tuple[list[Item], 
         if p.is_file():
             items.append(Item(p, None))
         elif p.is_dir():
-            subdirs = {d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")}
+            found = [f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                     and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+            subdirs = {f.relative_to(p).parts[0] for f in found if len(f.relative_to(p).parts) > 1}
             labelled = bool(subdirs) and subdirs <= set(classes)
-            found = [f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")
-                     and f.suffix.lower() in IMAGE_EXTENSIONS]
             if not found:
                 errors.append((raw, f"folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})"))
             for f in found:
