@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: weights setup book notebooks site test test-fast lint bench bench-determinism bench-ch03-swings demo screenshot reproduce clean browser
+.PHONY: weights setup book notebooks site test test-fast lint bench bench-determinism bench-ch03-swings demo screenshot reproduce clean browser fresh-install-check
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -71,6 +71,9 @@ bench-determinism: setup  ## what TensorFlow's op determinism costs per epoch an
 
 bench-ch03-swings: setup  ## chapter 3's measurement: per-epoch validation swings with/without warm-up, BN momentum
 	$(BIN)/python benchmarks/ch03_swings.py --seeds 1 --epochs 6 --train 100 --val 50 --out src/helpers/tables/ch03_swings.json
+
+fresh-install-check: setup  ## a reader's first run: fresh venv, pip install as the setup cell does, no data (download from 127.0.0.1), chapters 1 and 3 alone in smoke mode
+	$(BIN)/python tools/fresh_install_check.py
 
 CHAPTER ?=
 REPRO_OUT ?= $(CURDIR)/outputs/reproduce
