@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not py.exists():
             times["venv"] = step("fresh venv", [sys.executable, "-m", "venv", str(venv)])
+            step("pip itself up to date (Colab's and Kaggle's are)",
+                 [str(py), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
         times["install"] = step(
             "pip install the helpers from the checkout (as the setup cell does) + papermill, ipykernel",
             [str(py), "-m", "pip", "install", "--quiet", f"bloodcells-helpers @ git+file://{ROOT}",
