@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             times["venv"] = step("fresh venv", [sys.executable, "-m", "venv", str(venv)])
             step("pip itself up to date (Colab's and Kaggle's are)",
                  [str(py), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+        else:  # a kept venv: install the helpers (and their dependencies) again from the current commit
+            step("remove the helpers installed by an earlier check",
+                 [str(py), "-m", "pip", "uninstall", "--quiet", "-y", "bloodcells-helpers"])
         times["install"] = step(
             "pip install the helpers from the checkout (as the setup cell does) + papermill, ipykernel",
             [str(py), "-m", "pip", "install", "--quiet", f"bloodcells-helpers @ git+file://{ROOT}",
