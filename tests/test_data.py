@@ -238,8 +238,9 @@ def test_load_split_fresh_split_on_synthetic(synth, helpers_log):
         assert [CLASSES[i] for i in labels] == [Path(p).parent.name for p in paths]
         assert sd.subset(s)["split"].eq(s).all()
     prov = sd.provenance()
-    assert set(prov) == {"root_name", "data_fingerprint", "split_fingerprint", "split_rule", "max_per_class",
-                         "skipped_files", "counts", "images_on_disk", "manifest_check"}
+    assert set(prov) == {"dataset", "classes", "root_name", "data_fingerprint", "split_fingerprint", "split_rule",
+                         "max_per_class", "skipped_files", "counts", "images_on_disk", "manifest_check"}
+    assert prov["dataset"] == "pbc" and prov["classes"] == list(CLASSES)
     assert prov["manifest_check"] == {"listed_in_both": 0, "agree": 0, "disagree": 0}  # other data
     assert prov["images_on_disk"] == 12 * 8 + 2
     assert sum(prov["counts"].values()) == len(sd.files) and prov["skipped_files"] == 0

@@ -55,12 +55,8 @@ def _class_dirs(folder: Path, classes: Sequence[str]) -> set[str]:
         return set()
 
 
-def find_dataset_root(root: str | os.PathLike, classes: Sequence[str] = CLASSES, depth: int = 3) -> Path:
-    """The folder under ``root`` (at most ``depth`` levels down) that holds the class folders.
-
-    Raises :class:`DataNotFoundError` when ``root`` does not exist, is not readable or
-    holds no class folders, and :class:`ConfigError` when some classes are missing.
-    """
+def _usable_root(root: str | os.PathLike) -> Path:
+    """``root`` as a Path, or a :class:`DataNotFoundError` saying why it cannot hold a dataset."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DataNotFoundError(f"The data folder {root} does not exist. Check the spelling of DATA_DIR / "
@@ -71,6 +67,16 @@ def find_dataset_root(root: str | os.PathLike, classes: Sequence[str] = CLASSES,
     if not os.access(root, os.R_OK | os.X_OK):
         raise DataNotFoundError(f"The data folder {root} is not readable. Check its permissions "
                                 f"(e.g. chmod -R u+rX {root}).")
+    return root
+
+
+def find_dataset_root(root: str | os.PathLike, classes: Sequence[str] = CLASSES, depth: int = 3) -> Path:
+    """The folder under ``root`` (at most ``depth`` levels down) that holds the class folders.
+
+    Raises :class:`DataNotFoundError` when ``root`` does not exist, is not readable or
+    holds no class folders, and :class:`ConfigError` when some classes are missing.
+    """
+    root = _usable_root(root)
     best: tuple[int, Path] | None = None
     frontier = [root]
     for _ in range(depth + 1):
@@ -131,12 +137,12 @@ def find_classes(root: str | os.PathLike, classes: Sequence[str] | None = None,
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise ConfigError(f"CLASSES must name at least two distinct class folders, got {list(classes)}")
         return find_dataset_root(root, classes, depth), classes
+    top = _usable_root(root)  # a missing or unreadable folder is that error, not "no classes"
     try:
-        return find_dataset_root(root, CLASSES, depth), CLASSES
+        return find_dataset_root(top, CLASSES, depth), CLASSES
     except DataNotFoundError:
-        if not Path(root).expanduser().is_dir():
-            raise
-    frontier = [Path(root).expanduser()]
+        pass  # no PBC class folder anywhere: the dataset's own classes
+    frontier = [top]
     for _ in range(depth + 1):
         nxt: list[Path] = []
         for folder in frontier:
