@@ -86,14 +86,15 @@ def test_a_labs_classes_run_through_chapters_1_and_3(runs):
     assert not (runs["tmp"] / "results" / "improved_cnn.json").exists()  # PBC's names are never reused
 
 
-def test_the_command_line_scores_a_labs_classes_with_chapter_3s_model(runs):
+def test_the_command_line_scores_a_labs_classes_with_chapter_3s_model(runs, capsys):
+    from helpers import predict
+
     _ok(runs, "lab_1_3")
     bundle = runs["tmp"] / "out" / "models" / "improved_cnn_tta_folders"
-    proc = subprocess.run([sys.executable, "-m", "helpers.predict", str(bundle), str(runs["marrow"])],
-                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "(n=140, labels from folder names)" in proc.stdout
-    rows = [line.split()[0] for line in proc.stdout.splitlines()[-7:]]
+    code = predict.main([str(bundle), str(runs["marrow"])])
+    out = capsys.readouterr().out
+    assert code == 0 and "(n=140, labels from folder names)" in out
+    rows = [line.split()[0] for line in out.splitlines()[-7:]]
     assert rows == list(BONE_MARROW_CLASSES)  # the confusion matrix names the lab's classes
 
 
