@@ -226,9 +226,15 @@ def test_bloodmnist_folders_keep_the_official_test_split_and_no_duplicate_crosse
     summary = dl.read_complete(root.parent)
     assert summary["excluded_crossing_duplicates"] == 1 and summary["excluded_mixed_label"] == 2
     assert summary["counts"] == {"train": 10, "val": 3, "test": 6}
-    hits = len(server.hits)
+    hits, stamp = len(server.hits), manifest.stat().st_mtime_ns
     assert dl.bloodmnist_folders(64, tmp_path, url=url, progress=False) == (root, manifest)
-    assert len(server.hits) == hits  # cached: neither downloaded nor rewritten
+    assert len(server.hits) == hits and manifest.stat().st_mtime_ns == stamp  # cached: not downloaded, not rewritten
+    other = _small_npz(duplicates=False)  # another file at the same address: the folders are written anew
+    server.files["/bloodmnist_64.npz"] = other
+    monkeypatch.setitem(dl.BLOODMNIST_MD5, 64, hashlib.md5(other).hexdigest())
+    (tmp_path / "bloodmnist_64.npz").unlink()
+    dl.bloodmnist_folders(64, tmp_path, url=url, progress=False)
+    assert dl.read_complete(root.parent)["excluded_crossing_duplicates"] == 0
 
 
 def test_load_dataset_bloodmnist_end_to_end(server, tmp_path, monkeypatch):
@@ -269,5 +275,5 @@ def test_bloodmnist_from_data_dir_is_checked_and_only_read(tmp_path, monkeypatch
 
 
 def test_bloodmnist_release_for_an_image_size():
-    assert [dl.bloodmnist_sizes_for(s) for s in (28, 32, 64, 96, 128, 160, 224, 300)] == \
+    assert [dl.bloodmnist_size_for(s) for s in (28, 32, 64, 96, 128, 160, 224, 300)] == \
         [28, 64, 64, 128, 128, 224, 224, 224]

@@ -611,9 +611,9 @@ def load_dataset(dataset: str = "pbc", data_dir: str | os.PathLike | None = None
     if dataset != "bloodmnist":
         raise ConfigError(f"DATASET must be one of {', '.join(map(repr, DATASETS))}, not {dataset!r}")
     from .config import output_dir
-    from .download import BLOODMNIST_MD5, bloodmnist_folders, bloodmnist_sizes_for
+    from .download import bloodmnist_folders, bloodmnist_size_for
 
-    size = bloodmnist_sizes_for(image_size)
+    size = bloodmnist_size_for(image_size)
     dest = output_dir() / "data"
     npz = None
     if data_dir not in (None, ""):
@@ -623,6 +623,6 @@ def load_dataset(dataset: str = "pbc", data_dir: str | os.PathLike | None = None
             raise DataNotFoundError(f"DATA_DIR holds no {name} (BloodMNIST at {size} px). Put the file there, or "
                                     "leave DATA_DIR = None to download it.")
         npz = given  # MD5-checked and only read: the PNG folders go to the output folder
-        log.info("BloodMNIST %d px from DATA_DIR (md5 %s)", size, BLOODMNIST_MD5[size])
+        log.info("BloodMNIST %d px from DATA_DIR (its MD5 is checked before use)", size)
     root, manifest = bloodmnist_folders(size, dest, npz=npz, progress=kw.get("progress", True))
     return load_split(root, manifest=manifest, classes=CLASSES, dataset="bloodmnist", **kw)

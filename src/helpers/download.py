@@ -229,7 +229,7 @@ BLOODMNIST_MANIFEST = "bloodmnist_split.csv"
 _SPLIT_RANK = {"test": 0, "val": 1, "train": 2}  # where a duplicate group stays when the official split cuts it
 
 
-def bloodmnist_sizes_for(image_size: int) -> int:
+def bloodmnist_size_for(image_size: int) -> int:
     """The BloodMNIST file to train at ``image_size`` px: the smallest release at least that large (else 224)."""
     return min((s for s in BLOODMNIST_MD5 if s >= int(image_size)), default=max(BLOODMNIST_MD5))
 
@@ -261,7 +261,8 @@ def bloodmnist_folders(size: int, dest: str | os.PathLike, *, npz: str | os.Path
             raise DownloadError(f"{npz.name} is not the published BloodMNIST {size} px file (its MD5 differs from "
                                 f"{BLOODMNIST_MD5.get(size)}); re-download it, or leave DATA_DIR = None.")
     out = Path(dest) / f"bloodmnist_{size}"
-    if read_complete(out) is not None:
+    done = read_complete(out)
+    if done is not None and done.get("md5") == bloodmnist_md5(size):  # written from this very file
         return out / "images", out / BLOODMNIST_MANIFEST
     arrays = load_bloodmnist(npz, expected=expected)
     rows = []
