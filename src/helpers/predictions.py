@@ -20,7 +20,8 @@ import numpy as np
 class Predictions:
     """``paths[i]`` has true label ``y_true[i]`` and predicted probabilities ``probs[i]`` (one row per class).
 
-    ``classes`` names the columns of ``probs`` (``None``: PBC's eight, :data:`helpers.CLASSES`).
+    ``classes`` names the columns of ``probs`` (``None``: PBC's eight, :data:`helpers.CLASSES`; PBC's eight
+    given explicitly are stored as ``None``, so saved predictions of PBC models look the same either way).
     """
 
     paths: tuple[str, ...]
@@ -37,10 +38,13 @@ class Predictions:
             raise ValueError(f"predictions need one label and one probability row per image: {n} paths, "
                              f"{len(self.y_true)} labels, probabilities of shape {self.probs.shape}")
         if self.classes is not None:
-            object.__setattr__(self, "classes", tuple(map(str, self.classes)))
-            if len(self.classes) != self.probs.shape[1]:
-                raise ValueError(f"{len(self.classes)} class names for probabilities of {self.probs.shape[1]} "
+            from . import CLASSES
+
+            names = tuple(map(str, self.classes))
+            if len(names) != self.probs.shape[1]:
+                raise ValueError(f"{len(names)} class names for probabilities of {self.probs.shape[1]} "
                                  "classes")
+            object.__setattr__(self, "classes", None if names == CLASSES else names)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -121,12 +125,4 @@ def predict(model, paths: Sequence[str], labels: Sequence[int] | np.ndarray, ima
 def predict_split(model, data, split: str, image_size: int, *, batch_size: int = 64) -> Predictions:
     """:func:`predict` on split ``split`` of a :class:`helpers.data.SplitData`."""
     return predict(model, data.paths(split), data.labels(split), image_size, batch_size=batch_size,
-                   classes=_classes_of(data))
-
-
-def _classes_of(data) -> tuple[str, ...] | None:
-    """A dataset's class names when they are not PBC's eight (``None`` keeps the default)."""
-    from . import CLASSES
-
-    classes = tuple(getattr(data, "classes", CLASSES))
-    return None if classes == CLASSES else classes
+                   classes=getattr(data, "classes", None))

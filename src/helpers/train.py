@@ -28,7 +28,7 @@ from sklearn.metrics import f1_score
 from . import CLASSES
 from .config import output_dir
 from .io import atomic_write_json
-from .predictions import Predictions, _classes_of, predict_dataset, predict_split
+from .predictions import Predictions, predict_dataset, predict_split
 
 log = logging.getLogger("helpers.train")
 
@@ -329,7 +329,8 @@ def split_predictions(model, data, image_size: int, *, batch_size: int = 64, tes
         if given[split] is None:
             out[split] = predict_split(model, data, split, image_size, batch_size=batch_size)
         else:
-            out[split] = Predictions(data.paths(split), *predict_dataset(model, given[split]), _classes_of(data))
+            out[split] = Predictions(data.paths(split), *predict_dataset(model, given[split]),
+                                     getattr(data, "classes", None))
     return out
 
 

@@ -593,8 +593,7 @@ def val_predictions(run: TransferRun, data=None) -> Predictions:
             raise ValueError("after end-to-end fine-tuning the val images are needed: val_predictions(run, data)")
         return predict_split(deployable(run), data, "val", run.image_size)
     X, y = _xy(run, "val", pooled=False)
-    return Predictions(tuple(run.used_paths["val"]), y, head_probs(run.top, run.head, X),
-                       None if run.classes == CLASSES else run.classes)
+    return Predictions(tuple(run.used_paths["val"]), y, head_probs(run.top, run.head, X), run.classes)
 
 
 def evaluate(run: TransferRun, data) -> dict[str, Predictions]:

@@ -133,7 +133,7 @@ def evaluate_tta(model, data, image_size: int, views: int | None = None, toleran
     import time
 
     from .pipeline import make_dataset
-    from .predictions import Predictions, _classes_of, predict_split
+    from .predictions import Predictions, predict_split
 
     t0 = time.perf_counter()
     val_ds = make_dataset(data.paths("val"), data.labels("val"), image_size, batch_size=batch_size, cache=False)
@@ -145,7 +145,8 @@ def evaluate_tta(model, data, image_size: int, views: int | None = None, toleran
     test = predict_split(wrapper, data, "test", image_size, batch_size=batch_size)
     t2 = time.perf_counter()
     return {"model": wrapper, "views": n, "val_table": table,
-            "val": Predictions(data.paths("val"), y_val, pv[:n].mean(axis=0), _classes_of(data)), "test": test,
+            "val": Predictions(data.paths("val"), y_val, pv[:n].mean(axis=0), getattr(data, "classes", None)),
+            "test": test,
             "seconds": {"val_all_views": t1 - t0, "test": t2 - t1}}
 
 
