@@ -1,19 +1,20 @@
 """The chapters on data other than PBC, end to end in smoke mode (slow; no real data needed).
 
 * A laboratory's own classes: a generated 7-class bone-marrow-style dataset (the class names of Matek et al.
-  2021) through chapters 1 and 3 (``DATA_DIR`` pointing at it); the command line then scores it with
-  chapter 3's model.
-* BloodMNIST: chapter 3 with ``DATASET = "bloodmnist"``, downloading a generated file of the official layout and
-  split sizes from 127.0.0.1 (``$BLOODCELLS_BLOODMNIST_URL`` / ``$BLOODCELLS_BLOODMNIST_MD5``).
+  2021) through chapters 1, 3 and 6 (``DATA_DIR`` pointing at it); the command line then scores it with
+  chapter 3's and chapter 6's models.
+* BloodMNIST: chapters 3 and 6 with ``DATASET = "bloodmnist"``, downloading a generated file of the official
+  layout and split sizes from 127.0.0.1 (``$BLOODCELLS_BLOODMNIST_URL`` / ``$BLOODCELLS_BLOODMNIST_MD5``).
 
-The three executions run two at a time (each is mostly single-threaded start-up), into a scratch results and
-output folder; the committed records are never touched.
+The two executions (one per dataset, the chapters in order) run side by side, into a scratch results and output
+folder; the committed records are never touched.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,7 @@ def runs(tmp_path_factory):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
         return name, (proc.returncode, proc.stdout[-3000:] + proc.stderr[-3000:])
 
-    jobs = [("lab_1_3", ["01", "03"], f"DATA_DIR={marrow}"), ("bloodmnist_3", ["03"], "DATASET=bloodmnist")]
+    jobs = [("lab", ["01", "03", "06"], f"DATA_DIR={marrow}"), ("bloodmnist", ["03", "06"], "DATASET=bloodmnist")]
     try:
         with ThreadPoolExecutor(2) as pool:
             done = dict(pool.map(lambda j: run(*j), jobs))
@@ -72,8 +73,8 @@ def _ok(runs, name):
 
 
 def test_a_labs_classes_run_through_chapters_1_and_3(runs):
-    _ok(runs, "lab_1_3")
-    nb1 = (runs["tmp"] / "nb" / "lab_1_3" / "01_background_and_data.ipynb").read_text()
+    _ok(runs, "lab")
+    nb1 = (runs["tmp"] / "nb" / "lab" / "01_background_and_data.ipynb").read_text()
     assert "140 usable images" in nb1  # 7 classes × 20 generated images, found by their folder names
     for name in ("devnithw_cnn_folders", "bloodcells_cnn_folders", "improved_cnn_folders",
                  "improved_cnn_tta_folders"):
@@ -86,21 +87,34 @@ def test_a_labs_classes_run_through_chapters_1_and_3(runs):
     assert not (runs["tmp"] / "results" / "improved_cnn.json").exists()  # PBC's names are never reused
 
 
-def test_the_command_line_scores_a_labs_classes_with_chapter_3s_model(runs, capsys):
+@pytest.mark.parametrize("model", ["improved_cnn_tta_folders", "transfer_mobilenetv2_folders"])
+def test_the_command_line_scores_a_labs_classes_with_the_chapters_models(runs, model, capsys):
     from helpers import predict
 
-    _ok(runs, "lab_1_3")
-    bundle = runs["tmp"] / "out" / "models" / "improved_cnn_tta_folders"
-    code = predict.main([str(bundle), str(runs["marrow"])])
+    _ok(runs, "lab")
+    code = predict.main([str(runs["tmp"] / "out" / "models" / model), str(runs["marrow"])])
     out = capsys.readouterr().out
     assert code == 0 and "(n=140, labels from folder names)" in out
     rows = [line.split()[0] for line in out.splitlines()[-7:]]
     assert rows == list(BONE_MARROW_CLASSES)  # the confusion matrix names the lab's classes
 
 
-def test_chapter_3_on_bloodmnist_with_its_official_split(runs):
-    _ok(runs, "bloodmnist_3")
-    rec = _record(runs, "improved_cnn_bloodmnist")
+def test_a_labs_classes_run_through_chapter_6(runs):
+    _ok(runs, "lab")
+    for name in ("transfer_mobilenetv2_folders", "transfer_mobilenetv2_tta_folders"):
+        rec = _record(runs, name)
+        assert rec["data"]["classes"] == list(BONE_MARROW_CLASSES) and rec["data"]["dataset"] == "folders"
+        assert np.array(rec["test"]["confusion"]).shape == (7, 7)
+    nb6 = (runs["tmp"] / "nb" / "lab" / "06_transfer_mobilenetv2.ipynb").read_text()
+    counted = re.findall(r"minutes per ([\d,]+) images", nb6)  # the speed table counts this dataset's images
+    assert counted and all(int(n.replace(",", "")) <= 140 for n in counted)
+    assert not (runs["tmp"] / "results" / "transfer_mobilenetv2.json").exists()
+
+
+@pytest.mark.parametrize("model", ["improved_cnn_bloodmnist", "transfer_mobilenetv2_bloodmnist"])
+def test_chapters_3_and_6_on_bloodmnist_with_its_official_split(runs, model):
+    _ok(runs, "bloodmnist")
+    rec = _record(runs, model)
     assert rec["data"]["dataset"] == "bloodmnist" and rec["data"]["classes"] == list(CLASSES)
     assert rec["data"]["manifest"] == "bloodmnist_split.csv"
     summary = json.loads((runs["tmp"] / "out" / "data" / "bloodmnist_64" / ".download.json").read_text())
