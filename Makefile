@@ -47,8 +47,11 @@ site: setup  ## build the website from the executed notebooks (warnings are erro
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Site: $(CURDIR)/_build/html/index.html"
 
+# Two pytest-xdist workers: the notebooks run in order on one of them while the tests share the other
+# (conftest.py groups them); TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: setup browser lint  ## lint, unit tests, a smoke run of every notebook (nbval), and a book build
-	BLOODCELLS_TEST_FULL_SCAN=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --durations=15
+	BLOODCELLS_TEST_FULL_SCAN=1 $(BIN)/python -m pytest notebooks tests -n $(TEST_WORKERS) --dist loadgroup --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --durations=15
 
 test-fast: setup lint  ## lint and the unit tests that train nothing (no notebooks, no book build)
 	$(BIN)/python -m pytest tests -m "not slow" --ignore=tests/test_site.py --ignore=tests/test_book.py -p no:cacheprovider

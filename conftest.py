@@ -5,6 +5,9 @@
   data folder.
 * Without real data (``$BLOODCELLS_DATA_DIR`` unset or missing, e.g. on a reader's laptop), a
   small synthetic dataset in the PBC layout is generated and used instead.
+* On pytest-xdist workers (``make test``: ``-n 2 --dist loadgroup``) each worker has its own scratch folder;
+  the notebooks run in order on one worker (chapter 7 reads the models chapters 3-6 saved), the book build is
+  shared by the book and browser tests, and a test module's fixtures stay on one worker.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -39,3 +44,19 @@ def pytest_configure(config) -> None:
 def pytest_report_header(config) -> list[str]:
     kind = "synthetic (no real data configured)" if os.environ.get("BLOODCELLS_SYNTHETIC_DATA") else "real"
     return [f"bloodcells: data {os.environ.get('BLOODCELLS_DATA_DIR')} [{kind}]; scratch {_TMP}"]
+
+
+def _xdist_group(item) -> str:
+    path = Path(str(item.path))
+    if path.suffix == ".ipynb":
+        return "notebooks"
+    if path.name in ("test_book.py", "test_site.py"):
+        return "site"
+    return path.stem
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items) -> None:
+    """Group the tests for ``--dist loadgroup`` (see the module docstring); ignored without xdist."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))

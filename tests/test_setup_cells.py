@@ -61,3 +61,21 @@ def test_glue_is_silent_without_jupyter_book(monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_myst)
     glue("some_value", 0.5)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_of_the_parameters_cell(nb, caplog):
+    """``papermill -p NAME VALUE`` (and ``papermill --help-notebook``) know a parameter only if papermill can
+    parse its line: a second ``=`` on it (e.g. in the comment) hides it, with an "Unable to parse" warning."""
+    import ast
+
+    import papermill
+
+    cell = next(c for c in json.loads(nb.read_text())["cells"]
+                if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = [t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)]
+    with caplog.at_level("WARNING", logger="papermill"):
+        found = papermill.inspect_notebook(str(nb))
+    assert list(found) == assigned
+    assert "Unable to parse" not in caplog.text
