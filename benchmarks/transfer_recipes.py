@@ -1,0 +1,136 @@
+"""Transfer recipes on this CPU: minutes spent against validation accuracy gained (the test split is never read).
+
+    python benchmarks/transfer_recipes.py [--candidates NAME ...] [--out benchmarks/transfer_recipes.json]
+                                                                     # make bench-transfer-recipes
+
+Each candidate runs in its own process on the real training and validation splits: the ImageNet base is
+loaded, its pooled features are cached (phase 1 trains the head on them, 256 units, dropout 0.3), then phase 3
+fine-tunes the base from ``first_layer`` up on augmented images (batch norm frozen, cosine schedule, Adam),
+epoch by epoch. Per candidate the report keeps the validation accuracy after the head and after every
+end-to-end epoch, with the minutes spent so far (feature caching, head, each epoch incl. its validation pass)
+and the machine's CPU and load. The results are merged into ``--out`` (a candidate re-run replaces its entry)
+and the Markdown report beside it is rewritten from all entries.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+# name: family, image size, end-to-end epochs, peak learning rate, first fine-tuned layer (None: every layer)
+CANDIDATES: dict[str, dict] = {
+    "resnet50_64_e2e": dict(family="resnet50", image_size=64, epochs=5, lr=3e-4, first_layer=None),
+    "resnet50_96_e2e": dict(family="resnet50", image_size=96, epochs=4, lr=3e-4, first_layer=None),
+    "vgg19_64_e2e_block3": dict(family="vgg19", image_size=64, epochs=3, lr=1e-4, first_layer="block3_conv1"),
+    "mobilenetv2_128_e2e": dict(family="mobilenetv2", image_size=128, epochs=6, lr=3e-4, first_layer=None),
+}
+DEFAULT = ("resnet50_64_e2e", "vgg19_64_e2e_block3", "mobilenetv2_128_e2e")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_one(name: str) -> dict:
+    """One candidate, in this process: returns its entry for the report."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from helpers.data import load_split
+    from helpers.transfer import extract, phase1, phase3, start_run
+    from helpers.weights import resolve_weights
+
+    c = CANDIDATES[name]
+    t0 = time.perf_counter()
+    data = load_split(None, seed=42, progress=False)  # $BLOODCELLS_DATA_DIR; only train and val are used
+    provenance = resolve_weights(c["family"], None, allow_download=False, allow_random=False)
+    tl = start_run(c["family"], c["image_size"], provenance, seed=42)
+    extract(tl, data)
+    t_features = time.perf_counter() - t0
+    phase1(tl, epochs=30, units=256, dropout=0.3, lr=1e-3)
+    head_val = tl.phase_val["phase 1: frozen base + head"]
+    t_head = time.perf_counter() - t0
+    summary = phase3(tl, data, epochs=c["epochs"], lr=c["lr"], first_layer=c["first_layer"], patience=None)
+    h = tl.histories["phase3"]
+    minutes, elapsed = [], t_head
+    for s in summary.get("epoch_seconds", []):
+        elapsed += s
+        minutes.append(round(elapsed / 60, 2))
+    return {**c, "head_val_accuracy": round(head_val, 4), "minutes_features": round(t_features / 60, 2),
+            "minutes_head": round(t_head / 60, 2), "e2e_val_accuracy": [round(v, 4) for v in h["val_accuracy"]],
+            "e2e_val_macro_f1": [round(v, 4) for v in h.get("val_macro_f1", [])], "minutes_after_epoch": minutes,
+            "train_images": len(data.paths("train")), "val_images": len(data.paths("val")),
+            "cpu": cpu_model(), "cores": os.cpu_count(), "load_avg_end": list(os.getloadavg()),
+            "weights": {k: provenance.get(k) for k in ("file", "kind", "sha256")},
+            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def report(entries: dict[str, dict]) -> str:
+    lines = ["# Transfer recipes on the CPU: minutes against validation accuracy", "",
+             "Written by `make bench-transfer-recipes` (`benchmarks/transfer_recipes.py`); validation split only "
+             "(the test split is never read). Phase 1: head on the cached pooled features; phase 3: the base "
+             "fine-tuned on augmented images from the named layer up, batch norm frozen, cosine schedule. "
+             "*min* = minutes since the candidate started (feature caching included), on the CPU named. "
+             "Compare candidates measured on the same CPU.", "",
+             "| candidate | CPU (cores, load at end) | head val | " + " | ".join(f"epoch {i}" for i in range(1, 7))
+             + " |", "|---|---|---|" + "---|" * 6]
+    for name, e in entries.items():
+        cells = [f"{v:.4f} ({m:.0f} min)" for v, m in zip(e["e2e_val_accuracy"], e["minutes_after_epoch"])]
+        cells += [""] * (6 - len(cells))
+        lines.append(f"| {name}: {e['family']} {e['image_size']} px, lr {e['lr']:g}, from "
+                     f"{e['first_layer'] or 'the input'} | {e['cpu']} ({e['cores']}, {e['load_avg_end'][0]:.1f}) | "
+                     f"{e['head_val_accuracy']:.4f} ({e['minutes_head']:.0f} min) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--candidates", nargs="+", default=list(DEFAULT), choices=sorted(CANDIDATES))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "transfer_recipes.json"))
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one candidate, print its JSON entry
+    a = ap.parse_args(argv)
+    if a.one:
+        print("ENTRY " + json.dumps(run_one(a.one)))
+        return 0
+    if not os.environ.get("BLOODCELLS_DATA_DIR"):
+        print("transfer_recipes: set BLOODCELLS_DATA_DIR to the PBC class folders (make sets it on the "
+              "development machines)", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    entries = json.loads(out.read_text()) if out.exists() else {}
+    failed = []
+    for name in a.candidates:
+        print(f"== {name}", flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("ENTRY ")), None)
+        if proc.returncode != 0 or line is None:
+            print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            failed.append(name)
+            continue
+        entries[name] = json.loads(line[len("ENTRY "):])
+        _write(out, json.dumps(entries, indent=1) + "\n")
+        _write(out.with_suffix(".md"), report(entries))
+        print(report({name: entries[name]}).splitlines()[-1], flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""benchmarks/transfer_recipes.py: its candidates name real layers, its report reads its entries, and it
+refuses to run without the data configured (the measurement itself is `make bench-transfer-recipes`)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import transfer_recipes as tr  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(tr.CANDIDATES))
+def test_each_candidate_names_a_layer_of_its_base(name):
+    import keras
+
+    c = tr.CANDIDATES[name]
+    build = {"vgg19": keras.applications.VGG19, "resnet50": keras.applications.ResNet50,
+             "mobilenetv2": keras.applications.MobileNetV2}[c["family"]]
+    base = build(weights=None, include_top=False, input_shape=(c["image_size"], c["image_size"], 3))
+    if c["first_layer"]:
+        base.get_layer(c["first_layer"])  # raises ValueError if the layer does not exist
+    assert c["epochs"] >= 1 and 0 < c["lr"] < 1e-2
+
+
+def test_the_report_has_a_row_per_candidate_with_minutes_per_epoch():
+    entry = {**tr.CANDIDATES["resnet50_64_e2e"], "head_val_accuracy": 0.91, "minutes_head": 2.4,
+             "e2e_val_accuracy": [0.95, 0.97], "minutes_after_epoch": [5.1, 7.9], "cpu": "Some CPU", "cores": 2,
+             "load_avg_end": [1.2, 1.0, 1.0]}
+    text = tr.report({"resnet50_64_e2e": entry})
+    row = text.splitlines()[-1]
+    assert row.startswith("| resnet50_64_e2e: resnet50 64 px") and "0.9100 (2 min)" in row
+    assert "0.9500 (5 min) | 0.9700 (8 min) |" in row and "Some CPU (2, 1.2)" in row
+
+
+def test_it_needs_the_data_configured(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("BLOODCELLS_DATA_DIR", raising=False)
+    assert tr.main(["--out", str(tmp_path / "r.json")]) == 2
+    assert "BLOODCELLS_DATA_DIR" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
