@@ -51,6 +51,22 @@ def test_a_classes_parameter_picks_and_orders_the_folders(marrow):
         find_classes(marrow, ["BLA", "XYZ"])
 
 
+def test_bloodcells_classes_picks_the_classes_for_every_chapter(marrow, monkeypatch):
+    """``$BLOODCELLS_CLASSES``: the classes as configuration (one variable, like the data folder)."""
+    monkeypatch.setenv("BLOODCELLS_CLASSES", " PMO, BLA ,EOS")
+    data = load_split(marrow, seed=1, progress=False)
+    assert data.classes == ("PMO", "BLA", "EOS") and data.dataset == "folders"
+    assert set(data.files["label"]) == {"PMO", "BLA", "EOS"}
+    monkeypatch.setenv("BLOODCELLS_CLASSES", "BLA")
+    with pytest.raises(ConfigError, match="BLOODCELLS_CLASSES"):
+        load_split(marrow, seed=1, progress=False)
+    monkeypatch.setenv("BLOODCELLS_CLASSES", "")  # empty: unset, the folders decide
+    assert load_split(marrow, seed=1, progress=False).classes == BONE_MARROW_CLASSES
+    monkeypatch.setenv("BLOODCELLS_CLASSES", "PMO,BLA")
+    given = load_split(marrow, seed=1, progress=False, classes=["BLA", "LYT"])
+    assert given.classes == ("BLA", "LYT")  # the argument wins
+
+
 def test_a_folder_without_class_folders_is_a_clear_error(tmp_path):
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "a.jpg").write_bytes(b"x")

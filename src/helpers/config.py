@@ -24,12 +24,21 @@ WEIGHTS_ENV = "KERAS_WEIGHTS_DIR"
 OUTPUT_ENV = "BLOODCELLS_OUTPUT_DIR"
 RESULTS_ENV = "BLOODCELLS_RESULTS_DIR"
 MODE_ENV = "BLOODCELLS_MODE"
+CLASSES_ENV = "BLOODCELLS_CLASSES"
 MODES = ("book", "smoke")
 KAGGLE_INPUT = Path("/kaggle/input")
 
 
 class ConfigError(ValueError):
     """A parameter or environment variable has an unusable value."""
+
+
+def classes_from_env() -> tuple[str, ...] | None:
+    """``$BLOODCELLS_CLASSES`` (comma-separated folder names, e.g. ``"BLA,EOS,LYT"``): the class folders every
+    chapter uses, in that order (the order gives the integer labels); ``None`` when unset or empty."""
+    raw = os.environ.get(CLASSES_ENV, "")
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    return names or None
 
 
 def resolve_mode(mode: str | None = "book") -> str:

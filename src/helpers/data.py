@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import CLASSES, class_order
-from .config import ConfigError, data_dir_candidates, positive_int
+from .config import CLASSES_ENV, ConfigError, classes_from_env, data_dir_candidates, positive_int
 from .io import text_digest
 
 log = logging.getLogger("helpers.data")
@@ -135,7 +135,8 @@ def find_classes(root: str | os.PathLike, classes: Sequence[str] | None = None,
     if classes is not None:
         classes = tuple(classes)
         if len(classes) < 2 or len(set(classes)) != len(classes):
-            raise ConfigError(f"CLASSES must name at least two distinct class folders, got {list(classes)}")
+            raise ConfigError(f"CLASSES (or ${CLASSES_ENV}) must name at least two distinct class folders, "
+                              f"got {list(classes)}")
         return find_dataset_root(root, classes, depth), classes
     top = _usable_root(root)  # a missing or unreadable folder is that error, not "no classes"
     try:
@@ -406,7 +407,11 @@ def locate_data(data_dir: str | os.PathLike | None = None, classes: Sequence[str
 
 def locate_classes(data_dir: str | os.PathLike | None = None,
                    classes: Sequence[str] | None = None) -> tuple[Path, tuple[str, ...]]:
-    """:func:`locate_data` and the dataset's classes (:func:`find_classes`): ``(root, classes)``."""
+    """:func:`locate_data` and the dataset's classes (:func:`find_classes`): ``(root, classes)``.
+
+    ``classes`` ``None``: ``$BLOODCELLS_CLASSES`` if set (:func:`helpers.config.classes_from_env`), else found."""
+    if classes is None and (classes := classes_from_env()) is not None:
+        log.info("classes from $%s: %s", CLASSES_ENV, ", ".join(classes))
     candidates = data_dir_candidates(data_dir)
     explicit = candidates[0][0] in ("parameter DATA_DIR",) or candidates[0][0].startswith("$")
     for i, (source, path) in enumerate(candidates):
