@@ -6,7 +6,9 @@
 Each candidate runs in its own process on the real training and validation splits: the ImageNet base is
 loaded, its pooled features are cached (phase 1 trains the head on them, 256 units, dropout 0.3), then phase 3
 fine-tunes the base from ``first_layer`` up on augmented images (batch norm frozen, cosine schedule, Adam),
-epoch by epoch. Per candidate the report keeps the validation accuracy after the head and after every
+epoch by epoch, until its schedule ends or ``--max-minutes`` of end-to-end training are used up (then the
+record says ``stopped: time_budget``: the schedule did not finish). Per candidate the report keeps the
+validation accuracy after the head and after every
 end-to-end epoch, with the minutes spent so far (feature caching, head, each epoch incl. its validation pass)
 and the machine's CPU and load. The results are merged into ``--out`` (a candidate re-run replaces its entry)
 and the Markdown report beside it is rewritten from all entries.
@@ -31,8 +33,9 @@ CANDIDATES: dict[str, dict] = {
     "resnet50_96_e2e": dict(family="resnet50", image_size=96, epochs=4, lr=3e-4, first_layer=None),
     "vgg19_64_e2e_block3": dict(family="vgg19", image_size=64, epochs=3, lr=1e-4, first_layer="block3_conv1"),
     "mobilenetv2_128_e2e": dict(family="mobilenetv2", image_size=128, epochs=6, lr=3e-4, first_layer=None),
+    "mobilenetv2_96_e2e_10": dict(family="mobilenetv2", image_size=96, epochs=10, lr=3e-4, first_layer=None),
 }
-DEFAULT = ("resnet50_64_e2e", "vgg19_64_e2e_block3", "mobilenetv2_128_e2e")
+DEFAULT = ("mobilenetv2_128_e2e",)
 
 
 def cpu_model() -> str:
@@ -45,7 +48,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run_one(name: str) -> dict:
+def run_one(name: str, max_minutes: float | None = None) -> dict:
     """One candidate, in this process: returns its entry for the report."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from helpers.data import load_split
@@ -62,7 +65,8 @@ def run_one(name: str) -> dict:
     phase1(tl, epochs=30, units=256, dropout=0.3, lr=1e-3)
     head_val = tl.phase_val["phase 1: frozen base + head"]
     t_head = time.perf_counter() - t0
-    summary = phase3(tl, data, epochs=c["epochs"], lr=c["lr"], first_layer=c["first_layer"], patience=None)
+    summary = phase3(tl, data, epochs=c["epochs"], lr=c["lr"], first_layer=c["first_layer"], patience=None,
+                     time_budget=60 * max_minutes if max_minutes else None)
     h = tl.histories["phase3"]
     minutes, elapsed = [], t_head
     for s in summary.get("epoch_seconds", []):
@@ -71,6 +75,7 @@ def run_one(name: str) -> dict:
     return {**c, "head_val_accuracy": round(head_val, 4), "minutes_features": round(t_features / 60, 2),
             "minutes_head": round(t_head / 60, 2), "e2e_val_accuracy": [round(v, 4) for v in h["val_accuracy"]],
             "e2e_val_macro_f1": [round(v, 4) for v in h.get("val_macro_f1", [])], "minutes_after_epoch": minutes,
+            "stopped": summary["stopped"], "max_minutes": max_minutes,
             "train_images": len(data.paths("train")), "val_images": len(data.paths("val")),
             "cpu": cpu_model(), "cores": os.cpu_count(), "load_avg_end": list(os.getloadavg()),
             "weights": {k: provenance.get(k) for k in ("file", "kind", "sha256")},
@@ -88,6 +93,8 @@ def report(entries: dict[str, dict]) -> str:
              + " |", "|---|---|---|" + "---|" * 6]
     for name, e in entries.items():
         cells = [f"{v:.4f} ({m:.0f} min)" for v, m in zip(e["e2e_val_accuracy"], e["minutes_after_epoch"])]
+        if e.get("stopped") == "time_budget":
+            cells[-1] += f" — budget of {e['max_minutes']:g} min used up, schedule of {e['epochs']} epochs unfinished"
         cells += [""] * (6 - len(cells))
         lines.append(f"| {name}: {e['family']} {e['image_size']} px, lr {e['lr']:g}, from "
                      f"{e['first_layer'] or 'the input'} | {e['cpu']} ({e['cores']}, {e['load_avg_end'][0]:.1f}) | "
@@ -105,10 +112,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidates", nargs="+", default=list(DEFAULT), choices=sorted(CANDIDATES))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "transfer_recipes.json"))
+    ap.add_argument("--max-minutes", type=float, default=40.0, help="end-to-end training budget per candidate")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one candidate, print its JSON entry
     a = ap.parse_args(argv)
     if a.one:
-        print("ENTRY " + json.dumps(run_one(a.one)))
+        print("ENTRY " + json.dumps(run_one(a.one, a.max_minutes)))
         return 0
     if not os.environ.get("BLOODCELLS_DATA_DIR"):
         print("transfer_recipes: set BLOODCELLS_DATA_DIR to the PBC class folders (make sets it on the "
@@ -119,7 +127,8 @@ def main(argv=None) -> int:
     failed = []
     for name in a.candidates:
         print(f"== {name}", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--one", name, "--max-minutes", str(a.max_minutes)],
+                              capture_output=True, text=True)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("ENTRY ")), None)
         if proc.returncode != 0 or line is None:
             print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)

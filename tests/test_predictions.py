@@ -56,3 +56,26 @@ def test_predict_dataset_over_batches():
     assert y1.tolist() == [0, 1] and p1.shape == (2, 8)
     with pytest.raises(ValueError, match="empty"):
         predict_dataset(model, [])
+
+
+def test_a_keras_model_is_called_through_one_traced_function_that_does_not_keep_it_alive():
+    import gc
+    import weakref
+
+    import keras
+
+    from helpers.predictions import inference_fn
+
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Dropout(0.9)(inp)))
+    x = np.random.default_rng(0).random((5, 4)).astype("float32")
+    fn = inference_fn(model)
+    assert inference_fn(model) is fn  # traced once, reused (e.g. after every epoch)
+    np.testing.assert_allclose(np.asarray(fn(x)), np.asarray(model(x, training=False)), rtol=1e-6)  # dropout off
+    np.testing.assert_allclose(np.asarray(fn(x[:2])), np.asarray(model(x[:2], training=False)), rtol=1e-6)
+    model.layers[-1].kernel.assign(np.zeros((4, 3), "float32"))  # the trained weights are read, not a copy
+    np.testing.assert_allclose(np.asarray(fn(x)), 1 / 3, rtol=1e-6)
+    ref = weakref.ref(model)
+    del model, fn
+    gc.collect()
+    assert ref() is None

@@ -85,8 +85,10 @@ def reproduction_gap(model, images, saved_probs, batch_size: int = 32) -> float:
 
     The *whole* model is run (for a TTA model: all its views), so it is compared like with like.
     """
-    x = np.asarray(images, dtype="float32")
-    p = np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)])
+    from .predictions import inference_fn
+
+    call, x = inference_fn(model), np.asarray(images, dtype="float32")
+    p = np.concatenate([np.asarray(call(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
     return float(np.abs(p - np.asarray(saved_probs)).max()) if len(p) else 0.0
 
 

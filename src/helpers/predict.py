@@ -28,6 +28,7 @@ import numpy as np
 from .data import IMAGE_EXTENSIONS, TF_NATIVE_FORMATS
 from .export import BundleError, load_bundle
 from .io import atomic_write_text
+from .predictions import inference_fn
 
 # Pixel modes whose pixels TensorFlow's decoder turns into the same RGB as Pillow's (no alpha, 8 bits, not CMYK).
 _TF_MODES = {"RGB", "L", "P"}
@@ -191,7 +192,7 @@ def classify(model, side: Mapping[str, Any], inputs: Sequence[str | Path | Item]
             answers.append(a)
         if ready:
             x = np.stack([img for _, img in ready])
-            probs = np.asarray(run(x) if run is not None else model(x, training=False))
+            probs = np.asarray(run(x) if run is not None else inference_fn(model)(x))
             for (a, _), p, w in zip(ready, probs, confidence_warnings(probs, side.get("ood"))):
                 a.probs, a.warnings = p, a.warnings + w
             if explain:
