@@ -170,21 +170,25 @@ def size_mb(bundle: str | os.PathLike) -> float:
 
 
 def latency(model, images, batch_sizes: Sequence[int] = (1, 32), repeats: int = 5) -> dict[int, float]:
-    """Median wall time in milliseconds of one forward pass per batch size (after one warm-up call).
+    """Median wall time in milliseconds of one forward pass per batch size (after one warm-up call), through
+    the model's traced inference function (:func:`helpers.predictions.inference_fn`), as a server calls it.
 
     ``images`` (float32, model input size) are repeated to fill the batch. Only images, no labels.
     """
+    from .predictions import inference_fn
+
     x = np.asarray(images, dtype="float32")
     if x.ndim != 4 or len(x) == 0:
         raise ValueError(f"need an (N, H, W, 3) array of images, got {x.shape}")
     out = {}
     for bs in batch_sizes:
         batch = np.resize(x, (int(bs),) + x.shape[1:])
-        model(batch, training=False)  # warm-up: graph tracing, memory allocation
+        call = inference_fn(model)
+        np.asarray(call(batch))  # warm-up: graph tracing, memory allocation
         times = []
         for _ in range(max(1, repeats)):
             t0 = time.perf_counter()
-            np.asarray(model(batch, training=False))
+            np.asarray(call(batch))
             times.append(time.perf_counter() - t0)
         out[int(bs)] = 1000 * float(np.median(times))
     return out

@@ -128,13 +128,16 @@ class OnnxModel:
 
 
 class KerasRunner:
-    """The Keras model's forward pass compiled once (``tf.function``), called like a model."""
+    """The Keras model's forward pass compiled once (:func:`helpers.predictions.inference_fn`), called like a
+    model; the runner keeps the model alive."""
 
     def __init__(self, model):
         import keras
         import tensorflow as tf
 
-        self._f = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+        from .predictions import inference_fn
+
+        self.model, self._f = model, inference_fn(model)
         self.runtime = f"Keras {keras.__version__} on TensorFlow {tf.__version__} (tf.function)"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
