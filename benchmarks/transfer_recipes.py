@@ -48,6 +48,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def minutes_after_epochs(start_minutes: float, epoch_seconds) -> list[float]:
+    """Minutes since the candidate started at the end of each end-to-end epoch."""
+    return [round(start_minutes + sum(epoch_seconds[:i + 1]) / 60, 2) for i in range(len(epoch_seconds))]
+
+
 def run_one(name: str, max_minutes: float | None = None) -> dict:
     """One candidate, in this process: returns its entry for the report."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -68,10 +73,7 @@ def run_one(name: str, max_minutes: float | None = None) -> dict:
     summary = phase3(tl, data, epochs=c["epochs"], lr=c["lr"], first_layer=c["first_layer"], patience=None,
                      time_budget=60 * max_minutes if max_minutes else None)
     h = tl.histories["phase3"]
-    minutes, elapsed = [], t_head
-    for s in summary.get("epoch_seconds", []):
-        elapsed += s
-        minutes.append(round(elapsed / 60, 2))
+    minutes = minutes_after_epochs(t_head / 60, h.get("epoch_seconds", []))
     return {**c, "head_val_accuracy": round(head_val, 4), "minutes_features": round(t_features / 60, 2),
             "minutes_head": round(t_head / 60, 2), "e2e_val_accuracy": [round(v, 4) for v in h["val_accuracy"]],
             "e2e_val_macro_f1": [round(v, 4) for v in h.get("val_macro_f1", [])], "minutes_after_epoch": minutes,

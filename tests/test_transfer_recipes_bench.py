@@ -38,3 +38,8 @@ def test_it_needs_the_data_configured(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("BLOODCELLS_DATA_DIR", raising=False)
     assert tr.main(["--out", str(tmp_path / "r.json")]) == 2
     assert "BLOODCELLS_DATA_DIR" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+
+
+def test_minutes_accumulate_from_the_head_over_the_epochs():
+    assert tr.minutes_after_epochs(4.0, [60.0, 120.0, 30.0]) == [5.0, 7.0, 7.5]
+    assert tr.minutes_after_epochs(1.0, []) == []
