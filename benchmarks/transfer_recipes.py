@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -38,16 +37,6 @@ CANDIDATES: dict[str, dict] = {
 DEFAULT = ("mobilenetv2_128_e2e",)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def minutes_after_epochs(start_minutes: float, epoch_seconds) -> list[float]:
     """Minutes since the candidate started at the end of each end-to-end epoch."""
     return [round(start_minutes + sum(epoch_seconds[:i + 1]) / 60, 2) for i in range(len(epoch_seconds))]
@@ -56,6 +45,7 @@ def minutes_after_epochs(start_minutes: float, epoch_seconds) -> list[float]:
 def run_one(name: str, max_minutes: float | None = None) -> dict:
     """One candidate, in this process: returns its entry for the report."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from helpers.bench import cpu_model
     from helpers.data import load_split
     from helpers.transfer import extract, phase1, phase3, start_run
     from helpers.weights import resolve_weights
@@ -104,12 +94,6 @@ def report(entries: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidates", nargs="+", default=list(DEFAULT), choices=sorted(CANDIDATES))
@@ -124,6 +108,8 @@ def main(argv=None) -> int:
         print("transfer_recipes: set BLOODCELLS_DATA_DIR to the PBC class folders (make sets it on the "
               "development machines)", file=sys.stderr)
         return 2
+    from helpers.io import atomic_write_text
+
     out = Path(a.out)
     entries = json.loads(out.read_text()) if out.exists() else {}
     failed = []
@@ -137,8 +123,8 @@ def main(argv=None) -> int:
             failed.append(name)
             continue
         entries[name] = json.loads(line[len("ENTRY "):])
-        _write(out, json.dumps(entries, indent=1) + "\n")
-        _write(out.with_suffix(".md"), report(entries))
+        atomic_write_text(out, json.dumps(entries, indent=1) + "\n")
+        atomic_write_text(out.with_suffix(".md"), report(entries))
         print(report({name: entries[name]}).splitlines()[-1], flush=True)
     return 1 if failed else 0
 

@@ -85,11 +85,12 @@ def reproduction_gap(model, images, saved_probs, batch_size: int = 32) -> float:
 
     The *whole* model is run (for a TTA model: all its views), so it is compared like with like.
     """
-    from .predictions import inference_fn
+    from .predictions import predict_array
 
-    call, x = inference_fn(model), np.asarray(images, dtype="float32")
-    p = np.concatenate([np.asarray(call(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
-    return float(np.abs(p - np.asarray(saved_probs)).max()) if len(p) else 0.0
+    if len(images) == 0:
+        return 0.0
+    p = predict_array(model, images, batch_size)
+    return float(np.abs(p - np.asarray(saved_probs)).max())
 
 
 @dataclass
@@ -180,10 +181,9 @@ def latency(model, images, batch_sizes: Sequence[int] = (1, 32), repeats: int = 
     x = np.asarray(images, dtype="float32")
     if x.ndim != 4 or len(x) == 0:
         raise ValueError(f"need an (N, H, W, 3) array of images, got {x.shape}")
-    out = {}
+    call, out = inference_fn(model), {}
     for bs in batch_sizes:
         batch = np.resize(x, (int(bs),) + x.shape[1:])
-        call = inference_fn(model)
         np.asarray(call(batch))  # warm-up: graph tracing, memory allocation
         times = []
         for _ in range(max(1, repeats)):

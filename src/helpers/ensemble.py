@@ -82,11 +82,10 @@ def ensemble_model(models: Mapping[str, object], sizes: Mapping[str, int], weigh
 
 
 def predict(model, images, batch_size: int = 32) -> np.ndarray:
-    """The model's probabilities, one call per batch (``training=False``, :func:`helpers.predictions.inference_fn`)."""
-    from .predictions import inference_fn
+    """The model's probabilities, one call per batch (:func:`helpers.predictions.predict_array`)."""
+    from .predictions import predict_array
 
-    call, x = inference_fn(model), np.asarray(images, dtype="float32")
-    return np.concatenate([np.asarray(call(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+    return predict_array(model, images, batch_size)
 
 
 def member_table(selection: Mapping, val_scores: Mapping[str, float], sizes: Mapping[str, int]) -> Sequence[dict]:

@@ -113,6 +113,12 @@ def inference_fn(model):
         return fn
 
 
+def predict_array(model, images, batch_size: int = 32) -> np.ndarray:
+    """``model``'s probabilities for an array of images, one :func:`inference_fn` call per batch."""
+    call, x = inference_fn(model), np.asarray(images, dtype="float32")
+    return np.concatenate([np.asarray(call(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+
+
 def predict_dataset(model, dataset, max_batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, probabilities)`` of ``model`` over a labelled, batched ``tf.data`` dataset, in order.
 
