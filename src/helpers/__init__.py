@@ -46,6 +46,49 @@ from importlib.metadata import PackageNotFoundError, version
 # TensorFlow is imported later, by the modules that need it: its C++ start-up lines (oneDNN, CPU features)
 # must be silenced before that, or they land in every notebook's output. A value set by the user wins.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN's convolution kernels: TensorFlow switches them on by itself only on CPUs with AVX-512 VNNI/AMX.
+# On an AVX2 CPU (measured, 2-core AMD EPYC, batch 32): ResNet50 trains 2.5x faster at 64 px (10.8 -> 26.7
+# img/s), VGG19 1.2x, MobileNetV2 1.17x, the improved CNN 1.19x; forward passes within 15 %. The user's
+# value wins (TF_ENABLE_ONEDNN_OPTS=0 restores TensorFlow's own choice of kernels).
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+class _QuietTensorFlowImport:
+    """A one-shot import hook: ``import tensorflow`` runs with the process's stderr (file descriptor 2)
+    sent to /dev/null. Its C++ start-up notice ("oneDNN custom operations are on …", written twice while
+    the libraries load, before TensorFlow's logging honours ``TF_CPP_MIN_LOG_LEVEL``) would otherwise land in
+    every notebook. Python errors still propagate; nothing else is silenced after the import."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.util
+        import sys
+
+        sys.meta_path.remove(self)  # one shot; also keeps find_spec below from finding this hook again
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec(module):
+            saved, devnull = _os.dup(2), _os.open(_os.devnull, _os.O_WRONLY)
+            try:
+                _os.dup2(devnull, 2)
+                exec_module(module)
+            finally:
+                _os.dup2(saved, 2)
+                _os.close(saved)
+                _os.close(devnull)
+
+        spec.loader.exec_module = quiet_exec
+        return spec
+
+
+import sys as _sys  # noqa: E402
+
+if "tensorflow" not in _sys.modules and _os.environ.get("BLOODCELLS_TF_STARTUP_LOG") != "1":
+    _sys.meta_path.insert(0, _QuietTensorFlowImport())
 # tqdm.auto, imported by a dependency inside Jupyter without ipywidgets, warns with its own file path.
 _warnings.filterwarnings("ignore", message="IProgress not found")
 # TensorFlow's Python-side WARNINGs (e.g. tf.function retracing advice when a tiny smoke run makes every

@@ -344,6 +344,26 @@ def measure_train(family: str, image_size: int, first_layer: str | None = None, 
     return n / (time.perf_counter() - t0)
 
 
+def speed_table(family: str, sizes: Sequence[int], n_images: int, n_train: int | None = None,
+                first_layer: str | None = None, seconds: float = 2.0):
+    """Chapters 4–6's speed table: forward img/s at each size and the minutes of one pass over
+    ``n_images``; with ``n_train``, also the training speed from ``first_layer`` up (phase 3's cost per
+    image) and the minutes of one training epoch over ``n_train`` images."""
+    import pandas as pd
+
+    rows = []
+    for size in sizes:
+        fwd = measure_forward(family, size, seconds=seconds)
+        row = {"image_size": size, "img/s": round(fwd, 1), f"minutes per {n_images:,} images":
+               round(n_images / fwd / 60, 1)}
+        if n_train is not None:
+            train = measure_train(family, size, first_layer=first_layer, seconds=seconds)
+            row["training img/s"] = round(train, 1)
+            row["minutes per training epoch"] = round(n_train / train / 60, 1)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("image_size")
+
+
 # --------------------------------------------------------------------------------------------
 # Where the numbers were taken
 # --------------------------------------------------------------------------------------------
