@@ -128,3 +128,17 @@ def test_measure_forward_and_train_give_speeds():
     assert late > 0
     with pytest.raises(ValueError, match="no layer 'nope'"):
         measure_train("mobilenetv2", 32, first_layer="nope", batch_size=4, seconds=0.05)
+
+
+@pytest.mark.slow  # builds a base
+def test_speed_table_prices_a_pass_and_an_epoch():
+    """One row per size; the minutes follow from the measured rates and the counts given."""
+    from helpers.bench import speed_table
+
+    t = speed_table("mobilenetv2", (32,), n_images=1000, n_train=600, first_layer="block_16_expand", seconds=0.05)
+    assert list(t.index) == [32]
+    row = t.loc[32]
+    assert row["img/s"] > 0 and row["training img/s"] > 0
+    assert row["minutes per 1,000 images"] == pytest.approx(1000 / row["img/s"] / 60, abs=0.06)
+    assert row["minutes per training epoch"] == pytest.approx(600 / row["training img/s"] / 60, abs=0.06)
+    assert "training img/s" not in speed_table("mobilenetv2", (32,), n_images=10, seconds=0.05)

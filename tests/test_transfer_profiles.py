@@ -43,11 +43,26 @@ def test_every_recipe_is_valid(family, profile, mode):
 
 
 def test_the_cpu_profile_is_the_books_recipe():
-    assert recipe("vgg19", "cpu").image_size == 64 and recipe("vgg19", "cpu").ft_epochs == 6
-    assert recipe("resnet50", "cpu").image_size == 128 and recipe("resnet50", "cpu").e2e_epochs == 0
+    """VGG19 and ResNet50 fine-tune on augmented images (phase 3, from a middle layer), not on caches."""
+    vgg, res = recipe("vgg19", "cpu"), recipe("resnet50", "cpu")
+    assert (vgg.image_size, vgg.ft_epochs, vgg.e2e_epochs, vgg.e2e_first_layer) == (64, 0, 2, "block4_conv1")
+    assert (res.image_size, res.ft_epochs, res.e2e_epochs, res.e2e_first_layer) == (64, 0, 3, "conv3_block1_1_conv")
     mnv2 = recipe("mobilenetv2", "cpu")
     assert (mnv2.image_size, mnv2.ft_epochs, mnv2.e2e_epochs, mnv2.e2e_time_budget_min) == (96, 4, 6, None)
+    assert all(r.e2e_time_budget_min is None for r in (vgg, res, mnv2))  # same model on any CPU
     assert set(GPU_RECIPES) == set(CPU_RECIPES)
+
+
+@pytest.mark.slow  # builds the bases
+@pytest.mark.parametrize("family", sorted(CPU_RECIPES))
+def test_the_cpu_profiles_first_layers_exist(family):
+    """Phase 3's first layer names a layer of the family's base (a typo would fail only in book mode)."""
+    from helpers.bench import _random_base
+
+    r = recipe(family, "cpu")
+    names = {layer.name for layer in _random_base(family, 64).layers}
+    assert r.e2e_first_layer is None or r.e2e_first_layer in names
+    assert r.split_layer in names
 
 
 def test_overrides_win_and_none_means_the_profiles():

@@ -308,13 +308,15 @@ def fine_tune_top(top, head, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, 
 
 def fine_tune_end_to_end(model, base, data, *, image_size: int, epochs: int = 6, lr: float = 3e-4,
                          first_layer: str | None = None, augment: bool = True, seed: int = 42,
-                         batch_size: int = 32, patience: int | None = 3, time_budget: float | None = None,
+                         batch_size: int = 32, patience: int | None = None, time_budget: float | None = None,
                          schedule: str | None = "cosine", resume: bool = False, run_name: str = "transfer_e2e",
                          name: str = "end_to_end") -> PhaseResult:
     """Phase 3: fine-tune ``base`` (inside the deployable ``model``) from ``first_layer`` up on the *images*.
 
     Cached activations cannot be augmented (a flipped image has other activations), so this phase
-    pays the full forward and backward pass every step; it is affordable only for a light base.
+    pays the forward pass of the whole base and the backward pass from ``first_layer`` up every step.
+    ``patience=None`` (the default) runs the whole cosine schedule and keeps the best epoch: an early
+    stop would cut the schedule before its low-learning-rate epochs.
     Batch-norm stays frozen (:func:`unfreeze_from`). ``augment`` wraps ``model`` in
     :func:`finetune_augmentation` while training only. Training goes through :func:`helpers.train.fit`
     (cosine decay, early stopping on val accuracy with the best weights restored, a time budget,
@@ -553,7 +555,7 @@ def _tag(data) -> str:
 
 
 def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_layer: str | None = None,
-           augment: bool = True, patience: int | None = 3, time_budget: float | None = None,
+           augment: bool = True, patience: int | None = None, time_budget: float | None = None,
            schedule: str | None = "cosine", resume: bool = False) -> dict[str, Any]:
     """Phase 3, :func:`fine_tune_end_to_end` of the deployable model, from the phase-1 head (and the
     phase-2 top, if it ran). Returns ``fit``'s summary."""
