@@ -232,3 +232,31 @@ def test_book_time_breakdown_reads_the_records(tmp_path, benchmarks_path):
     assert [(r["record"], r["part"]) for r in rows] == [("t", "phase3_end_to_end"), ("a", "training"),
                                                          ("t", "extract_train")]
     assert book_bench.time_breakdown(tmp_path)[-1] == {"record": "ablation/b", "part": "training", "seconds": 30.0}
+
+
+def test_accuracy_targets_read_the_records(tmp_path, benchmarks_path):
+    """Each family's record chosen on val macro-F1 (TTA or not), its target, the best from-scratch test
+    accuracy as the bar to clear, and the best model of all by val macro-F1; smoke records do not count."""
+    import json
+
+    import book_bench
+
+    def rec(name, val_f1, acc, f1, kind, mode="book"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "model": name, "mode": mode, "weights_source": {"kind": kind},
+            "val": {"macro_f1": val_f1, "accuracy": val_f1}, "test": {"accuracy": acc, "macro_f1": f1}}))
+
+    rec("improved_cnn_tta", 0.97, 0.977, 0.976, "none (trained from scratch)")
+    rec("transfer_vgg19", 0.95, 0.960, 0.95, "imagenet-keras-cache")
+    rec("transfer_mobilenetv2", 0.980, 0.985, 0.984, "imagenet-local-file")
+    rec("transfer_mobilenetv2_tta", 0.985, 0.990, 0.990, "imagenet-local-file")  # chosen on val
+    rec("transfer_resnet50", 0.999, 0.999, 0.999, "imagenet-local-file", mode="smoke")  # not counted
+    rows = {r["target"]: r for r in book_bench.accuracy_targets(tmp_path)}
+    assert rows["vgg19 test accuracy ≥ 97.5%"]["met"] is False
+    assert rows["vgg19 above the best from-scratch model"]["met"] is False
+    assert "improved_cnn_tta" in rows["vgg19 above the best from-scratch model"]["margin"]
+    mn = rows["mobilenetv2 test accuracy ≥ 98.8%"]
+    assert mn["met"] is True and mn["value"] == 0.990 and "transfer_mobilenetv2_tta" in mn["margin"]
+    assert rows["resnet50 test accuracy ≥ 98.0%"]["met"] is None  # only a smoke record
+    best = next(r for t, r in rows.items() if t.startswith("best model"))
+    assert best["met"] is True and "transfer_mobilenetv2_tta" in best["margin"]

@@ -29,6 +29,7 @@ import papermill as pm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+from helpers.bench import cpu_model  # noqa: E402
 from helpers.io import atomic_write_json  # noqa: E402
 
 HIDDEN_TAG = "remove-cell"
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"=== {nb.name} done in {secs / 60:.1f} min", flush=True)
         if args.mode == "book" and args.out is None:
             timings[nb.name] = {"seconds": round(secs, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                "cpu": cpu_model(), "cores": os.cpu_count(),
+                                "load_avg_1min_end": round(os.getloadavg()[0], 2),
                                 **({"parameters": params} if params else {})}
             atomic_write_json(timings_path, timings)
     return 0
