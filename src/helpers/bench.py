@@ -320,12 +320,14 @@ def measure_forward(family: str, image_size: int, batch_size: int = 32, seconds:
 
 
 def measure_train(family: str, image_size: int, first_layer: str | None = None, batch_size: int = 32,
-                  seconds: float = 3.0, n_classes: int = 8) -> float:
+                  seconds: float = 3.0, n_classes: int = 8, warmup_steps: int = 3, min_steps: int = 3) -> float:
     """Training speed (img/s) of fine-tuning the base from ``first_layer`` up (``None``: every layer,
     batch-norm frozen as in :func:`helpers.transfer.unfreeze_from`) with a softmax head: forward, backward
     and Adam update (:func:`training_epoch`, one batch per epoch) on random images of ``image_size`` (random
     weights — the cost does not depend on them). This is what each epoch of phase 3 pays per image, before
-    augmentation and validation (chapters 4–6)."""
+    augmentation and validation (chapters 4–6). The first ``warmup_steps`` steps are not timed, then at
+    least ``min_steps`` and ``seconds``: at ResNet50's speed a 2-second window holds a single step, and the
+    steps right after building a model are not the steady state."""
     import keras
 
     from .transfer import unfreeze_from
@@ -337,10 +339,12 @@ def measure_train(family: str, image_size: int, first_layer: str | None = None, 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
     epoch = training_epoch(model, x, np.arange(batch_size) % n_classes, batch_size=batch_size, learning_rate=1e-4)
-    epoch()  # tracing and first-step allocations are not part of the speed
-    n, t0 = 0, time.perf_counter()
-    while n == 0 or time.perf_counter() - t0 < seconds:
+    for _ in range(warmup_steps):  # tracing, first-step allocations and oneDNN's kernel set-up run slower
+        epoch()
+    n, steps, t0 = 0, 0, time.perf_counter()
+    while steps < min_steps or time.perf_counter() - t0 < seconds:
         n += epoch()
+        steps += 1
     return n / (time.perf_counter() - t0)
 
 
