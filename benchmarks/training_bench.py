@@ -150,10 +150,12 @@ def setups(quick: bool) -> list[dict[str, Any]]:
              "batch_size": 64, "steps": 1 if quick else 2},
             {**common, "name": f"{family} phase 1: head on pooled features", "kind": "transfer_head",
              "batch_size": 128, "steps": 2 if quick else 20},
-            {**common, "name": f"{family} phase 2: top stage + head on cached activations", "kind": "transfer_finetune",
-             "batch_size": 32, "steps": 1 if quick else 4, "lr": float(p.get("FT_LR", 1e-4))},
         ]
-        if p.get("E2E_EPOCHS"):  # the chapter fine-tunes the whole base on augmented images
+        if p.get("FT_EPOCHS"):  # the chapter fine-tunes its top block on the cache
+            out.append({**common, "name": f"{family} phase 2: top stage + head on cached activations",
+                        "kind": "transfer_finetune", "batch_size": 32, "steps": 1 if quick else 4,
+                        "lr": float(p.get("FT_LR", 1e-4))})
+        if p.get("E2E_EPOCHS"):  # the chapter fine-tunes the base (from E2E_FIRST_LAYER) on augmented images
             out.append({**common, "name": f"{family} phase 3: end-to-end on augmented images",
                         "kind": "transfer_end_to_end", "batch_size": 32, "steps": 1 if quick else 4,
                         "lr": float(p.get("E2E_LR", 3e-4)), "first_layer": p.get("E2E_FIRST_LAYER"),

@@ -187,8 +187,12 @@ def test_training_setups_follow_the_chapters(benchmarks_path):
     assert kinds.count("train_cnn") == 3 and kinds.count("frozen_lower") == 3
     assert {s["family"] for s in specs if "family" in s} == {"vgg19", "resnet50", "mobilenetv2"}
     assert all(s["epoch_images"] > 0 and s["batch_size"] > 0 for s in specs)
-    e2e = [s for s in specs if s["kind"] == "transfer_end_to_end"]    # chapter 6 runs phase 3
-    assert [s["family"] for s in e2e] == ["mobilenetv2"] and e2e[0]["lr"] > 0
+    e2e = {s["family"]: s for s in specs if s["kind"] == "transfer_end_to_end"}  # every chapter runs phase 3
+    assert set(e2e) == {"vgg19", "resnet50", "mobilenetv2"} and all(s["lr"] > 0 for s in e2e.values())
+    assert e2e["vgg19"]["first_layer"] == "block4_conv1" and e2e["mobilenetv2"]["first_layer"] is None
+    assert e2e["resnet50"]["first_layer"] == "conv3_block1_1_conv"  # the cpu recipe's, the parameter is None
+    ft = [s["family"] for s in specs if s["kind"] == "transfer_finetune"]  # phase 2 only where it runs
+    assert ft == ["mobilenetv2"]
 
 
 def test_end_to_end_worker_trains(benchmarks_path):
