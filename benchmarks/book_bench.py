@@ -58,26 +58,16 @@ def time_breakdown(results_dir: Path, top: int = 8) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -r["seconds"])[:top]
 
 
-def _records(results_dir: Path) -> dict[str, dict]:
-    out = {}
-    for f in sorted(Path(results_dir).glob("*.json")):
-        try:
-            rec = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and rec.get("mode") == "book" and isinstance(rec.get("test"), dict) \
-                and isinstance(rec.get("val"), dict):
-            out[rec.get("model", f.stem)] = rec
-    return out
-
-
 def accuracy_targets(results_dir: Path) -> list[dict[str, Any]]:
     """#14's accuracy targets against the book-mode records: each transfer family (its record chosen on val
     macro-F1, TTA or not) against its target and against the best from-scratch record's test accuracy, and
     the best model of all by val macro-F1 (the served/published copies excluded)."""
-    recs = {k: r for k, r in _records(results_dir).items() if k not in ("served",)}
-    kind = {k: str((r.get("weights_source") or {}).get("kind", "")) for k, r in recs.items()}
-    scratch = {k: r for k, r in recs.items() if kind[k].startswith("none")}
+    from helpers.results import load_records
+
+    recs = {r["model"]: r for r in load_records(results_dir)
+            if r.get("mode") == "book" and r["model"] != "served" and r["val"] and r["test"]}
+    scratch = {k: r for k, r in recs.items()
+               if str((r.get("weights_source") or {}).get("kind", "")).startswith("none")}
     best_scratch = max(scratch, key=lambda k: scratch[k]["test"]["accuracy"], default=None)
     rows = []
     for family, target in ACCURACY_TARGETS.items():

@@ -247,8 +247,10 @@ def test_accuracy_targets_read_the_records(tmp_path, benchmarks_path):
 
     def rec(name, val_f1, acc, f1, kind, mode="book"):
         (tmp_path / f"{name}.json").write_text(json.dumps({
-            "model": name, "mode": mode, "weights_source": {"kind": kind},
-            "val": {"macro_f1": val_f1, "accuracy": val_f1}, "test": {"accuracy": acc, "macro_f1": f1}}))
+            "model": name, "mode": mode, "weights_source": {"kind": kind}, "image_size": 64, "epochs": 1,
+            "train_seconds": 1.0, "data": {}, "seed": 42, "git_commit": "x",
+            "val": {"macro_f1": val_f1, "accuracy": val_f1, "per_class": {}},
+            "test": {"accuracy": acc, "macro_f1": f1, "per_class": {}}}))
 
     rec("improved_cnn_tta", 0.97, 0.977, 0.976, "none (trained from scratch)")
     rec("transfer_vgg19", 0.95, 0.960, 0.95, "imagenet-keras-cache")

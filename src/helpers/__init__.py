@@ -40,6 +40,7 @@ Small modules with one job each:
 Heavy modules (TensorFlow) are imported lazily by the modules that need them.
 """
 import os as _os
+import sys as _sys
 import warnings as _warnings
 from importlib.metadata import PackageNotFoundError, version
 
@@ -63,9 +64,8 @@ class _QuietTensorFlowImport:
         if name != "tensorflow":
             return None
         import importlib.util
-        import sys
 
-        sys.meta_path.remove(self)  # one shot; also keeps find_spec below from finding this hook again
+        _sys.meta_path.remove(self)  # one shot; also keeps find_spec below from finding this hook again
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
             return spec
@@ -84,8 +84,6 @@ class _QuietTensorFlowImport:
         spec.loader.exec_module = quiet_exec
         return spec
 
-
-import sys as _sys  # noqa: E402
 
 if "tensorflow" not in _sys.modules and _os.environ.get("BLOODCELLS_TF_STARTUP_LOG") != "1":
     _sys.meta_path.insert(0, _QuietTensorFlowImport())

@@ -765,7 +765,7 @@ _GPU_WHY = ("a GPU: end-to-end fine-tuning of every layer on augmented images at
 CPU_RECIPES: dict[str, dict[str, Any]] = {
     # VGG19 and ResNet50: phase 2 on a cache of un-augmented activations over-fits (train 98 % vs val 83-92 %),
     # so the cpu profile fine-tunes on augmented images instead (phase 3), from the middle of the network up,
-    # at the size whose training epoch costs a few minutes here (benchmarks/transfer_recipes.md).
+    # for as many epochs as a chapter affords here (measured by the chapters' book runs: results/transfer_*.json).
     "vgg19": dict(image_size=64, split_layer="block5_conv2", ft_epochs=0, e2e_epochs=2, e2e_lr=1e-4,
                   e2e_first_layer="block4_conv1", e2e_time_budget_min=None, speed_sizes=(48, 64, 96),
                   probe_sizes=(48, 64, 96, 128), probe_per_class=20),
