@@ -84,7 +84,7 @@ fresh-install-check: setup  ## a reader's first run: fresh venv, pip install as 
 CHAPTER ?=
 REPRO_OUT ?= $(CURDIR)/outputs/reproduce
 reproduce: setup weights  ## re-run chapter(s) CHAPTER=03 in book mode into outputs/reproduce; compare with results/ (never written)
-	$(BIN)/python tools/reproduce.py --mode book --out $(REPRO_OUT) --records results $(CHAPTER)
+	$(BIN)/python tools/reproduce.py --mode book --out $(REPRO_OUT) --records results --report $(REPRO_OUT)/report.md $(CHAPTER)
 
 demo: setup  ## the web app on http://127.0.0.1:7860 with the served model (make bench), else the published best (BUNDLE=outputs/models/<name> for another)
 	$(BIN)/python -m helpers.app $(BUNDLE)

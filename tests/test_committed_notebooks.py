@@ -185,6 +185,14 @@ def test_no_forbidden_lines_in_outputs(path, kind):
 
 
 @params
+def test_papermill_metadata_names_no_machine_path(path):
+    meta = load(path).get("metadata", {}).get("papermill", {})
+    paths = {k: meta[k] for k in ("input_path", "output_path") if k in meta}
+    bad = {k: v for k, v in paths.items() if v != f"notebooks/{path.name}"}
+    assert not bad, f"papermill metadata with this machine's paths (tools/run_notebooks.py tidies them): {bad}"
+
+
+@params
 def test_title_is_numbered_by_its_place_in_the_toc(path):
     name = f"notebooks/{path.stem}"
     assert name in CHAPTERS, f"{path.name} is not a chapter of _toc.yml"
@@ -277,7 +285,10 @@ def test_the_runner_hides_papermills_cell_and_collapses_progress_bars():
     bar = nbformat.v4.new_code_cell("fit()")
     bar.outputs = [nbformat.v4.new_output("stream", name="stdout", text="10%\r50%\r100% done\nnext\r\n")]
     nb.cells = [params, injected, bar]
+    nb.metadata["papermill"] = {"input_path": "/home/me/book/notebooks/03_x.ipynb",
+                                "output_path": "/home/me/book/notebooks/.03_x.running.ipynb"}
     runner.tidy(nb)
+    assert nb.metadata["papermill"] == {"input_path": "notebooks/03_x.ipynb", "output_path": "notebooks/03_x.ipynb"}
     assert injected.metadata["tags"] == ["injected-parameters", "remove-cell"]
     assert params.metadata["tags"] == ["parameters"]
     assert bar.outputs[0]["text"] == "100% done\nnext\n"

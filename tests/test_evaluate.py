@@ -157,3 +157,28 @@ def test_mcnemar_table_one_row_per_pair():
     t = mcnemar_table(y, {"a": a, "b": b, "c": y}, [("a", "b"), ("a", "c")])
     assert list(t["b (A right, B wrong)"]) == [6, 0]
     assert t.loc[0, "p exact"] < 0.05 and t.loc[1, "p exact"] == 1.0
+
+
+def test_mcnemar_table_sets_each_difference_against_the_seed_ranges():
+    from helpers.evaluate import mcnemar_table
+
+    y = np.arange(100) % 4
+    a = y.copy()
+    b = y.copy()
+    b[:6] = (b[:6] + 1) % 4  # accuracy 0.94 against a's 1.00: a gap of 0.06
+    probs = {"a": a, "b": b, "c": a, "d": b}
+    pairs = [("a", "b"), ("c", "d"), ("a", "d"), ("c", "b")]
+    t = mcnemar_table(y, probs, pairs, spreads={"a": 0.02, "b": 0.02, "c": 0.07, "d": None})
+    assert list(t["beyond the seed ranges"]) == ["yes", "no", "not measured", "no"]
+    assert t.loc[1, "seed half-range A"] == 0.07 and np.isnan(t.loc[1, "seed half-range B"])
+    assert "beyond the seed ranges" not in mcnemar_table(y, probs, pairs).columns
+
+
+def test_stated_spread_says_where_it_was_measured():
+    from helpers.results import stated_spread
+
+    rec = {"spread": {"budget": "capped set", "val": {"accuracy": 0.011}}}
+    assert stated_spread(rec, "val") == (0.011, "val accuracy, capped set")
+    assert stated_spread(rec, "test") == (0.011, "val accuracy, capped set")  # the val spread stands in
+    assert stated_spread(rec, "test", "macro_f1") == (None, None)
+    assert stated_spread({"model": "x"}) == (None, None) and stated_spread(None) == (None, None)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,6 +184,7 @@ def test_evaluate_and_save_tta(cnn, small_data, tmp_path, monkeypatch):
                        val=val, test=test)
     folder, rec = save_tta(res, "tiny_cnn_tta", base, small_data, like=base_like, models_directory=tmp_path / "tta")
     assert folder == tmp_path / "tta" / "tiny_cnn_tta"
+    assert json.loads(Path(rec.pop("_path")).read_text())["model"] == "tiny_cnn_tta"
     validate_record(rec)
     assert rec["tta"]["of"] == "tiny_cnn" and rec["tta"]["views"] == res["views"]
     assert rec["train_seconds"] == base["train_seconds"] and rec["data"] == base["data"]

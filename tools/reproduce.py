@@ -178,6 +178,8 @@ def compare(new: dict[str, Any], ref: dict[str, Any], tol: float = 1e-6) -> list
 def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[list[dict[str, Any]], int]:
     """Rows ``model, metric, committed, new, difference, spread, within`` for the records ``names`` written by
     this run (paths relative to ``out_results``), and how many lie outside a stated spread."""
+    from helpers.results import stated_spread
+
     rows, outside = [], 0
     for name in sorted(names):
         p = out_results / name
@@ -188,24 +190,49 @@ def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[
             for metric in ("accuracy", "macro_f1"):
                 a = (new.get(split) or {}).get(metric)
                 b = ((ref or {}).get(split) or {}).get(metric)
-                spread = (((ref or {}).get("spread") or {}).get(split) or {}).get(metric)
+                spread, source = stated_spread(ref, split, metric)
                 within = None if a is None or b is None or spread is None else abs(a - b) <= spread
                 outside += within is False
                 rows.append({"model": new.get("model", p.stem), "metric": f"{split} {metric}", "committed": b,
                              "new": a, "difference": None if a is None or b is None else a - b,
-                             "spread": spread, "within": within})
+                             "spread": spread, "spread_of": source, "within": within})
     return rows, outside
 
 
-def _print_records(rows: list[dict[str, Any]]) -> None:
+def records_report(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows of :func:`records_table` as a Markdown table (it reads as well in a terminal), with a note per
+    spread saying what it was measured on."""
     def f(v):
         return "—" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
-    print(f"{'model':28} {'metric':16} {'committed':>9} {'new':>9} {'diff':>8} {'spread':>8}  within")
+    lines = ["| model | metric | committed | new | difference | spread | within |", "|---|---|---|---|---|---|---|"]
+    sources: list[str] = []
     for r in rows:
         w = "no spread stated" if r["within"] is None else "yes" if r["within"] else "NO"
-        print(f"{r['model']:28} {r['metric']:16} {f(r['committed']):>9} {f(r['new']):>9} {f(r['difference']):>8} "
-              f"{f(r['spread']):>8}  {w}")
+        if r.get("spread_of"):
+            if r["spread_of"] not in sources:
+                sources.append(r["spread_of"])
+            w += f" [{sources.index(r['spread_of']) + 1}]"
+        diff = "—" if r["difference"] is None else f"{r['difference']:+.4f}"
+        lines.append(f"| {r['model']} | {r['metric']} | {f(r['committed'])} | {f(r['new'])} | {diff} | "
+                     f"{f(r['spread'])} | {w} |")
+    lines += [""] + [f"[{i}] spread: half the seed-to-seed range of {src}" for i, src in enumerate(sources, 1)]
+    return lines
+
+
+def _write_report(path: Path, snap: dict[str, Any], lines: list[str], outside: int) -> None:
+    sys.path.insert(0, str(ROOT / "src"))
+    from helpers.bench import cpu_model
+    from helpers.io import atomic_write_text
+
+    chapters = ", ".join(f"{k} ({v['seconds'] / 60:.1f} min)" for k, v in snap["chapters"].items())
+    head = ["# A re-run beside the committed records", "",
+            f"`tools/reproduce.py --mode {snap['mode']}` on {cpu_model()} ({os.cpu_count()} cores), "
+            f"{time.strftime('%Y-%m-%d', time.gmtime())}: {chapters}; "
+            f"op determinism {'on' if snap.get('deterministic') else 'off'}. Each new record's accuracy and macro-F1 "
+            "beside the committed record of the same name, and whether the difference lies within the "
+            f"seed-to-seed spread the committed record states: {outside} outside.", ""]
+    atomic_write_text(path, "\n".join(head + lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,14 +244,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=Path, help="committed results folder to compare the new records with")
     ap.add_argument("--tolerance", type=float, default=1e-6)
     ap.add_argument("--no-deterministic", dest="deterministic", action="store_false")
+    ap.add_argument("--no-run", action="store_true",
+                    help="compare the run already in --out (its snapshot.json) instead of running again")
+    ap.add_argument("--report", type=Path, help="also write the --records comparison (Markdown) to this file")
     args = ap.parse_args(argv)
-    snap = run(args.chapters, args.mode, args.out.resolve(), args.deterministic)
+    if args.no_run:
+        snap = json.loads((args.out / "snapshot.json").read_text())
+    else:
+        snap = run(args.chapters, args.mode, args.out.resolve(), args.deterministic)
     status = 0
     if args.records:
         names = {k for ch in snap["chapters"].values() for k in ch["records"]}
         rows, outside = records_table(args.out.resolve() / "results", args.records.resolve(), names)
-        _print_records(rows)
+        lines = records_report(rows)
+        print("\n".join(lines))
         status = 1 if outside else 0
+        if args.report:
+            _write_report(args.report, snap, lines, outside)
     if args.against:
         ref = json.loads((args.against / "snapshot.json").read_text())
         ref["chapters"] = {k: v for k, v in ref["chapters"].items() if k in snap["chapters"]}

@@ -42,8 +42,13 @@ def strip_carriage_returns(text: str) -> str:
     return _CR_LINE.sub("", text)
 
 
-def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Hide papermill's injected-parameters cell and collapse ``\\r``-overwritten stream output."""
+def tidy(nb: nbformat.NotebookNode, name: str | None = None) -> nbformat.NotebookNode:
+    """Hide papermill's injected-parameters cell, collapse ``\\r``-overwritten stream output, and put the
+    notebook's place in the repository (``notebooks/<name>``) where papermill's metadata had this machine's paths."""
+    pm_meta = nb.metadata.get("papermill") or {}
+    for key in ("input_path", "output_path"):
+        if key in pm_meta:
+            pm_meta[key] = f"notebooks/{name or Path(pm_meta[key]).name.lstrip('.').replace('.running', '')}"
     for cell in nb.cells:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if "injected-parameters" in tags and HIDDEN_TAG not in tags:
@@ -63,7 +68,7 @@ def run_one(nb: Path, dest: Path, mode: str, params: dict | None = None) -> None
     except Exception:
         print(f"!!! {nb.name} failed; the executed copy with the error is {tmp}", file=sys.stderr)
         raise
-    executed = tidy(nbformat.read(tmp, as_version=4))
+    executed = tidy(nbformat.read(tmp, as_version=4), nb.name)
     nbformat.write(executed, tmp)
     os.replace(tmp, dest)
 

@@ -1,7 +1,7 @@
 """Metrics for one model on one split (scikit-learn does the arithmetic)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,18 +138,34 @@ def mcnemar(y_true: Sequence[int], pred_a, pred_b) -> dict[str, float]:
             "chi2": float(stat), "p_chi2": float(chi2.sf(stat, df=1))}
 
 
-def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str, str]]):
+def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str, str]],
+                  spreads: Mapping[str, float | None] | None = None):
     """McNemar's test for each ``(a, b)`` of ``pairs`` (names of ``probs``): a DataFrame with the
-    accuracies, the discordant counts b and c, and the exact and chi² p-values."""
+    accuracies, the discordant counts b and c, and the exact and chi² p-values.
+
+    ``spreads`` (name → seed-to-seed half-range of accuracy, ``None`` where not measured; see
+    :func:`helpers.results.stated_spread`) adds whether the accuracy difference lies beyond the two models'
+    seed ranges: ``"no"`` when it is within the ranges that are known, ``"yes"`` when it exceeds both measured
+    half-ranges together, ``"not measured"`` when it exceeds what is known but a spread is missing.
+    """
     import pandas as pd
 
     y = np.asarray(y_true).astype(int)
     rows = []
     for a, b in pairs:
         m = mcnemar(y, probs[a], probs[b])
-        rows.append({"model A": a, "model B": b, "accuracy A": float(np.mean(_as_pred(probs[a]) == y)),
-                     "accuracy B": float(np.mean(_as_pred(probs[b]) == y)), "b (A right, B wrong)": m["b"],
-                     "c (A wrong, B right)": m["c"], "p exact": m["p_exact"], "p chi²": m["p_chi2"]})
+        row = {"model A": a, "model B": b, "accuracy A": float(np.mean(_as_pred(probs[a]) == y)),
+               "accuracy B": float(np.mean(_as_pred(probs[b]) == y)), "b (A right, B wrong)": m["b"],
+               "c (A wrong, B right)": m["c"], "p exact": m["p_exact"], "p chi²": m["p_chi2"]}
+        if spreads is not None:
+            ha, hb = spreads.get(a), spreads.get(b)
+            gap = abs(row["accuracy A"] - row["accuracy B"])
+            known = (ha or 0.0) + (hb or 0.0)
+            row["seed half-range A"] = np.nan if ha is None else ha
+            row["seed half-range B"] = np.nan if hb is None else hb
+            row["beyond the seed ranges"] = ("no" if gap <= known else
+                                             "yes" if ha is not None and hb is not None else "not measured")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -106,6 +106,22 @@ def load_records(directory: str | os.PathLike | None = None) -> list[dict[str, A
     return out
 
 
+def stated_spread(rec: Mapping[str, Any] | None, split: str = "test",
+                  metric: str = "accuracy") -> tuple[float | None, str | None]:
+    """The seed-to-seed half-range a record's ``spread`` block states for ``split``'s ``metric``, and what it was
+    measured on (``"val accuracy, <budget>"``); ``(None, None)`` when the record states none.
+
+    Where only the other split was measured, its half-range of the same metric stands in: a seed spread is a
+    property of the recipe, and the second value says where it came from.
+    """
+    block = (rec or {}).get("spread") or {}
+    for s in (split, "val" if split == "test" else "test"):
+        half = (block.get(s) or {}).get(metric)
+        if half is not None:
+            return float(half), f"{s} {metric}, {block.get('budget') or 'budget not stated'}"
+    return None, None
+
+
 def _total_params(p: Any) -> Any:
     """``params`` may be a number or ``{"trainable", "non_trainable", "total"}`` (helpers.models.count_params)."""
     return p.get("total") if isinstance(p, Mapping) else p

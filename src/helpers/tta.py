@@ -154,7 +154,8 @@ def save_tta(result: Mapping[str, Any], name: str, base_record: Mapping[str, Any
              like: str | os.PathLike | None = None, *, results_directory: str | os.PathLike | None = None,
              models_directory: str | os.PathLike | None = None) -> tuple[Any, dict[str, Any]]:
     """Save the TTA model of :func:`evaluate_tta` with :func:`helpers.runs.save_run`: its results record and
-    its bundle (with its val/test predictions); returns ``(bundle folder, record)``.
+    its bundle (with its val/test predictions); returns ``(bundle folder, record)``, the record with its file's
+    path under ``"_path"`` (as :func:`helpers.train.evaluate_and_record` returns it).
 
     The record repeats the base record's provenance (data, weights, seed, training time — TTA trains nothing)
     with its own metrics and a ``tta`` block (:func:`tta_fields`). ``like``: the single-view model's bundle,
@@ -173,4 +174,4 @@ def save_tta(result: Mapping[str, Any], name: str, base_record: Mapping[str, Any
                    seed=base_record["seed"], mode=base_record.get("mode", "book"), record=fields,
                    bundle={"tta": fields["tta"], **side}, preprocessing=preprocessing,
                    results_directory=results_directory, models_directory=models_directory)
-    return run.bundle, run.record
+    return run.bundle, {**run.record, "_path": str(run.record_path)}

@@ -1,0 +1,94 @@
+"""tools/reproduce.py: a re-run's records beside the committed ones, within the spread they state or not."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import reproduce  # noqa: E402
+
+
+def _write(folder: Path, name: str, val: float, test: float, spread: dict | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rec = {"model": name, "val": {"accuracy": val, "macro_f1": val - 0.01},
+           "test": {"accuracy": test, "macro_f1": test - 0.01}}
+    if spread is not None:
+        rec["spread"] = spread
+    (folder / f"{name}.json").write_text(json.dumps(rec))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    committed, new = tmp_path / "committed", tmp_path / "new"
+    # a full-data spread on test accuracy (half-width 0.01)
+    _write(committed, "ref_cnn", 0.90, 0.91, {"budget": "full data", "test": {"accuracy": 0.01}})
+    _write(new, "ref_cnn", 0.905, 0.925)
+    # a spread measured on val at a smaller budget: it stands in for test accuracy, labelled
+    _write(committed, "big_cnn", 0.97, 0.97, {"budget": "capped set", "val": {"accuracy": 0.02}})
+    _write(new, "big_cnn", 0.96, 0.955)
+    # no spread stated
+    _write(committed, "tta", 0.97, 0.98)
+    _write(new, "tta", 0.97, 0.98)
+    _write(new, "brand_new", 0.5, 0.5)
+    return committed, new
+
+
+def test_records_table_says_within_or_not(runs):
+    committed, new = runs
+    rows, outside = reproduce.records_table(new, committed, {"ref_cnn.json", "big_cnn.json", "tta.json",
+                                                            "brand_new.json"})
+    by = {(r["model"], r["metric"]): r for r in rows}
+    assert by["ref_cnn", "test accuracy"]["within"] is False  # 0.015 > 0.01
+    assert by["ref_cnn", "test accuracy"]["difference"] == pytest.approx(0.015)
+    assert by["ref_cnn", "val accuracy"]["within"] is True
+    assert by["ref_cnn", "test macro_f1"]["within"] is None  # no spread of macro-F1 stated
+    assert by["big_cnn", "val accuracy"]["within"] is True
+    assert by["big_cnn", "test accuracy"]["within"] is True  # |−0.015| ≤ 0.02, the val spread standing in
+    assert by["big_cnn", "test accuracy"]["spread_of"] == "val accuracy, capped set"
+    assert by["tta", "test accuracy"]["within"] is None and by["tta", "test accuracy"]["spread"] is None
+    assert by["brand_new", "test accuracy"]["committed"] is None and by["brand_new", "test accuracy"]["within"] is None
+    assert outside == 1
+
+
+def test_printed_table_names_where_each_spread_comes_from(runs):
+    committed, new = runs
+    rows, _ = reproduce.records_table(new, committed, {"ref_cnn.json", "big_cnn.json"})
+    out = "\n".join(reproduce.records_report(rows))
+    assert "yes [1]" in out and "NO [2]" in out  # rows by name: big_cnn, then ref_cnn
+    assert "[1] spread: half the seed-to-seed range of val accuracy, capped set" in out
+    assert "[2] spread: half the seed-to-seed range of test accuracy, full data" in out
+
+
+def test_compare_skips_timings_and_names_changed_values():
+    ref = {"chapters": {"03": {"records": {"a.json": {"test.accuracy": 0.9, "history.epoch_seconds": [1.0]}},
+                               "glue": {"acc": 0.9, "train_minutes": 3.0}}}}
+    same = {"chapters": {"03": {"records": {"a.json": {"test.accuracy": 0.9, "history.epoch_seconds": [9.0]}},
+                                "glue": {"acc": 0.9, "train_minutes": 7.0}}}}
+    assert reproduce.compare(same, ref) == []
+    moved = json.loads(json.dumps(same))
+    moved["chapters"]["03"]["glue"]["acc"] = 0.8
+    assert reproduce.compare(moved, ref) == ["03: glue acc: 0.9 -> 0.8"]
+    assert reproduce.compare({"chapters": {}}, ref) == ["03: not run"]
+
+
+def test_no_run_compares_an_earlier_run_and_writes_the_report(runs, tmp_path, capsys):
+    committed, new = runs
+    out = new.parent
+    (new.parent / "results").mkdir()
+    for p in new.glob("*.json"):
+        p.rename(out / "results" / p.name)
+    snap = {"mode": "book", "deterministic": True,
+            "chapters": {"03_baseline_cnn": {"seconds": 120.0, "records": {"ref_cnn.json": {}, "big_cnn.json": {}},
+                                             "glue": {}}}}
+    (out / "snapshot.json").write_text(json.dumps(snap))
+    before = {p.name: p.read_text() for p in committed.glob("*.json")}
+    status = reproduce.main(["--no-run", "--out", str(out), "--records", str(committed),
+                             "--report", str(tmp_path / "report.md")])
+    assert status == 1  # ref_cnn's test accuracy lies outside its spread
+    report = (tmp_path / "report.md").read_text()
+    assert "03_baseline_cnn (2.0 min)" in report and "1 outside" in report and "| ref_cnn | test accuracy |" in report
+    assert "| ref_cnn | test accuracy |" in capsys.readouterr().out
+    assert {p.name: p.read_text() for p in committed.glob("*.json")} == before  # the committed records: only read
