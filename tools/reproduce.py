@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # the helpers of this checkout, as tools/run_notebooks.py does
 
 STARTUP = """\
 # Seed right before the first cell runs (seeding at kernel start-up is not enough: the kernel draws
@@ -221,7 +222,6 @@ def records_report(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _write_report(path: Path, snap: dict[str, Any], lines: list[str], outside: int) -> None:
-    sys.path.insert(0, str(ROOT / "src"))
     from helpers.bench import cpu_model
     from helpers.io import atomic_write_text
 
