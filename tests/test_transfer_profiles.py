@@ -107,3 +107,42 @@ def test_literature_table_holds_the_sources_rows():
     t = literature_table()
     assert {"Acevedo et al. 2019", "MedMNIST+ 2025"} <= set(t["work"])
     assert t["test accuracy"].between(0.8, 1.0).all()
+
+
+def test_run_phases_and_seed_spread_at_tiny_size(tmp_path, monkeypatch):
+    """Chapters 5 and 6 train with run_phases; seed_spread repeats it per seed with checkpoints of its own."""
+    from helpers.data import load_split
+    from helpers.transfer import extract, phase_numbers, run_phases, seed_spread, start_run
+
+    monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
+    data = load_split(max_per_class=3, progress=False)
+    r = recipe("mobilenetv2", "cpu", "smoke", image_size=32, batch_size=8, tuner_trials=0)
+    assert (r.ft_epochs, r.e2e_epochs, r.spread_seeds) == (1, 1, (42, 43))
+    prov = resolve_weights(r.family, "random", allow_random=True)
+    tl = start_run(r.family, r.image_size, prov, r.split_layer, batch_size=r.batch_size, profile=r.profile)
+    extract(tl, data, cache=False)
+    run_phases(tl, data, r)
+    assert {"phase1", "phase2", "phase3"} <= set(tl.histories) and tl.tuner_table is None  # trials = 0: no tuner
+    nums = phase_numbers(tl)
+    assert all(np.isfinite(nums[k]) for k in ("p1_val", "p2_val", "p3_val", "e2e_minutes", "e2e_img_s"))
+    assert nums["e2e_epochs"] == 1
+    chapter_ckpt = tmp_path / "checkpoints" / "transfer_mobilenetv2_32_e2e"
+    assert chapter_ckpt.is_dir()
+    block = seed_spread(r.family, prov, data, r, head=tl.best_hp)
+    assert block["seeds"] == [42, 43] and len(block["values"]) == 2 and block["metric"] == "val accuracy"
+    assert all(0.0 <= v <= 1.0 for v in block["values"])
+    assert block["val"]["accuracy"] == pytest.approx((block["max"] - block["min"]) / 2)
+    assert "capped set" in block["budget"] and "1 epoch" in block["budget"]
+    # every seed trains under its own checkpoint name; the chapter's own run is left as it was
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} >= {
+        "transfer_mobilenetv2_32_spread_s42", "transfer_mobilenetv2_32_spread_s43", chapter_ckpt.name}
+
+
+def test_phase_numbers_say_nan_for_a_phase_that_did_not_run():
+    from helpers.transfer import TransferRun, phase_numbers
+
+    run = TransferRun.__new__(TransferRun)
+    run.phase_val, run.times, run.speeds, run.end_to_end = {"phase 1: frozen base + head": 0.8}, {}, {}, {}
+    nums = phase_numbers(run)
+    assert nums["p1_val"] == 0.8 and np.isnan(nums["p2_val"]) and np.isnan(nums["p3_val"])
+    assert nums["e2e_epochs"] == 0 and np.isnan(nums["e2e_minutes"])

@@ -28,7 +28,8 @@ per cell (:func:`start_run`, :func:`extract`, :func:`tune`, :func:`phase1`, :fun
 :func:`phase3`, :func:`evaluate`, :func:`save`); saving goes through :func:`helpers.runs.save_run`.
 
 Profiles: :func:`recipe` returns a :class:`Recipe` (sizes, epochs, phases) per profile and family.
-``"cpu"`` is the book's recipe, measured on a 2-core CPU (cache + phases 1-2; phase 3 only for
+``"cpu"`` is the book's recipe, measured on a 2-core CPU (cache + head; phase 2 only for MobileNetV2,
+whose top does not over-fit the cache; phase 3 from the middle of VGG19 and ResNet50, from the input of
 MobileNetV2). ``"gpu"`` runs phase 1 and then phase 3 for every family at 224 px (the ImageNet
 networks' own scale; MedMNIST+ reports its best end-to-end results there), 10-15 epochs with a
 cosine schedule and early stopping, batch 64; phase 2 is skipped (phase 3 trains the same layers
@@ -556,9 +557,10 @@ def _tag(data) -> str:
 
 def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_layer: str | None = None,
            augment: bool = True, patience: int | None = None, time_budget: float | None = None,
-           schedule: str | None = "cosine", resume: bool = False) -> dict[str, Any]:
+           schedule: str | None = "cosine", resume: bool = False, run_name: str | None = None) -> dict[str, Any]:
     """Phase 3, :func:`fine_tune_end_to_end` of the deployable model, from the phase-1 head (and the
-    phase-2 top, if it ran). Returns ``fit``'s summary."""
+    phase-2 top, if it ran). ``run_name`` names its checkpoints (default: family, size and dataset).
+    Returns ``fit``'s summary."""
     if run.head is None:
         raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the base")
     with _scope(run.strategy):
@@ -569,7 +571,7 @@ def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_l
                                    first_layer=first_layer, augment=augment, seed=run.seed,
                                    batch_size=run.batch_size, patience=patience, time_budget=time_budget,
                                    schedule=schedule, resume=resume,
-                                   run_name=f"transfer_{run.family}_{run.image_size}{_tag(data)}_e2e",
+                                   run_name=run_name or f"transfer_{run.family}_{run.image_size}{_tag(data)}_e2e",
                                    name=f"{run.family}_end_to_end")
     summary = dict(res.summary)
     run.times["phase3_end_to_end"] = round(summary["train_seconds"], 1)
@@ -667,6 +669,78 @@ def save(run: TransferRun, name: str, data, predictions: Mapping[str, Prediction
                     results_directory=results_directory, models_directory=models_directory)
 
 
+def run_phases(run: TransferRun, data, r: Recipe, *, run_name: str | None = None) -> TransferRun:
+    """Chapter 4's recipe in one call, for the chapters that reuse it: the head tuned on the cached features
+    (unless ``run.best_hp`` is already set or ``r.tuner_trials`` is 0), phase 1, phase 2 if ``r.ft_epochs``,
+    phase 3 if ``r.e2e_epochs`` (with ``r``'s learning rates, first layer and time budget).
+    Call :func:`extract` first; returns ``run``, its histories, times and phase accuracies filled in."""
+    if r.tuner_trials and not run.best_hp:
+        tune(run, max_trials=r.tuner_trials, epochs=r.tuner_epochs)
+    phase1(run, epochs=r.head_epochs)
+    if r.ft_epochs:
+        phase2(run, epochs=r.ft_epochs, lr=r.ft_lr)
+    if r.e2e_epochs:
+        budget = 60 * r.e2e_time_budget_min if r.e2e_time_budget_min else None
+        phase3(run, data, epochs=r.e2e_epochs, lr=r.e2e_lr, first_layer=r.e2e_first_layer, time_budget=budget,
+               run_name=run_name)
+    return run
+
+
+def phase_numbers(run: TransferRun) -> dict[str, float]:
+    """The numbers a chapter quotes about its phases (glued as ``<family>_<key>``): val accuracy after
+    phase 1 (``p1_val``), phase 2 (``p2_val``) and phase 3 (``p3_val``), NaN for a phase that did not run;
+    phase 3's minutes, epochs and training speed in images per second."""
+    def after(prefix: str) -> float:
+        hits = [v for k, v in run.phase_val.items() if k.startswith(prefix)]
+        return float(hits[-1]) if hits else float("nan")
+
+    e2e = run.end_to_end or {}
+    return {"p1_val": after("phase 1"), "p2_val": after("phase 2"), "p3_val": after("phase 3"),
+            "e2e_minutes": run.times.get("phase3_end_to_end", float("nan")) / 60,
+            "e2e_epochs": int(e2e.get("epochs_run", 0)),
+            "e2e_img_s": float(run.speeds.get("end_to_end_train", float("nan")))}
+
+
+def seed_spread(family: str, provenance: Mapping[str, Any], data, r: Recipe, *,
+                head: Mapping[str, Any] | None = None, strategy=None) -> dict[str, Any]:
+    """How much the seed moves the recipe: :func:`run_phases` from each of ``r.spread_seeds`` on ``data``
+    (a capped copy of the split, e.g. ``load_split(max_per_class=r.spread_per_class)``: minutes, not the
+    chapter's budget), the head's hyper-parameters fixed to ``head`` (the chapter's tuned ones). Returns a
+    :func:`helpers.train.spread_block` of the val accuracies, its ``budget`` saying how small the run was."""
+    import contextlib
+    import io
+
+    from .train import spread_block
+
+    def epochs(n: int, phase: str) -> str:
+        return f", {n} epoch{'s' if n != 1 else ''} of {phase}"
+
+    accs, e2e_epochs = [], []
+    helpers_log = logging.getLogger("helpers")
+    for seed in r.spread_seeds:
+        t0, level = time.perf_counter(), helpers_log.level
+        helpers_log.setLevel(logging.WARNING)  # the page shows one line per seed, not every epoch of every seed
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                run = start_run(family, r.image_size, provenance, r.split_layer, seed=seed,
+                                batch_size=r.batch_size, profile=r.profile, strategy=strategy)
+                extract(run, data)
+                run.best_hp = dict(head or {})
+                run_phases(run, data, r, run_name=f"transfer_{family}_{r.image_size}{_tag(data)}_spread_s{seed}")
+        finally:
+            helpers_log.setLevel(level)
+        accs.append(float(list(run.phase_val.values())[-1]))
+        e2e_epochs.append(run.end_to_end.get("epochs_run", 0) if run.end_to_end else 0)
+        log.info("%s, seed %d: val accuracy %.4f (%.1f min)", family, seed, accs[-1],
+                 (time.perf_counter() - t0) / 60)
+    n_train, n_val = len(data.paths("train")), len(data.paths("val"))
+    phases = "head" + (epochs(r.ft_epochs, "phase 2") if r.ft_epochs else "") + (
+        epochs(max(e2e_epochs), "phase 3") if r.e2e_epochs else "")
+    budget = (f"capped set: {n_train} training and {n_val} validation images ({phases}; the chapter's tuned "
+              "head), not the full data")
+    return spread_block(accs, r.spread_seeds, metric="val accuracy", budget=budget)
+
+
 def stratified_subset(labels: np.ndarray, per_class: int, seed: int = 42) -> np.ndarray:
     """Sorted indices of at most ``per_class`` random items of each label."""
     if not isinstance(per_class, (int, np.integer)) or per_class < 1:
@@ -746,6 +820,8 @@ class Recipe:
     probe_sizes: tuple[int, ...] = ()
     probe_per_class: int = 20
     max_per_class: int | None = None
+    spread_seeds: tuple[int, ...] = (42, 43, 44)
+    spread_per_class: int = 100
     replicas: int = 1
     why: str = ""
 
@@ -790,7 +866,7 @@ GPU_RECIPES: dict[str, dict[str, Any]] = {
 }
 # Smoke mode (CI): every profile shrinks to a code check of its own phases.
 SMOKE = dict(max_per_class=8, image_size=64, tuner_trials=2, tuner_epochs=1, head_epochs=1,
-             probe_per_class=2)
+             probe_per_class=2, spread_seeds=(42, 43), spread_per_class=8)
 
 
 def gpus() -> list[Any]:
