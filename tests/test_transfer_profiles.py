@@ -45,8 +45,8 @@ def test_every_recipe_is_valid(family, profile, mode):
 def test_the_cpu_profile_is_the_books_recipe():
     """VGG19 and ResNet50 fine-tune on augmented images (phase 3, from a middle layer), not on caches."""
     vgg, res = recipe("vgg19", "cpu"), recipe("resnet50", "cpu")
-    assert (vgg.image_size, vgg.ft_epochs, vgg.e2e_epochs, vgg.e2e_first_layer) == (64, 0, 2, "block4_conv1")
-    assert (res.image_size, res.ft_epochs, res.e2e_epochs, res.e2e_first_layer) == (64, 0, 3, "conv3_block1_1_conv")
+    assert (vgg.image_size, vgg.ft_epochs, vgg.e2e_epochs, vgg.e2e_first_layer) == (64, 0, 4, "block4_conv1")
+    assert (res.image_size, res.ft_epochs, res.e2e_epochs, res.e2e_first_layer) == (64, 0, 5, "conv3_block1_1_conv")
     mnv2 = recipe("mobilenetv2", "cpu")
     assert (mnv2.image_size, mnv2.ft_epochs, mnv2.e2e_epochs, mnv2.e2e_time_budget_min) == (96, 4, 6, None)
     assert all(r.e2e_time_budget_min is None for r in (vgg, res, mnv2))  # same model on any CPU
