@@ -842,8 +842,9 @@ CPU_RECIPES: dict[str, dict[str, Any]] = {
     # VGG19 and ResNet50: phase 2 on a cache of un-augmented activations over-fits (train 98 % vs val 83-92 %),
     # so the cpu profile fine-tunes on augmented images instead (phase 3), from the middle of the network up.
     # Epochs: with 2 (VGG19) and 3 (ResNet50) the val accuracy still rose at the last epoch (0.891 → 0.937;
-    # 0.898 → 0.947 → 0.952), so the schedules are longer: 4 and 5 epochs, what a chapter affords on a
-    # 2-core CPU (results/transfer_*.json keep each epoch's minutes and val accuracy).
+    # 0.898 → 0.947 → 0.952), so the schedules are longer: 4 and 5 epochs. Their cost, measured on a 2-core
+    # Zen 4 CPU: chapter 4 51 min, chapter 5 30 min, over the 60 min the bench allows the three transfer
+    # chapters together (results/transfer_*.json keep each epoch's minutes and val accuracy).
     "vgg19": dict(image_size=64, split_layer="block5_conv2", ft_epochs=0, e2e_epochs=4, e2e_lr=1e-4,
                   e2e_first_layer="block4_conv1", e2e_time_budget_min=None, speed_sizes=(48, 64, 96),
                   probe_sizes=(48, 64, 96, 128), probe_per_class=20),
