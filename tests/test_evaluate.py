@@ -159,19 +159,24 @@ def test_mcnemar_table_one_row_per_pair():
     assert t.loc[0, "p exact"] < 0.05 and t.loc[1, "p exact"] == 1.0
 
 
-def test_mcnemar_table_sets_each_difference_against_the_seed_ranges():
+def test_mcnemar_table_sets_each_difference_against_the_retrain_tolerance():
     from helpers.evaluate import mcnemar_table
+    from helpers.results import retrain_tolerance
 
     y = np.arange(100) % 4
     a = y.copy()
     b = y.copy()
     b[:6] = (b[:6] + 1) % 4  # accuracy 0.94 against a's 1.00: a gap of 0.06
     probs = {"a": a, "b": b, "c": a, "d": b}
+    tight = {"spread": {"values": [0.995, 1.0, 1.005]}}  # sd 0.005: two runs within ±0.030, 95 %
+    loose = {"spread": {"values": [0.90, 0.95, 1.00]}}  # sd 0.05
+    records = {"a": tight, "b": tight, "c": loose, "d": {"model": "d"}}
     pairs = [("a", "b"), ("c", "d"), ("a", "d"), ("c", "b")]
-    t = mcnemar_table(y, probs, pairs, spreads={"a": 0.02, "b": 0.02, "c": 0.07, "d": None})
-    assert list(t["beyond the seed ranges"]) == ["yes", "no", "not measured", "no"]
-    assert t.loc[1, "seed half-range A"] == 0.07 and np.isnan(t.loc[1, "seed half-range B"])
-    assert "beyond the seed ranges" not in mcnemar_table(y, probs, pairs).columns
+    t = mcnemar_table(y, probs, pairs, records=records)
+    assert list(t["beyond seed noise"]) == ["yes", "not measured", "not measured", "no"]
+    assert t.loc[3, "seed tolerance (95 %)"] == pytest.approx(retrain_tolerance(loose, tight))
+    assert np.isnan(t.loc[1, "seed tolerance (95 %)"])
+    assert "beyond seed noise" not in mcnemar_table(y, probs, pairs).columns
 
 
 def test_stated_spread_says_where_it_was_measured():
@@ -182,3 +187,35 @@ def test_stated_spread_says_where_it_was_measured():
     assert stated_spread(rec, "test") == (0.011, "val accuracy, capped set")  # the val spread stands in
     assert stated_spread(rec, "test", "macro_f1") == (None, None)
     assert stated_spread({"model": "x"}) == (None, None) and stated_spread(None) == (None, None)
+
+
+def test_retrain_tolerance_is_students_t_times_the_spread_of_a_difference():
+    from scipy.stats import t
+
+    from helpers.results import retrain_tolerance, seed_sd
+
+    a = {"spread": {"values": [0.90, 0.92, 0.94]}}  # sd 0.02, 3 seeds
+    b = {"spread": {"values": [0.95, 0.96, 0.97, 0.98, 0.99]}}  # sd 0.0158, 5 seeds
+    assert seed_sd(a) == (pytest.approx(0.02), 3)
+    # a second run of a: both runs have a's variance; t with 2 degrees of freedom (4.30)
+    assert retrain_tolerance(a) == pytest.approx(4.3027 * (2 * 0.02**2) ** 0.5, rel=1e-4)
+    # one run each of a and b: the variances add, the smaller number of seeds sets the degrees of freedom
+    sb = seed_sd(b)[0]
+    assert retrain_tolerance(a, b) == pytest.approx(t.ppf(0.975, 2) * (0.02**2 + sb**2) ** 0.5)
+    assert retrain_tolerance(b, level=0.5) < retrain_tolerance(b) < retrain_tolerance(a)
+    # fewer than two seeds, or no spread at all: nothing can be said
+    assert retrain_tolerance({"spread": {"values": [0.9]}}) is None
+    assert retrain_tolerance(a, {"model": "x"}) is None and seed_sd(None) == (None, 0)
+
+
+def test_retrain_table_one_row_per_model_nan_where_no_spread():
+    from helpers.results import retrain_table, retrain_tolerance
+
+    a = {"test": {"accuracy": 0.97}, "spread": {"values": [0.90, 0.92, 0.94], "metric": "val accuracy",
+                                                 "budget": "capped set"}}
+    t = retrain_table({"a": a, "b": {"test": {"accuracy": 0.98}}}, ["a", "b", "c"])
+    assert list(t.index) == ["a", "b", "c"]
+    assert t.loc["a", "seeds"] == 3 and t.loc["a", "spread measured on"] == "val accuracy, capped set"
+    assert t.loc["a", "retrain tolerance (95%)"] == pytest.approx(retrain_tolerance(a))
+    assert t.loc["b", "accuracy"] == 0.98 and t.loc["b", "spread measured on"] == "not measured"
+    assert np.isnan(t.loc["b", "retrain tolerance (95%)"]) and t.loc["c", "seeds"] == 0

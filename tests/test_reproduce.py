@@ -23,11 +23,13 @@ def _write(folder: Path, name: str, val: float, test: float, spread: dict | None
 @pytest.fixture
 def runs(tmp_path):
     committed, new = tmp_path / "committed", tmp_path / "new"
-    # a full-data spread on test accuracy (half-width 0.01)
-    _write(committed, "ref_cnn", 0.90, 0.91, {"budget": "full data", "test": {"accuracy": 0.01}})
+    # a full-data spread on test accuracy: sd 0.002 over 3 seeds, 95 % tolerance 4.30 × √2 × 0.002 = 0.0122
+    _write(committed, "ref_cnn", 0.90, 0.91, {"budget": "full data", "values": [0.908, 0.910, 0.912],
+                                              "test": {"accuracy": 0.002}})
     _write(new, "ref_cnn", 0.905, 0.925)
-    # a spread measured on val at a smaller budget: it stands in for test accuracy, labelled
-    _write(committed, "big_cnn", 0.97, 0.97, {"budget": "capped set", "val": {"accuracy": 0.02}})
+    # a spread measured on val at a smaller budget (sd 0.02, tolerance 0.12): it stands in for test accuracy
+    _write(committed, "big_cnn", 0.97, 0.97, {"budget": "capped set", "values": [0.95, 0.97, 0.99],
+                                              "val": {"accuracy": 0.02}})
     _write(new, "big_cnn", 0.96, 0.955)
     # no spread stated
     _write(committed, "tta", 0.97, 0.98)
@@ -41,12 +43,14 @@ def test_records_table_says_within_or_not(runs):
     rows, outside = reproduce.records_table(new, committed, {"ref_cnn.json", "big_cnn.json", "tta.json",
                                                             "brand_new.json"})
     by = {(r["model"], r["metric"]): r for r in rows}
-    assert by["ref_cnn", "test accuracy"]["within"] is False  # 0.015 > 0.01
+    assert by["ref_cnn", "test accuracy"]["within"] is False  # 0.015 > 0.0122
+    assert by["ref_cnn", "test accuracy"]["tolerance"] == pytest.approx(4.3027 * 2 ** 0.5 * 0.002, rel=1e-4)
+    assert by["ref_cnn", "test accuracy"]["seeds"] == 3
     assert by["ref_cnn", "test accuracy"]["difference"] == pytest.approx(0.015)
     assert by["ref_cnn", "val accuracy"]["within"] is True
     assert by["ref_cnn", "test macro_f1"]["within"] is None  # no spread of macro-F1 stated
     assert by["big_cnn", "val accuracy"]["within"] is True
-    assert by["big_cnn", "test accuracy"]["within"] is True  # |−0.015| ≤ 0.02, the val spread standing in
+    assert by["big_cnn", "test accuracy"]["within"] is True  # |−0.015| ≤ 0.12, the val spread standing in
     assert by["big_cnn", "test accuracy"]["spread_of"] == "val accuracy, capped set"
     assert by["tta", "test accuracy"]["within"] is None and by["tta", "test accuracy"]["spread"] is None
     assert by["brand_new", "test accuracy"]["committed"] is None and by["brand_new", "test accuracy"]["within"] is None
@@ -58,8 +62,9 @@ def test_printed_table_names_where_each_spread_comes_from(runs):
     rows, _ = reproduce.records_table(new, committed, {"ref_cnn.json", "big_cnn.json"})
     out = "\n".join(reproduce.records_report(rows))
     assert "yes [1]" in out and "NO [2]" in out  # rows by name: big_cnn, then ref_cnn
-    assert "[1] spread: half the seed-to-seed range of val accuracy, capped set" in out
-    assert "[2] spread: half the seed-to-seed range of test accuracy, full data" in out
+    assert "[1] spread: the seeds' val accuracy, capped set" in out
+    assert "[2] spread: the seeds' test accuracy, full data" in out
+    assert "95 % retrain tolerance" in out or "95 % tolerance" in out
 
 
 def test_compare_skips_timings_and_names_changed_values():

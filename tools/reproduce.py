@@ -12,8 +12,10 @@ turns on TensorFlow's op determinism, so two runs of the same code give the same
 change of the helpers is shown to keep behaviour. ``OUT/snapshot.json`` holds, per chapter, every
 record's metrics and every glued value; ``--against`` prints the differences to another snapshot, and
 ``--records`` prints every new record's accuracy and macro-F1 beside the committed record of the same
-name, with the spread the committed record states (its ``spread`` block: the half-width of the seed-to-seed
-range of each metric), and whether the new value lies within it. The committed records are only read.
+name, with the spread the committed record states (its ``spread`` block: the values of one metric from
+several seeds), and whether the difference lies within the 95 % retrain tolerance that spread gives
+(:func:`helpers.results.retrain_tolerance`: how far two runs of the same recipe land apart by the seed
+alone, 19 times in 20). The committed records are only read.
 """
 from __future__ import annotations
 
@@ -179,7 +181,7 @@ def compare(new: dict[str, Any], ref: dict[str, Any], tol: float = 1e-6) -> list
 def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[list[dict[str, Any]], int]:
     """Rows ``model, metric, committed, new, difference, spread, within`` for the records ``names`` written by
     this run (paths relative to ``out_results``), and how many lie outside a stated spread."""
-    from helpers.results import stated_spread
+    from helpers.results import retrain_tolerance, seed_sd, stated_spread
 
     rows, outside = [], 0
     for name in sorted(names):
@@ -191,12 +193,14 @@ def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[
             for metric in ("accuracy", "macro_f1"):
                 a = (new.get(split) or {}).get(metric)
                 b = ((ref or {}).get(split) or {}).get(metric)
-                spread, source = stated_spread(ref, split, metric)
-                within = None if a is None or b is None or spread is None else abs(a - b) <= spread
+                half, source = stated_spread(ref, split, metric)
+                tol = retrain_tolerance(ref) if half is not None else None
+                within = None if a is None or b is None or tol is None else abs(a - b) <= tol
                 outside += within is False
                 rows.append({"model": new.get("model", p.stem), "metric": f"{split} {metric}", "committed": b,
                              "new": a, "difference": None if a is None or b is None else a - b,
-                             "spread": spread, "spread_of": source, "within": within})
+                             "spread": half, "seeds": seed_sd(ref)[1] if half is not None else None,
+                             "tolerance": tol, "spread_of": source, "within": within})
     return rows, outside
 
 
@@ -206,18 +210,25 @@ def records_report(rows: list[dict[str, Any]]) -> list[str]:
     def f(v):
         return "—" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
-    lines = ["| model | metric | committed | new | difference | spread | within |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | metric | committed | new | difference | seed half-range | seeds | 95 % tolerance | within |",
+             "|---|---|---|---|---|---|---|---|---|"]
     sources: list[str] = []
     for r in rows:
-        w = "no spread stated" if r["within"] is None else "yes" if r["within"] else "NO"
-        if r.get("spread_of"):
+        if r["within"] is not None:
+            w = "yes" if r["within"] else "NO"
+        else:
+            w = "no value to compare" if r["committed"] is None or r["new"] is None else "no spread stated"
+        if r.get("spread_of") and r["within"] is not None:
             if r["spread_of"] not in sources:
                 sources.append(r["spread_of"])
             w += f" [{sources.index(r['spread_of']) + 1}]"
         diff = "—" if r["difference"] is None else f"{r['difference']:+.4f}"
         lines.append(f"| {r['model']} | {r['metric']} | {f(r['committed'])} | {f(r['new'])} | {diff} | "
-                     f"{f(r['spread'])} | {w} |")
-    lines += [""] + [f"[{i}] spread: half the seed-to-seed range of {src}" for i, src in enumerate(sources, 1)]
+                     f"{f(r['spread'])} | {f(r.get('seeds'))} | {f(r.get('tolerance'))} | {w} |")
+    lines += ["", "Within: the difference is at most the 95 % retrain tolerance, Student's t (seeds − 1 degrees of "
+              "freedom) × √2 × the seeds' standard deviation: how far two runs of one recipe land apart by the "
+              "seed alone, 19 times in 20.", ""]
+    lines += [f"[{i}] spread: the seeds' {src}" for i, src in enumerate(sources, 1)]
     return lines
 
 
@@ -230,8 +241,8 @@ def _write_report(path: Path, snap: dict[str, Any], lines: list[str], outside: i
             f"`tools/reproduce.py --mode {snap['mode']}` on {cpu_model()} ({os.cpu_count()} cores), "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}: {chapters}; "
             f"op determinism {'on' if snap.get('deterministic') else 'off'}. Each new record's accuracy and macro-F1 "
-            "beside the committed record of the same name, and whether the difference lies within the "
-            f"seed-to-seed spread the committed record states: {outside} outside.", ""]
+            "beside the committed record of the same name, and whether the difference lies within the 95 % "
+            f"retrain tolerance of the seed spread the committed record states: {outside} outside.", ""]
     atomic_write_text(path, "\n".join(head + lines) + "\n")
 
 

@@ -139,16 +139,18 @@ def mcnemar(y_true: Sequence[int], pred_a, pred_b) -> dict[str, float]:
 
 
 def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str, str]],
-                  spreads: Mapping[str, float | None] | None = None):
+                  records: Mapping[str, Mapping | None] | None = None):
     """McNemar's test for each ``(a, b)`` of ``pairs`` (names of ``probs``): a DataFrame with the
     accuracies, the discordant counts b and c, and the exact and chi² p-values.
 
-    ``spreads`` (name → seed-to-seed half-range of accuracy, ``None`` where not measured; see
-    :func:`helpers.results.stated_spread`) adds whether the accuracy difference lies beyond the two models'
-    seed ranges: ``"no"`` when it is within the ranges that are known, ``"yes"`` when it exceeds both measured
-    half-ranges together, ``"not measured"`` when it exceeds what is known but a spread is missing.
+    ``records`` (name → the model's record, ``None`` where there is none) adds whether the accuracy difference
+    is more than retraining alone would make: the 95 % retrain tolerance of the two records' seed spreads
+    (:func:`helpers.results.retrain_tolerance`), and ``"yes"`` when the difference exceeds it, ``"no"`` when
+    not, ``"not measured"`` when a record states no spread.
     """
     import pandas as pd
+
+    from .results import retrain_tolerance
 
     y = np.asarray(y_true).astype(int)
     rows = []
@@ -157,14 +159,11 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
         row = {"model A": a, "model B": b, "accuracy A": float(np.mean(_as_pred(probs[a]) == y)),
                "accuracy B": float(np.mean(_as_pred(probs[b]) == y)), "b (A right, B wrong)": m["b"],
                "c (A wrong, B right)": m["c"], "p exact": m["p_exact"], "p chi²": m["p_chi2"]}
-        if spreads is not None:
-            ha, hb = spreads.get(a), spreads.get(b)
+        if records is not None:
+            tol = retrain_tolerance(records.get(a), records.get(b))
             gap = abs(row["accuracy A"] - row["accuracy B"])
-            known = (ha or 0.0) + (hb or 0.0)
-            row["seed half-range A"] = np.nan if ha is None else ha
-            row["seed half-range B"] = np.nan if hb is None else hb
-            row["beyond the seed ranges"] = ("no" if gap <= known else
-                                             "yes" if ha is not None and hb is not None else "not measured")
+            row["seed tolerance (95 %)"] = np.nan if tol is None else tol
+            row["beyond seed noise"] = "not measured" if tol is None else "yes" if gap > tol else "no"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -122,6 +122,55 @@ def stated_spread(rec: Mapping[str, Any] | None, split: str = "test",
     return None, None
 
 
+def seed_sd(rec: Mapping[str, Any] | None) -> tuple[float | None, int]:
+    """The seed-to-seed standard deviation (``ddof=1``) of a record's ``spread`` block and its number of seeds;
+    ``(None, 0)`` when the record states fewer than two seeds."""
+    block = (rec or {}).get("spread") or {}
+    values = [float(v) for v in block.get("values") or []]
+    if len(values) < 2:
+        return None, len(values)
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5, len(values)
+
+
+def retrain_tolerance(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None = None,
+                      level: float = 0.95) -> float | None:
+    """How far apart two single training runs may land by the seed alone, ``level`` of the time.
+
+    ``b=None`` asks about a second run of ``a``'s recipe (a reproduction); otherwise about one run each of two
+    recipes (is their difference more than seeds make?). The difference of two independent runs has the sum
+    of their variances, and a standard deviation estimated from n seeds is uncertain itself, so the bound is
+    Student's t with n − 1 degrees of freedom (the smaller n of the two) times ``sqrt(s_a² + s_b²)``. With
+    three seeds t is 4.3 for 95 %: three seeds show that a spread is small only when it is very small.
+    ``None`` when a record states no spread. The spread is the one the record's block measured (its
+    ``budget`` says on what), standing in for the metric it is applied to.
+    """
+    from scipy.stats import t as student_t
+
+    sa, na = seed_sd(a)
+    sb, nb = seed_sd(a if b is None else b)
+    if sa is None or sb is None:
+        return None
+    return float(student_t.ppf((1 + level) / 2, min(na, nb) - 1) * (sa * sa + sb * sb) ** 0.5)
+
+
+def retrain_table(records: Mapping[str, Mapping[str, Any] | None], names: list[str], split: str = "test",
+                  level: float = 0.95) -> pd.DataFrame:
+    """One row per model of ``names``: its accuracy on ``split``, the seeds its record's spread was measured
+    from, their standard deviation and on what budget, and the :func:`retrain_tolerance` — how far a second
+    run of the same recipe may land from this one, ``level`` of the time (NaN where no spread was measured)."""
+    rows = []
+    for n in names:
+        rec = records.get(n) or {}
+        block = rec.get("spread") or {}
+        sd, seeds = seed_sd(rec)
+        tol = retrain_tolerance(rec, level=level)
+        rows.append({"model": n, "accuracy": (rec.get(split) or {}).get("accuracy"), "seeds": seeds,
+                     "seed sd": sd, "spread measured on": f"{block.get('metric', '')}, {block.get('budget', '')}"
+                     if block else "not measured", f"retrain tolerance ({level:.0%})": tol})
+    return pd.DataFrame(rows).set_index("model")
+
+
 def _total_params(p: Any) -> Any:
     """``params`` may be a number or ``{"trainable", "non_trainable", "total"}`` (helpers.models.count_params)."""
     return p.get("total") if isinstance(p, Mapping) else p
