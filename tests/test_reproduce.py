@@ -46,6 +46,8 @@ def test_records_table_says_within_or_not(runs):
     assert by["ref_cnn", "test accuracy"]["within"] is False  # 0.015 > 0.0122
     assert by["ref_cnn", "test accuracy"]["tolerance"] == pytest.approx(4.3027 * 2 ** 0.5 * 0.002, rel=1e-4)
     assert by["ref_cnn", "test accuracy"]["seeds"] == 3
+    assert by["big_cnn", "test accuracy"]["within_half_range"] is True  # 0.015 <= 0.02
+    assert by["ref_cnn", "val accuracy"]["within_half_range"] is False  # 0.005 > 0.002, yet within the tolerance
     assert by["ref_cnn", "test accuracy"]["difference"] == pytest.approx(0.015)
     assert by["ref_cnn", "val accuracy"]["within"] is True
     assert by["ref_cnn", "test macro_f1"]["within"] is None  # no spread of macro-F1 stated

@@ -200,18 +200,22 @@ def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[
                 rows.append({"model": new.get("model", p.stem), "metric": f"{split} {metric}", "committed": b,
                              "new": a, "difference": None if a is None or b is None else a - b,
                              "spread": half, "seeds": seed_sd(ref)[1] if half is not None else None,
-                             "tolerance": tol, "spread_of": source, "within": within})
+                             "tolerance": tol, "spread_of": source, "within": within,
+                             "within_half_range": None if within is None else abs(a - b) <= half})
     return rows, outside
 
 
 def records_report(rows: list[dict[str, Any]]) -> list[str]:
     """The rows of :func:`records_table` as a Markdown table (it reads as well in a terminal), with a note per
     spread saying what it was measured on."""
+    def yes_no(v):
+        return "—" if v is None else "yes" if v else "no"
+
     def f(v):
         return "—" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
-    lines = ["| model | metric | committed | new | difference | seed half-range | seeds | 95 % tolerance | within |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | metric | committed | new | difference | seed half-range | within half-range | seeds | "
+             "95 % tolerance | within |", "|---|---|---|---|---|---|---|---|---|---|"]
     sources: list[str] = []
     for r in rows:
         if r["within"] is not None:
@@ -224,8 +228,12 @@ def records_report(rows: list[dict[str, Any]]) -> list[str]:
             w += f" [{sources.index(r['spread_of']) + 1}]"
         diff = "—" if r["difference"] is None else f"{r['difference']:+.4f}"
         lines.append(f"| {r['model']} | {r['metric']} | {f(r['committed'])} | {f(r['new'])} | {diff} | "
-                     f"{f(r['spread'])} | {f(r.get('seeds'))} | {f(r.get('tolerance'))} | {w} |")
-    lines += ["", "Within: the difference is at most the 95 % retrain tolerance, Student's t (seeds − 1 degrees of "
+                     f"{f(r['spread'])} | {yes_no(r.get('within_half_range'))} | {f(r.get('seeds'))} | "
+                     f"{f(r.get('tolerance'))} | {w} |")
+    lines += ["", "Within half-range: the difference is at most half the seeds' range, shown for comparison only: "
+              "too narrow a rule, since even a fourth run of one recipe falls outside the range of the first "
+              "three half the time (each of four runs is as likely as the others to be the highest or the lowest).",
+              "Within: the difference is at most the 95 % retrain tolerance, Student's t (seeds − 1 degrees of "
               "freedom) × √2 × the seeds' standard deviation: how far two runs of one recipe land apart by the "
               "seed alone, 19 times in 20.", ""]
     lines += [f"[{i}] spread: the seeds' {src}" for i, src in enumerate(sources, 1)]
