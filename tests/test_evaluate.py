@@ -212,7 +212,7 @@ def test_retrain_table_one_row_per_model_nan_where_no_spread():
     from helpers.results import retrain_table, retrain_tolerance
 
     a = {"test": {"accuracy": 0.97}, "spread": {"values": [0.90, 0.92, 0.94], "metric": "val accuracy",
-                                                 "budget": "capped set"}}
+                                                 "budget": "capped set (head, 4 epochs); of the single-view model"}}
     t = retrain_table({"a": a, "b": {"test": {"accuracy": 0.98}}}, ["a", "b", "c"])
     assert list(t.index) == ["a", "b", "c"]
     assert t.loc["a", "seeds"] == 3 and t.loc["a", "spread measured on"] == "val accuracy, capped set"

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,14 @@ def retrain_tolerance(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None =
     return float(student_t.ppf((1 + level) / 2, min(na, nb) - 1) * (sa * sa + sb * sb) ** 0.5)
 
 
+def _short_budget(block: Mapping[str, Any]) -> str:
+    """``"<metric>, <budget>"`` without the budget's details in brackets or after a semicolon."""
+    if not block:
+        return "not measured"
+    budget = re.split(r" \(|;", str(block.get("budget") or "budget not stated"))[0]
+    return f"{block.get('metric', '')}, {budget}"
+
+
 def retrain_table(records: Mapping[str, Mapping[str, Any] | None], names: list[str], split: str = "test",
                   level: float = 0.95) -> pd.DataFrame:
     """One row per model of ``names``: its accuracy on ``split``, the seeds its record's spread was measured
@@ -166,8 +175,8 @@ def retrain_table(records: Mapping[str, Mapping[str, Any] | None], names: list[s
         sd, seeds = seed_sd(rec)
         tol = retrain_tolerance(rec, level=level)
         rows.append({"model": n, "accuracy": (rec.get(split) or {}).get("accuracy"), "seeds": seeds,
-                     "seed sd": sd, "spread measured on": f"{block.get('metric', '')}, {block.get('budget', '')}"
-                     if block else "not measured", f"retrain tolerance ({level:.0%})": tol})
+                     "seed sd": sd, "spread measured on": _short_budget(block),
+                     f"retrain tolerance ({level:.0%})": tol})
     return pd.DataFrame(rows).set_index("model")
 
 
