@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import re
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,7 @@ def seed_sd(rec: Mapping[str, Any] | None) -> tuple[float | None, int]:
     values = [float(v) for v in block.get("values") or []]
     if len(values) < 2:
         return None, len(values)
-    mean = sum(values) / len(values)
-    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5, len(values)
+    return statistics.stdev(values), len(values)
 
 
 def retrain_tolerance(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None = None,
