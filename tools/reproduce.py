@@ -179,8 +179,10 @@ def compare(new: dict[str, Any], ref: dict[str, Any], tol: float = 1e-6) -> list
 
 
 def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[list[dict[str, Any]], int]:
-    """Rows ``model, metric, committed, new, difference, spread, within`` for the records ``names`` written by
-    this run (paths relative to ``out_results``), and how many lie outside a stated spread."""
+    """Rows ``model, metric, committed, new, difference, spread`` (the seed half-range), ``seeds``, ``tolerance``
+    (the 95 % retrain tolerance), ``within`` (the difference within the tolerance) and ``within_half_range``
+    (the old rule, for comparison) for the records ``names`` written by this run (paths relative to
+    ``out_results``), and how many lie outside their tolerance."""
     from helpers.results import retrain_tolerance, seed_sd, stated_spread
 
     rows, outside = [], 0
