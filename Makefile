@@ -83,8 +83,10 @@ fresh-install-check: setup  ## a reader's first run: fresh venv, pip install as 
 
 CHAPTER ?=
 REPRO_OUT ?= $(CURDIR)/outputs/reproduce
+# REPRO_COLLECT=benchmarks/REPRODUCE.md also puts the comparison into the collected report (its chapter's section)
+REPRO_COLLECT ?=
 reproduce: setup weights  ## re-run chapter(s) CHAPTER=03 in book mode into outputs/reproduce; compare with results/ (never written)
-	$(BIN)/python tools/reproduce.py --mode book --out $(REPRO_OUT) --records results --report $(REPRO_OUT)/report.md $(CHAPTER)
+	$(BIN)/python tools/reproduce.py --mode book --out $(REPRO_OUT) --records results --report $(REPRO_OUT)/report.md $(if $(REPRO_COLLECT),--collect $(REPRO_COLLECT)) $(CHAPTER)
 
 demo: setup  ## the web app on http://127.0.0.1:7860 with the served model (make bench), else the published best (BUNDLE=outputs/models/<name> for another)
 	$(BIN)/python -m helpers.app $(BUNDLE)

@@ -99,3 +99,72 @@ def test_no_run_compares_an_earlier_run_and_writes_the_report(runs, tmp_path, ca
     assert "03_baseline_cnn (2.0 min)" in report and "1 outside" in report and "| ref_cnn | test accuracy |" in report
     assert "| ref_cnn | test accuracy |" in capsys.readouterr().out
     assert {p.name: p.read_text() for p in committed.glob("*.json")} == before  # the committed records: only read
+
+
+def _snapshot(out: Path, chapter: str, records: list[str]) -> None:
+    snap = {"mode": "book", "deterministic": True, "commit": "0123456789abcdef",
+            "chapters": {chapter: {"seconds": 60.0, "records": {f"{r}.json": {} for r in records}, "glue": {}}}}
+    (out / "snapshot.json").write_text(json.dumps(snap))
+
+
+def test_collect_keeps_one_section_per_chapter_under_a_summary(runs, tmp_path):
+    committed, new = runs
+    out = tmp_path / "run"
+    (out / "results").mkdir(parents=True)
+    for p in new.glob("*.json"):
+        (out / "results" / p.name).write_text(p.read_text())
+    report = tmp_path / "REPRODUCE.md"
+    args = ["--no-run", "--out", str(out), "--records", str(committed), "--collect", str(report)]
+    _snapshot(out, "03_baseline_cnn", ["ref_cnn", "tta"])
+    reproduce.main(args)
+    _snapshot(out, "05_transfer_resnet50", ["big_cnn"])
+    reproduce.main(args)
+    text = report.read_text()
+    assert text.count("## Chapter 03") == 1 and text.count("## Chapter 05") == 1
+    assert "of commit 0123456 on" in text
+    # the summary: one headline row per model with a committed number, in chapter order
+    assert "| 03 | ref_cnn | test accuracy | 0.9100 | 0.9250 | +0.0150 | 0.0122 | NO | the run's own budget |" in text
+    assert "| 03 | tta | test accuracy | 0.9800 | 0.9800 | +0.0000 | — | — | — |" in text
+    assert "| 05 | big_cnn | test accuracy |" in text and "a smaller budget" not in text  # "capped set" only
+    assert "1 of 3 headline numbers lie within their tolerance." in text
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert set(data["runs"]) == {"03_baseline_cnn", "05_transfer_resnet50"}
+    assert data["runs"]["03_baseline_cnn"]["outside"] == 1
+    # re-running a chapter replaces its section, and the summary follows
+    (out / "results" / "ref_cnn.json").write_text(json.dumps(
+        {"model": "ref_cnn", "val": {"accuracy": 0.9}, "test": {"accuracy": 0.912}}))
+    _snapshot(out, "03_baseline_cnn", ["ref_cnn"])
+    reproduce.main(args)
+    text = report.read_text()
+    assert text.count("## Chapter 03") == 1 and "| 03 | tta |" not in text
+    assert "2 of 2 headline numbers lie within their tolerance." in text
+
+
+def test_headline_row_is_test_accuracy_else_val():
+    rows = [{"model": "m", "metric": "val accuracy", "committed": 0.8, "new": 0.81},
+            {"model": "m", "metric": "test accuracy", "committed": 0.9, "new": 0.91},
+            {"model": "ablation", "metric": "val accuracy", "committed": 0.7, "new": 0.72},
+            {"model": "ablation", "metric": "test accuracy", "committed": None, "new": None},
+            {"model": "brand_new", "metric": "test accuracy", "committed": None, "new": 0.5}]
+    picked = [(r["model"], r["metric"]) for r in reproduce.headline_rows(rows)]
+    assert picked == [("m", "test accuracy"), ("ablation", "val accuracy")]
+
+
+COLLECTED = Path(__file__).resolve().parents[1] / "benchmarks" / "REPRODUCE.json"
+
+
+def test_the_collected_report_compares_with_the_records_committed_now():
+    """benchmarks/REPRODUCE.md sets re-runs against the committed records: when a chapter's records change,
+    its re-run must be made again (`make reproduce CHAPTER=NN REPRO_COLLECT=benchmarks/REPRODUCE.md`)."""
+    runs = json.loads(COLLECTED.read_text())["runs"]
+    results = COLLECTED.parents[1] / "results"
+    stale = []
+    for chapter, run in runs.items():
+        for r in run["rows"]:
+            split, metric = r["metric"].split()
+            rec = results / r["record"]
+            now = (json.loads(rec.read_text()).get(split) or {}).get(metric) if rec.is_file() else None
+            if (now is None) != (r["committed"] is None) or (now is not None and abs(now - r["committed"]) > 5e-5):
+                stale.append(f"{chapter}: {r['model']} {r['metric']}: report {r['committed']}, record {now}")
+    assert not stale, "re-run these chapters: " + "; ".join(stale)
+    assert (COLLECTED.with_suffix(".md").read_text() == reproduce.collected_markdown(runs))

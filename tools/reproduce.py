@@ -4,6 +4,7 @@
     python tools/reproduce.py --mode smoke --out /tmp/run-b --against /tmp/run-a
     python tools/reproduce.py --mode smoke --out /tmp/run 03 04              # only chapters 03 and 04
     python tools/reproduce.py --mode book --out /tmp/re03 03 --records results  # make reproduce CHAPTER=03
+    python tools/reproduce.py --no-run --out /tmp/re03 --records results --collect benchmarks/REPRODUCE.md
 
 Each chapter runs with papermill from a copy (the committed notebooks, records and models are never
 written): records go to ``OUT/results``, models and caches to ``OUT/outputs``, executed notebooks to
@@ -15,7 +16,9 @@ record's metrics and every glued value; ``--against`` prints the differences to 
 name, with the spread the committed record states (its ``spread`` block: the values of one metric from
 several seeds), and whether the difference lies within the 95 % retrain tolerance that spread gives
 (:func:`helpers.results.retrain_tolerance`: how far two runs of the same recipe land apart by the seed
-alone, 19 times in 20). The committed records are only read.
+alone, 19 times in 20). The committed records are only read. ``--collect benchmarks/REPRODUCE.md`` also
+puts each chapter's comparison into the collected report (one section per chapter, replaced when that
+chapter is re-run, under a summary of every headline number) and its data, ``REPRODUCE.json``.
 """
 from __future__ import annotations
 
@@ -109,7 +112,10 @@ def run(chapters: list[str], mode: str, out: Path, deterministic: bool) -> dict[
         os.environ["IPYTHONDIR"] = str(ipy)
     (out / "results").mkdir(exist_ok=True)
     (out / "notebooks").mkdir(exist_ok=True)
-    snap: dict[str, Any] = {"mode": mode, "deterministic": deterministic, "chapters": {}}
+    from helpers.io import git_commit
+
+    snap: dict[str, Any] = {"mode": mode, "deterministic": deterministic, "commit": git_commit(ROOT),
+                            "chapters": {}}
     try:
         for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
             if chapters and not nb.name.startswith(tuple(chapters)):
@@ -179,7 +185,8 @@ def compare(new: dict[str, Any], ref: dict[str, Any], tol: float = 1e-6) -> list
 
 
 def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[list[dict[str, Any]], int]:
-    """Rows ``model, metric, committed, new, difference, spread`` (the seed half-range), ``seeds``, ``tolerance``
+    """Rows ``record`` (its path in the results folder), ``model, metric, committed, new, difference, spread``
+    (the seed half-range), ``seeds``, ``tolerance``
     (the 95 % retrain tolerance), ``within`` (the difference within the tolerance) and ``within_half_range``
     (the old rule, for comparison) for the records ``names`` written by this run (paths relative to
     ``out_results``), and how many lie outside their tolerance."""
@@ -199,7 +206,8 @@ def records_table(out_results: Path, committed: Path, names: set[str]) -> tuple[
                 tol = retrain_tolerance(ref) if half is not None else None
                 within = None if a is None or b is None or tol is None else abs(a - b) <= tol
                 outside += within is False
-                rows.append({"model": new.get("model", p.stem), "metric": f"{split} {metric}", "committed": b,
+                rows.append({"record": name, "model": new.get("model", p.stem), "metric": f"{split} {metric}",
+                             "committed": b,
                              "new": a, "difference": None if a is None or b is None else a - b,
                              "spread": half, "seeds": seed_sd(ref)[1] if half is not None else None,
                              "tolerance": tol, "spread_of": source, "within": within,
@@ -242,18 +250,101 @@ def records_report(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _write_report(path: Path, snap: dict[str, Any], lines: list[str], outside: int) -> None:
+def _run_line(meta: dict[str, Any]) -> str:
+    """One sentence saying where and how a re-run ran (its chapters with their minutes)."""
+    chapters = ", ".join(f"{k} ({v:.1f} min)" for k, v in meta["minutes"].items())
+    commit = f" of commit {meta['commit'][:7]}" if meta.get("commit") else ""
+    return (f"`tools/reproduce.py --mode {meta['mode']}`{commit} on {meta['cpu']} ({meta['cores']} cores), "
+            f"{meta['date']}: {chapters}; op determinism {'on' if meta.get('deterministic') else 'off'}.")
+
+
+def _run_meta(snap: dict[str, Any], chapters: list[str] | None = None) -> dict[str, Any]:
     from helpers.bench import cpu_model
+
+    return {"mode": snap["mode"], "deterministic": bool(snap.get("deterministic")), "commit": snap.get("commit"),
+            "cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "minutes": {k: round(v["seconds"] / 60, 1) for k, v in snap["chapters"].items()
+                        if chapters is None or k in chapters}}
+
+
+def _write_report(path: Path, snap: dict[str, Any], lines: list[str], outside: int) -> None:
     from helpers.io import atomic_write_text
 
-    chapters = ", ".join(f"{k} ({v['seconds'] / 60:.1f} min)" for k, v in snap["chapters"].items())
     head = ["# A re-run beside the committed records", "",
-            f"`tools/reproduce.py --mode {snap['mode']}` on {cpu_model()} ({os.cpu_count()} cores), "
-            f"{time.strftime('%Y-%m-%d', time.gmtime())}: {chapters}; "
-            f"op determinism {'on' if snap.get('deterministic') else 'off'}. Each new record's accuracy and macro-F1 "
+            f"{_run_line(_run_meta(snap))} Each new record's accuracy and macro-F1 "
             "beside the committed record of the same name, and whether the difference lies within the 95 % "
             f"retrain tolerance of the seed spread the committed record states: {outside} outside.", ""]
     atomic_write_text(path, "\n".join(head + lines) + "\n")
+
+
+COLLECTED_INTRO = (
+    "One section per chapter, each the report of `tools/reproduce.py --mode book --records results` for that "
+    "chapter (`make reproduce CHAPTER=NN REPRO_COLLECT=benchmarks/REPRODUCE.md` replaces its section and this "
+    "summary; the numbers are kept in `REPRODUCE.json` beside it). Each chapter ran from a clean checkout of "
+    "the committed book. The committed records come from `make book` (op determinism off); the re-runs seed "
+    "every kernel and turn op determinism on, so they are independent runs of the same recipes, not copies.")
+
+
+def headline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, the row a chapter quotes: its test accuracy, or its val accuracy when it has no test number
+    (an ablation variant)."""
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        by_model.setdefault(r["model"], {})[r["metric"]] = r
+    out = []
+    for metrics in by_model.values():
+        test = metrics.get("test accuracy")
+        pick = test if test and test["committed"] is not None else metrics.get("val accuracy")
+        if pick and pick["committed"] is not None and pick["new"] is not None:
+            out.append(pick)
+    return out
+
+
+def collected_markdown(runs: dict[str, dict[str, Any]]) -> str:
+    """The collected report: a summary of every headline number, then each chapter's section."""
+    lines = ["# Re-runs beside the committed records", "", COLLECTED_INTRO, "",
+             "## Every headline number", "",
+             "The number each chapter quotes for a model: its test accuracy (an ablation variant's validation "
+             "accuracy, its only number), committed and re-run, and whether the difference lies within the 95 % "
+             "retrain tolerance of the seed spread the committed record states. *Spread at*: the budget that "
+             "spread was measured at — the run's own, or a smaller one for the models too costly to train "
+             "several times (labelled so in the chapter and the record).", "",
+             "| chapter | model | metric | committed | re-run | difference | 95 % tolerance | within | spread at |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    n = within = 0
+    for chapter in sorted(runs):
+        for r in headline_rows(runs[chapter]["rows"]):
+            n += 1
+            within += bool(r["within"])
+            w = "—" if r["within"] is None else "yes" if r["within"] else "NO"
+            tol = "—" if r.get("tolerance") is None else f"{r['tolerance']:.4f}"
+            src = r.get("spread_of") or ""
+            at = "—" if not src else "a smaller budget" if "not the full data" in src else "the run's own budget"
+            lines.append(f"| {chapter[:2]} | {r['model']} | {r['metric']} | {r['committed']:.4f} | {r['new']:.4f} | "
+                         f"{r['difference']:+.4f} | {tol} | {w} | {at} |")
+    lines += ["", f"{within} of {n} headline numbers lie within their tolerance.", ""]
+    for chapter in sorted(runs):
+        run = runs[chapter]
+        lines += [f"## Chapter {chapter[:2]}", "",
+                  f"{_run_line(run)} Each new record's accuracy and macro-F1 beside the committed record of the "
+                  "same name, and whether the difference lies within the 95 % retrain tolerance of the seed spread "
+                  f"the committed record states: {run['outside']} outside.", ""]
+        lines += records_report(run["rows"]) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def collect(path: Path, snap: dict[str, Any], tables: dict[str, tuple[list[dict[str, Any]], int]]) -> None:
+    """Put each chapter's comparison (``tables``: chapter → rows and count outside) into the collected report
+    ``path`` and its data ``path.with_suffix('.json')``, replacing that chapter's earlier re-run; both written
+    atomically."""
+    from helpers.io import atomic_write_json, atomic_write_text
+
+    data_path = path.with_suffix(".json")
+    runs = json.loads(data_path.read_text())["runs"] if data_path.is_file() else {}
+    for chapter, (rows, outside) in tables.items():
+        runs[chapter] = {**_run_meta(snap, [chapter]), "rows": rows, "outside": outside}
+    atomic_write_json(data_path, {"runs": runs})
+    atomic_write_text(path, collected_markdown(runs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-run", action="store_true",
                     help="compare the run already in --out (its snapshot.json) instead of running again")
     ap.add_argument("--report", type=Path, help="also write the --records comparison (Markdown) to this file")
+    ap.add_argument("--collect", type=Path,
+                    help="also put each chapter's comparison into this collected report (Markdown, with its data "
+                         "as .json beside it), replacing that chapter's earlier re-run")
     args = ap.parse_args(argv)
     if args.no_run:
         snap = json.loads((args.out / "snapshot.json").read_text())
@@ -275,13 +369,17 @@ def main(argv: list[str] | None = None) -> int:
         snap = run(args.chapters, args.mode, args.out.resolve(), args.deterministic)
     status = 0
     if args.records:
-        names = {k for ch in snap["chapters"].values() for k in ch["records"]}
-        rows, outside = records_table(args.out.resolve() / "results", args.records.resolve(), names)
+        tables = {ch: records_table(args.out.resolve() / "results", args.records.resolve(), set(v["records"]))
+                  for ch, v in snap["chapters"].items()}
+        rows = [r for rs, _ in tables.values() for r in rs]
+        outside = sum(o for _, o in tables.values())
         lines = records_report(rows)
         print("\n".join(lines))
         status = 1 if outside else 0
         if args.report:
             _write_report(args.report, snap, lines, outside)
+        if args.collect:
+            collect(args.collect, snap, tables)
     if args.against:
         ref = json.loads((args.against / "snapshot.json").read_text())
         ref["chapters"] = {k: v for k, v in ref["chapters"].items() if k in snap["chapters"]}
