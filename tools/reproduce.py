@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -312,17 +313,27 @@ def collected_markdown(runs: dict[str, dict[str, Any]]) -> str:
              "| chapter | model | metric | committed | re-run | difference | 95 % tolerance | within | spread at |",
              "|---|---|---|---|---|---|---|---|---|"]
     n = within = 0
+    diffs: list[tuple[float, str]] = []
     for chapter in sorted(runs):
         for r in headline_rows(runs[chapter]["rows"]):
             n += 1
             within += bool(r["within"])
+            diffs.append((abs(r["difference"]), r["model"]))
             w = "—" if r["within"] is None else "yes" if r["within"] else "NO"
             tol = "—" if r.get("tolerance") is None else f"{r['tolerance']:.4f}"
             src = r.get("spread_of") or ""
             at = "—" if not src else "a smaller budget" if "not the full data" in src else "the run's own budget"
             lines.append(f"| {chapter[:2]} | {r['model']} | {r['metric']} | {r['committed']:.4f} | {r['new']:.4f} | "
                          f"{r['difference']:+.4f} | {tol} | {w} | {at} |")
-    lines += ["", f"{within} of {n} headline numbers lie within their tolerance.", ""]
+    lines += ["", f"{within} of {n} headline numbers lie within their tolerance."]
+    if diffs:
+        largest, model = max(diffs)
+        median = statistics.median(d for d, _ in diffs)
+        lines[-1] += (f" The largest difference is {100 * largest:.2f} points ({model}), the median "
+                      f"{100 * median:.2f} points: a tolerance from a smaller budget is most likely wider than the "
+                      "full run's, so these differences say more about how well the book reproduces than the "
+                      "tolerances do.")
+    lines.append("")
     for chapter in sorted(runs):
         run = runs[chapter]
         lines += [f"## Chapter {chapter[:2]}", "",
