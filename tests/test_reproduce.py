@@ -102,7 +102,8 @@ def test_no_run_compares_an_earlier_run_and_writes_the_report(runs, tmp_path, ca
 
 
 def _snapshot(out: Path, chapter: str, records: list[str]) -> None:
-    snap = {"mode": "book", "deterministic": True, "commit": "0123456789abcdef",
+    snap = {"mode": "book", "deterministic": True, "commit": "0123456789abcdef", "cpu": "Test CPU", "cores": 2,
+            "date": "2026-01-02",
             "chapters": {chapter: {"seconds": 60.0, "records": {f"{r}.json": {} for r in records}, "glue": {}}}}
     (out / "snapshot.json").write_text(json.dumps(snap))
 
@@ -121,13 +122,14 @@ def test_collect_keeps_one_section_per_chapter_under_a_summary(runs, tmp_path):
     reproduce.main(args)
     text = report.read_text()
     assert text.count("## Chapter 03") == 1 and text.count("## Chapter 05") == 1
-    assert "of commit 0123456 on" in text
+    assert "of commit 0123456 on Test CPU (2 cores), 2026-01-02: 03_baseline_cnn (1.0 min)" in text
     # the summary: one headline row per model with a committed number, in chapter order
     assert "| 03 | ref_cnn | test accuracy | 0.9100 | 0.9250 | +0.0150 | 0.0122 | NO | the run's own budget |" in text
     assert "| 03 | tta | test accuracy | 0.9800 | 0.9800 | +0.0000 | — | — | — |" in text
     # its spread says "capped set", not "not the full data": only the latter is read as a smaller budget
     assert "| 05 | big_cnn | test accuracy | 0.9700 | 0.9550 | -0.0150 | 0.1217 | yes | the run's own budget |" in text
-    assert "1 of 3 headline numbers lie within their tolerance. The largest difference is 1.50 points (" in text
+    assert "1 of 2 headline numbers lie within their tolerance (1 more state no spread). The largest difference is "\
+        "1.50 points (" in text
     assert "the median 1.50 points" in text
     data = json.loads(report.with_suffix(".json").read_text())
     assert set(data["runs"]) == {"03_baseline_cnn", "05_transfer_resnet50"}
@@ -139,7 +141,7 @@ def test_collect_keeps_one_section_per_chapter_under_a_summary(runs, tmp_path):
     reproduce.main(args)
     text = report.read_text()
     assert text.count("## Chapter 03") == 1 and "| 03 | tta |" not in text
-    assert "2 of 2 headline numbers lie within their tolerance." in text
+    assert "2 of 2 headline numbers lie within their tolerance. The largest" in text
 
 
 def test_headline_row_is_test_accuracy_else_val():
@@ -170,3 +172,10 @@ def test_the_collected_report_compares_with_the_records_committed_now():
                 stale.append(f"{chapter}: {r['model']} {r['metric']}: report {r['committed']}, record {now}")
     assert not stale, "re-run these chapters: " + "; ".join(stale)
     assert (COLLECTED.with_suffix(".md").read_text() == reproduce.collected_markdown(runs))
+
+
+def test_report_and_collect_need_the_committed_records(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        reproduce.main(["--no-run", "--out", str(tmp_path), "--collect", str(tmp_path / "R.md")])
+    assert "give --records too" in capsys.readouterr().err
+    assert not (tmp_path / "R.md").exists()

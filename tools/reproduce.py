@@ -113,10 +113,12 @@ def run(chapters: list[str], mode: str, out: Path, deterministic: bool) -> dict[
         os.environ["IPYTHONDIR"] = str(ipy)
     (out / "results").mkdir(exist_ok=True)
     (out / "notebooks").mkdir(exist_ok=True)
+    from helpers.bench import cpu_model
     from helpers.io import git_commit
 
     snap: dict[str, Any] = {"mode": mode, "deterministic": deterministic, "commit": git_commit(ROOT),
-                            "chapters": {}}
+                            "cpu": cpu_model(), "cores": os.cpu_count(),
+                            "date": time.strftime("%Y-%m-%d", time.gmtime()), "chapters": {}}
     try:
         for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
             if chapters and not nb.name.startswith(tuple(chapters)):
@@ -254,16 +256,19 @@ def records_report(rows: list[dict[str, Any]]) -> list[str]:
 def _run_line(meta: dict[str, Any]) -> str:
     """One sentence saying where and how a re-run ran (its chapters with their minutes)."""
     chapters = ", ".join(f"{k} ({v:.1f} min)" for k, v in meta["minutes"].items())
-    commit = f" of commit {meta['commit'][:7]}" if meta.get("commit") else ""
+    sha = meta.get("commit") or ""
+    commit = f" of commit {sha[:7]}{'+dirty' if sha.endswith('+dirty') else ''}" if sha else ""
     return (f"`tools/reproduce.py --mode {meta['mode']}`{commit} on {meta['cpu']} ({meta['cores']} cores), "
             f"{meta['date']}: {chapters}; op determinism {'on' if meta.get('deterministic') else 'off'}.")
 
 
 def _run_meta(snap: dict[str, Any], chapters: list[str] | None = None) -> dict[str, Any]:
+    """Where, when and how a snapshot's run ran (a snapshot from before these were recorded: this machine, today)."""
     from helpers.bench import cpu_model
 
     return {"mode": snap["mode"], "deterministic": bool(snap.get("deterministic")), "commit": snap.get("commit"),
-            "cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "cpu": snap.get("cpu") or cpu_model(), "cores": snap.get("cores") or os.cpu_count(),
+            "date": snap.get("date") or time.strftime("%Y-%m-%d", time.gmtime()),
             "minutes": {k: round(v["seconds"] / 60, 1) for k, v in snap["chapters"].items()
                         if chapters is None or k in chapters}}
 
@@ -312,12 +317,13 @@ def collected_markdown(runs: dict[str, dict[str, Any]]) -> str:
              "several times (labelled so in the chapter and the record).", "",
              "| chapter | model | metric | committed | re-run | difference | 95 % tolerance | within | spread at |",
              "|---|---|---|---|---|---|---|---|---|"]
-    n = within = 0
+    n = within = unstated = 0
     diffs: list[tuple[float, str]] = []
     for chapter in sorted(runs):
         for r in headline_rows(runs[chapter]["rows"]):
-            n += 1
+            n += r["within"] is not None
             within += bool(r["within"])
+            unstated += r["within"] is None
             diffs.append((abs(r["difference"]), r["model"]))
             w = "—" if r["within"] is None else "yes" if r["within"] else "NO"
             tol = "—" if r.get("tolerance") is None else f"{r['tolerance']:.4f}"
@@ -325,7 +331,8 @@ def collected_markdown(runs: dict[str, dict[str, Any]]) -> str:
             at = "—" if not src else "a smaller budget" if "not the full data" in src else "the run's own budget"
             lines.append(f"| {chapter[:2]} | {r['model']} | {r['metric']} | {r['committed']:.4f} | {r['new']:.4f} | "
                          f"{r['difference']:+.4f} | {tol} | {w} | {at} |")
-    lines += ["", f"{within} of {n} headline numbers lie within their tolerance."]
+    lines += ["", f"{within} of {n} headline numbers lie within their tolerance"
+              + (f" ({unstated} more state no spread)." if unstated else ".")]
     if diffs:
         largest, model = max(diffs)
         median = statistics.median(d for d, _ in diffs)
@@ -374,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also put each chapter's comparison into this collected report (Markdown, with its data "
                          "as .json beside it), replacing that chapter's earlier re-run")
     args = ap.parse_args(argv)
+    if (args.report or args.collect) and not args.records:
+        ap.error("--report and --collect compare with the committed records: give --records too")
     if args.no_run:
         snap = json.loads((args.out / "snapshot.json").read_text())
     else:
