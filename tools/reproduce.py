@@ -273,13 +273,17 @@ def _run_meta(snap: dict[str, Any], chapters: list[str] | None = None) -> dict[s
                         if chapters is None or k in chapters}}
 
 
+def _report_head(meta: dict[str, Any], outside: int) -> str:
+    """The sentence that opens a re-run's report: where it ran, what the table compares, how many lie outside."""
+    return (f"{_run_line(meta)} Each new record's accuracy and macro-F1 beside the committed record of the same "
+            "name, and whether the difference lies within the 95 % retrain tolerance of the seed spread the "
+            f"committed record states: {outside} outside.")
+
+
 def _write_report(path: Path, snap: dict[str, Any], lines: list[str], outside: int) -> None:
     from helpers.io import atomic_write_text
 
-    head = ["# A re-run beside the committed records", "",
-            f"{_run_line(_run_meta(snap))} Each new record's accuracy and macro-F1 "
-            "beside the committed record of the same name, and whether the difference lies within the 95 % "
-            f"retrain tolerance of the seed spread the committed record states: {outside} outside.", ""]
+    head = ["# A re-run beside the committed records", "", _report_head(_run_meta(snap), outside), ""]
     atomic_write_text(path, "\n".join(head + lines) + "\n")
 
 
@@ -343,10 +347,7 @@ def collected_markdown(runs: dict[str, dict[str, Any]]) -> str:
     lines.append("")
     for chapter in sorted(runs):
         run = runs[chapter]
-        lines += [f"## Chapter {chapter[:2]}", "",
-                  f"{_run_line(run)} Each new record's accuracy and macro-F1 beside the committed record of the "
-                  "same name, and whether the difference lies within the 95 % retrain tolerance of the seed spread "
-                  f"the committed record states: {run['outside']} outside.", ""]
+        lines += [f"## Chapter {chapter[:2]}", "", _report_head(run, run["outside"]), ""]
         lines += records_report(run["rows"]) + [""]
     return "\n".join(lines).rstrip() + "\n"
 
