@@ -29,7 +29,8 @@ def _preds(split: str, seed: int) -> Predictions:
     return Predictions(paths, np.arange(len(CLASSES)), np.random.default_rng(seed).dirichlet(np.ones(8), 8))
 
 
-def _save(tmp_path, predictions, **kw):
+def _save(tmp_path, predictions, **kw):  # made-up image paths: no scores file (tests/test_scores.py)
+    kw.setdefault("save_scores", False)
     return save_run(_model(), "tiny_run", DATA, predictions, image_size=8, epochs=2, train_seconds=3.14159,
                     weights_source=dict(FROM_SCRATCH), seed=7, mode="smoke", results_directory=tmp_path / "res",
                     models_directory=tmp_path / "models", **kw)

@@ -22,19 +22,50 @@ def repository_url() -> str:
     return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
 
 
-def setup_cell(url: str) -> str:
-    return ("# Setup: on Colab/Kaggle install the book's helpers (locally, `make setup` installed them).\n"
+def package_version() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    return next(ln.split('"')[1] for ln in text.splitlines() if ln.startswith("version = "))
+
+
+def setup_cell(url: str, book_version: str) -> str:
+    """The setup cell: installs the helpers of this version of the book (the tag ``v<version>``) unless the
+    book's own package is installed at that version; any other module named ``helpers`` does not count."""
+    return ("# Setup: on Colab or Kaggle, install the helpers of this version of the book.\n"
+            "from importlib.metadata import PackageNotFoundError, version\n"
+            "\n"
+            f'BOOK_VERSION = "{book_version}"\n'
+            f'REPO = "git+{url}"\n'
             "try:\n"
-            "    import helpers\n"
-            "except ImportError:  # pragma: no cover\n"
-            f'    %pip install -q "bloodcells-helpers @ git+{url}"\n'
-            "    import helpers")
+            '    installed = version("bloodcells-helpers")\n'
+            "except PackageNotFoundError:  # a fresh Colab or Kaggle machine\n"
+            "    installed = None\n"
+            "if installed != BOOK_VERSION:\n"
+            '    %pip install -q "bloodcells-helpers @ {REPO}@v{BOOK_VERSION}"')
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_the_first_code_cell_installs_from_the_configured_repository(nb):
     cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
-    assert "".join(cells[0]["source"]).strip() == setup_cell(repository_url())
+    assert "".join(cells[0]["source"]).strip() == setup_cell(repository_url(), package_version())
+
+
+def test_the_setup_cell_installs_the_tag_of_the_packages_version():
+    from importlib.metadata import version
+
+    cell = setup_cell(repository_url(), package_version())
+    assert f'BOOK_VERSION = "{package_version()}"' in cell and "@v{BOOK_VERSION}" in cell
+    assert version("bloodcells-helpers") == package_version()  # the installed package is this checkout's
+    assert max(map(len, cell.splitlines())) <= 80  # no code line scrolls sideways on the page
+
+
+def test_the_declared_minimum_versions_are_the_ones_the_code_needs():
+    """Keras >= 3.8: chapter 2's colour augmentation uses keras.layers.RandomHue / RandomSaturation."""
+    tomllib = pytest.importorskip("tomllib", reason="Python < 3.11 has no tomllib")
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "keras>=3.8" in deps
+    import keras
+
+    assert hasattr(keras.layers, "RandomHue") and hasattr(keras.layers, "RandomSaturation")
 
 
 def test_the_package_depends_on_tensorflow_not_the_cpu_build():

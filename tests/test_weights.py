@@ -11,12 +11,15 @@ import pytest
 from helpers.io import file_digest
 from helpers.weights import (
     KIND_CACHE,
+    KIND_DOWNLOAD,
     KIND_LOCAL,
     KIND_RANDOM,
     RANDOM_LABEL,
     WeightsNotFoundError,
+    application,
     check_family,
     describe,
+    families,
     is_pretrained,
     load_base,
     resolve_weights,
@@ -25,6 +28,11 @@ from helpers.weights import (
 WEIGHTS_DIR = os.environ.get("KERAS_WEIGHTS_DIR")
 MNV2_FILE = "mobilenet_v2_1.00_224_notop.weights.h5"
 RN50_FILE = "resnet50_notop.weights.h5"
+# What Keras' weights="imagenet" download must ask for: the no-top files of the 224-px networks the book uses.
+KERAS_FILES = {"vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+               "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+               "mobilenetv2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"}
+FIRST_CONV = {"vgg19": "block1_conv1", "resnet50": "conv1_conv", "mobilenetv2": "Conv1"}
 
 
 def _real(name: str) -> Path | None:
@@ -46,6 +54,36 @@ def no_weights(monkeypatch, tmp_path):
     monkeypatch.delenv("KERAS_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     return tmp_path
+
+
+@pytest.fixture
+def fake_download(monkeypatch, tmp_path):
+    """Keras' file download stubbed: it records the names asked for and writes a random file of Keras' layout."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+    from keras.src.utils import file_utils
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("KERAS_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    asked: list[str] = []
+    kernels: dict[str, np.ndarray] = {}
+
+    def get_file(fname, origin=None, cache_subdir="datasets", **kwargs):
+        asked.append(fname)
+        family = next(f for f in families() if fname.replace("_", "").startswith(f))
+        model = application(family)(include_top=False, weights=None, input_shape=(224, 224, 3))
+        kernels[family] = model.get_layer(FIRST_CONV[family]).get_weights()[0]
+        path = tmp_path / "keras_home" / cache_subdir / fname
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(path, "w") as f:  # the legacy layout of Keras' official *.h5 files
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+        return str(path)
+
+    monkeypatch.setattr(file_utils, "get_file", get_file)  # the name keras.applications call
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    return asked, kernels, tmp_path / "keras_home" / "models"
 
 
 def test_family_names_are_normalised_and_unknown_ones_rejected():
@@ -111,6 +149,16 @@ def test_a_broken_file_fails_with_a_clear_message(tmp_path):
     prov = resolve_weights("mobilenetv2", f)
     with pytest.raises(WeightsNotFoundError, match="Loading the mobilenetv2 weights from .* failed"):
         load_base("mobilenetv2", 32, prov)
+
+
+@pytest.mark.parametrize("family", ["vgg19", "resnet50", "mobilenetv2"])
+def test_download_fetches_the_224_file_that_is_then_found_and_loads(family, fake_download):
+    asked, kernels, cache = fake_download
+    prov = resolve_weights(family, allow_download=True)
+    assert asked == [KERAS_FILES[family]]  # MobileNetV2 at 96 px once asked for the 96-px network's file
+    assert prov["kind"] == KIND_DOWNLOAD and prov["path"] == str((cache / KERAS_FILES[family]).resolve())
+    base = load_base(family, 96, prov, pooling=None)
+    np.testing.assert_array_equal(base.get_layer(FIRST_CONV[family]).get_weights()[0], kernels[family])
 
 
 @needs_mnv2

@@ -214,26 +214,40 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
     return GradCam(np.concatenate(maps), np.concatenate(classes), np.concatenate(probs), target.name)
 
 
-def logits(model, images, batch_size: int = 32) -> np.ndarray | None:
-    """Pre-softmax logits of a model ending in ``Dense(softmax)`` (also inside a nested head); ``None``
-    (logged) when it ends otherwise. One eager pass, ``training=False``. For a TTA wrapper
-    (:mod:`helpers.tta`) the logits of the single-view model, averaged over the same views."""
+def logits_fn(model):
+    """A function ``x -> logits`` (NumPy, ``training=False``) for a model ending in ``Dense(softmax)`` (also
+    inside a nested head), traced once; ``None`` (logged) when it ends otherwise. For a TTA wrapper
+    (:mod:`helpers.tta`): the single-view model's logits, averaged over the same views."""
     from .tta import dihedral, is_tta, tta_core, tta_views
 
-    x_all = np.asarray(images, dtype="float32")
     if is_tta(model):
-        core, views = tta_core(model), tta_views(model)
-        per_view = [logits(core, np.asarray(dihedral(x_all, k)), batch_size) for k in range(views)]
-        return None if per_view[0] is None else np.mean(per_view, axis=0)
-    head = final_softmax_dense(model)
-    if head is None:
+        core, views = logits_fn(tta_core(model)), tta_views(model)
+        if core is None:
+            return None
+        return lambda x: np.mean([core(np.asarray(dihedral(x, k))) for k in range(views)], axis=0)
+    if final_softmax_dense(model) is None:
         log.info("model %s does not end in Dense(softmax): no logits available", model.name)
         return None
+    import tensorflow as tf
+
     traced, names = _trace(model)
-    out = []
-    for s in range(0, len(x_all), batch_size):
-        out.append(np.asarray(traced(x_all[s:s + batch_size], training=False)[names.index("logits")]))
-    return np.concatenate(out) if out else np.zeros((0, head.units), "float32")
+    k = names.index("logits")
+    fn = tf.function(lambda x: traced(x, training=False)[k], reduce_retracing=True)  # traced once, not eager
+    return lambda x: np.asarray(fn(tf.convert_to_tensor(np.asarray(x, dtype="float32"))))
+
+
+def logits(model, images, batch_size: int = 32) -> np.ndarray | None:
+    """Pre-softmax logits of ``images`` (see :func:`logits_fn`); ``None`` when the model has none."""
+    fn = logits_fn(model)
+    if fn is None:
+        return None
+    x_all = np.asarray(images, dtype="float32")
+    out = [fn(x_all[s:s + batch_size]) for s in range(0, len(x_all), batch_size)]
+    if not out:
+        from .tta import tta_core
+
+        return np.zeros((0, final_softmax_dense(tta_core(model)).units), "float32")
+    return np.concatenate(out)
 
 
 def overlay(image, heatmap, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:

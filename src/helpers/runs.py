@@ -3,7 +3,9 @@
 :func:`save_run` is the only writer of training results: every chapter (from-scratch CNNs,
 transfer learning, test-time augmentation) and the stand-in model of a smoke run call it. The
 record goes to the results registry (:mod:`helpers.results`), the bundle — model, sidecar and the
-saved predictions — to ``outputs/models/<name>`` (:mod:`helpers.export`).
+saved predictions — to ``outputs/models/<name>`` (:mod:`helpers.export`), and, for a model scored on the
+test split, its scores (probabilities and logits) to ``results/scores/<name>.npz`` (:mod:`helpers.scores`),
+which the evaluation chapter reads.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class SavedRun:
 def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, image_size: int, epochs: int,
              train_seconds: float, weights_source: Any, seed: int, mode: str = "book",
              record: Mapping[str, Any] | None = None, bundle: Mapping[str, Any] | None = None,
-             preprocessing: str | None = None, save_model: bool = True,
+             preprocessing: str | None = None, save_model: bool = True, save_scores: bool = True,
              results_directory: str | os.PathLike | None = None,
              models_directory: str | os.PathLike | None = None) -> SavedRun:
     """Write the record ``<results>/<name>.json`` and (``save_model``) the bundle ``<models>/<name>``.
@@ -43,6 +45,7 @@ def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, 
     ``data`` is the :class:`helpers.data.SplitData` the model was trained on (its provenance is recorded).
     The bundle also stores the out-of-distribution threshold chosen on the validation predictions
     (:func:`helpers.ood.fit_threshold`), which the command line and the app warn with.
+    ``save_scores``: with test predictions, also write the scores file (:func:`helpers.scores.save_scores`).
     """
     from .config import output_dir
     from .export import save_bundle
@@ -70,5 +73,12 @@ def save_run(model, name: str, data, predictions: Mapping[str, Predictions], *, 
         folder = save_bundle(model, d / name, image_size=image_size, weights_source=weights_source,
                              metrics=metrics, data=provenance, predictions=dict(predictions), classes=classes,
                              **extra)
+    if save_scores and "test" in predictions:
+        from .scores import SMOKE_BCCD_LIMIT
+        from .scores import save_scores as write_scores
+
+        rec["scores"] = write_scores(model, name, predictions, image_size=image_size,
+                                     data_root=getattr(data, "root", None), directory=results_directory,
+                                     bccd_limit=SMOKE_BCCD_LIMIT if mode == "smoke" else None, seed=seed)
     path = write_record(rec, results_directory)
     return SavedRun(record=rec, record_path=path, bundle=folder)

@@ -41,6 +41,8 @@ FILE_NAMES: dict[str, tuple[str, ...]] = {
     "mobilenetv2": ("mobilenet_v2_1.00_224_notop.weights.h5",
                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
 }
+# Input shape the download is built at, so that Keras fetches the file of the 224-px network (one of FILE_NAMES).
+DOWNLOAD_SHAPE = (224, 224, 3)
 # Checksums of files whose origin is documented (README of the weights, Keras' own hashes).
 KNOWN_SHA256: dict[str, str] = {
     "dd879f1e149b4a9586f8a2b8c2e03f9a8a84024d04b137b912f025e3ed149011":
@@ -196,14 +198,23 @@ def _random(family: str, why: str) -> dict[str, Any]:
 
 
 def _download(family: str) -> dict[str, Any]:
-    """Let Keras download the official file (it lands in Keras' cache); return its provenance."""
+    """Let Keras download the official no-top file (it lands in Keras' cache); return its provenance.
+
+    Built at :data:`DOWNLOAD_SHAPE`: MobileNetV2 picks its file by input size, and only the 224-px network
+    is the one the book uses (at 96 px Keras would fetch the 96-px network, a different model). The no-top
+    file then loads at every size, e.g. ``load_base(family, 96, provenance)``.
+    """
     import keras
 
-    application(family)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
+    application(family)(include_top=False, weights="imagenet", input_shape=DOWNLOAD_SHAPE)
     keras.backend.clear_session()
-    f = _in_folder(keras_cache_dir(), family)
+    from keras.src.backend.config import keras_home  # Keras reads $KERAS_HOME once, when it is imported
+
+    folders = dict.fromkeys((keras_cache_dir(), Path(keras_home()) / "models"))
+    f = next((f for f in map(lambda d: _in_folder(d, family), folders) if f), None)
     if f is None:  # pragma: no cover - Keras stored it somewhere else
-        raise WeightsNotFoundError(f"Keras downloaded the {family} weights but they are not in {keras_cache_dir()}")
+        raise WeightsNotFoundError(f"Keras downloaded the {family} weights but they are not in "
+                                   f"{' or '.join(map(str, folders))}")
     return _found(KIND_DOWNLOAD, family, f, "download by Keras (weights='imagenet')")
 
 

@@ -1,0 +1,161 @@
+"""A model's saved scores: what the evaluation chapter needs, without the model.
+
+When a training chapter saves a model that was scored on the test split (:func:`helpers.runs.save_run`),
+it also writes ``<results>/scores/<name>.npz`` beside the record: the probabilities and logits of the
+model on every validation and test cell (relative paths, true labels) and on the white cells cropped from
+the BCCD smears (when BCCD is configured). The record names the file and its sha256. The evaluation chapter
+computes its tables, tests, calibration, ensemble choice and figures from these files alone, so it runs on a
+fresh machine that has neither the trained models nor the data.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .predictions import Predictions
+
+log = logging.getLogger("helpers.scores")
+
+FOLDER = "scores"
+SPLITS = ("val", "test")
+BCCD_CROP_SIZE = 256  # px: crops are cut at this size, then resized to each model's input as in training
+BCCD_MARGIN = 0.5     # margin around a BCCD box, share of its longer side (the cell then fills about half)
+SMOKE_BCCD_LIMIT = 16
+
+
+class ScoresError(ValueError):
+    """A scores file is missing, unreadable or not the one its record names."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One model's saved scores: ``splits`` (val, test) as :class:`Predictions` with relative paths,
+    ``logits`` per split and for ``"bccd"`` (``None`` where the model has no pre-softmax layer), and the
+    BCCD crops' probabilities with the crops' ids (``"<image>#<box>"``)."""
+
+    name: str
+    image_size: int
+    splits: dict[str, Predictions]
+    logits: dict[str, np.ndarray | None]
+    bccd_probs: np.ndarray | None = None
+    bccd_ids: tuple[str, ...] = field(default_factory=tuple)
+
+
+def relative_paths(paths: Sequence[str], root: str | os.PathLike | None) -> tuple[str, ...]:
+    """``paths`` relative to the data root, as POSIX strings (no machine path in a committed file)."""
+    if root is None:
+        return tuple(Path(p).name for p in paths)
+    r = Path(root)
+    return tuple(Path(p).relative_to(r).as_posix() if Path(p).is_relative_to(r) else Path(p).name for p in paths)
+
+
+def _logits_over(model, paths: Sequence[str], labels, image_size: int, batch_size: int = 128) -> np.ndarray | None:
+    from .explain import logits_fn
+    from .pipeline import make_dataset
+
+    fn = logits_fn(model)
+    if fn is None:
+        return None
+    ds = make_dataset(list(paths), labels, image_size, batch_size, cache=False)
+    return np.concatenate([fn(x.numpy()) for x, _ in ds]).astype("float32")
+
+
+def bccd_crops(limit: int | None = None, seed: int = 42):
+    """The white-cell crops of the configured BCCD copy (:mod:`helpers.domain`), or ``None`` without BCCD."""
+    from .domain import BCCDNotFound, bccd_root
+
+    try:
+        root = bccd_root()
+    except BCCDNotFound as e:
+        log.info("no BCCD crops scored: %s", e)
+        return None
+    return _crops(str(root), limit, seed)
+
+
+@lru_cache(maxsize=2)  # a chapter saves several models: crop once
+def _crops(root: str, limit: int | None, seed: int):
+    from .domain import bccd_boxes, crop_boxes
+
+    return crop_boxes(bccd_boxes(root), size=BCCD_CROP_SIZE, margin=BCCD_MARGIN, limit=limit, seed=seed)
+
+
+def score_bccd(model, image_size: int, limit: int | None = None, seed: int = 42):
+    """``(ids, probs, logits)`` of ``model`` on the BCCD crops at its input size; ``None`` without BCCD."""
+    from .explain import logits_fn
+    from .predict import to_model_input
+    from .predictions import predict_array
+
+    crops = bccd_crops(limit, seed)
+    if crops is None or not len(crops.images):
+        return None
+    x = np.stack([to_model_input(c, image_size) for c in crops.images])
+    ids = tuple(f"{r.image}#{r.box}" for r in crops.meta.itertuples())
+    fn = logits_fn(model)
+    z = None if fn is None else np.concatenate([fn(x[i:i + 64]) for i in range(0, len(x), 64)]).astype("float32")
+    return ids, predict_array(model, x).astype("float32"), z
+
+
+def save_scores(model, name: str, predictions: Mapping[str, Predictions], *, image_size: int,
+                data_root: str | os.PathLike | None, directory: str | os.PathLike | None = None,
+                bccd_limit: int | None = None, seed: int = 42) -> dict[str, Any]:
+    """Score ``model`` once more for its logits, write ``<results>/scores/<name>.npz`` atomically and return
+    what the record says of it: ``{"file", "sha256", "bccd_crops", "logits"}``."""
+    from .config import results_dir
+    from .io import atomic_write_bytes, file_digest
+
+    arrays: dict[str, np.ndarray] = {}
+    has_logits = True
+    for split in SPLITS:
+        p = predictions[split]
+        arrays[f"{split}_paths"] = np.asarray(relative_paths(p.paths, data_root), dtype=str)
+        arrays[f"{split}_y"] = p.y_true
+        arrays[f"{split}_probs"] = p.probs.astype("float32")
+        z = _logits_over(model, p.paths, p.y_true, image_size)
+        if z is not None:
+            arrays[f"{split}_logits"] = z
+        has_logits = has_logits and z is not None
+    arrays["classes"] = np.asarray(predictions["val"].class_names(), dtype=str)
+    arrays["image_size"] = np.asarray(int(image_size))
+    bccd = score_bccd(model, image_size, bccd_limit, seed)
+    if bccd is not None:
+        arrays["bccd_ids"] = np.asarray(bccd[0], dtype=str)
+        arrays["bccd_probs"] = bccd[1]
+        if bccd[2] is not None:
+            arrays["bccd_logits"] = bccd[2]
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    path = atomic_write_bytes(results_dir(directory) / FOLDER / f"{name}.npz", buf.getvalue())
+    return {"file": f"{FOLDER}/{path.name}", "sha256": file_digest(path),
+            "bccd_crops": None if bccd is None else len(bccd[0]), "logits": has_logits}
+
+
+def load_scores(record: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Scores:
+    """The scores a record names, checked against the sha256 the record holds."""
+    from .config import results_dir
+    from .io import file_digest
+
+    meta = record.get("scores")
+    if not meta:
+        raise ScoresError(f"the record of {record.get('model')!r} names no scores file: re-run its chapter")
+    path = results_dir(directory) / meta["file"]
+    if not path.is_file():
+        raise ScoresError(f"{meta['file']} (scores of {record['model']!r}) is missing from the results folder")
+    if file_digest(path) != meta["sha256"]:
+        raise ScoresError(f"{meta['file']} is not the file the record of {record['model']!r} was written with "
+                          "(sha256 differs): re-run its chapter, or restore both from the same commit")
+    with np.load(path) as z:
+        classes = tuple(z["classes"].tolist())
+        splits = {s: Predictions(tuple(z[f"{s}_paths"].tolist()), z[f"{s}_y"], z[f"{s}_probs"], classes)
+                  for s in SPLITS}
+        logits = {k: (z[f"{k}_logits"] if f"{k}_logits" in z.files else None) for k in (*SPLITS, "bccd")}
+        bccd = z["bccd_probs"] if "bccd_probs" in z.files else None
+        ids = tuple(z["bccd_ids"].tolist()) if "bccd_ids" in z.files else ()
+        return Scores(str(record["model"]), int(z["image_size"]), splits, logits, bccd, ids)

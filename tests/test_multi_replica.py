@@ -1,0 +1,104 @@
+"""The gpu profile on two replicas (Kaggle's "GPU T4 x2"), played by two logical CPU devices.
+
+Under ``tf.distribute.MirroredStrategy`` a last batch smaller than the number of replicas leaves one replica an
+empty shard, and Keras fails on it in ``fit``, ``evaluate`` and ``predict`` (keras-team/keras#19246). The counts
+below are chosen so that each phase meets such a batch: 17 val images (17 = 4 * 4 + 1: phase 2's validation),
+22 training images trained in batches of 3 (22 = 7 * 3 + 1: phase 3's training). The script runs in a fresh
+interpreter because the logical devices must be configured before TensorFlow initialises its devices.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = r"""
+import json, os, sys, traceback
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from PIL import Image
+
+from helpers import CLASSES
+from helpers.transfer import (distribution_strategy, evaluate, extract, head_probs, phase1, phase2, phase3, recipe,
+                              record_fields, start_run)
+from helpers.weights import resolve_weights
+
+tmp = os.environ["BLOODCELLS_OUTPUT_DIR"]
+rng = np.random.default_rng(0)
+
+
+class Data:  # the part of helpers.data.SplitData that the phases use: 22 training and 17 val images
+    classes, dataset = CLASSES, "pbc"
+
+    def __init__(self, counts):
+        self._paths, self._labels = {}, {}
+        for split, n in counts.items():
+            y = np.arange(n) % len(CLASSES)
+            self._paths[split] = []
+            for i, k in enumerate(y):
+                img = np.clip(30 * k + rng.normal(0, 20, (40, 40, 3)), 0, 255).astype("uint8")
+                Image.fromarray(img).save(p := os.path.join(tmp, f"{split}_{i}.png"))
+                self._paths[split].append(p)
+            self._labels[split] = y
+
+    def paths(self, split):
+        return self._paths[split]
+
+    def labels(self, split):
+        return self._labels[split]
+
+
+def accuracy(probs, y):
+    return float((np.asarray(probs).argmax(1) == y).mean())
+
+
+data = Data({"train": 22, "val": 17, "test": 5})
+yva = data.labels("val")
+r = recipe("mobilenetv2", "gpu", "smoke", image_size=32, batch_size=4)
+strategy = distribution_strategy(r.profile, devices=["/cpu:0", "/cpu:1"])
+run = start_run(r.family, r.image_size, resolve_weights(r.family, "random", allow_random=True), r.split_layer,
+                batch_size=r.batch_size, profile=r.profile, strategy=strategy)
+extract(run, data, cache=False)
+out = {"replicas": strategy.num_replicas_in_sync, "errors": {}}
+try:  # phase 1: the head (Dense layers) in batches of 16 on the pooled features
+    h = phase1(run, epochs=1)
+    out["p1"] = [h["val_accuracy"][-1], accuracy(run.head.predict(run.pooled["val"], verbose=0), yva)]
+except Exception as e:
+    out["errors"]["phase 1"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-3:]}"
+try:  # phase 2: the convolutional top + head, batches of 4: the last val batch holds 1 image
+    h = phase2(run, epochs=1)
+    out["p2"] = [h["val_accuracy"][-1], accuracy(head_probs(run.top, run.head, run.features["val"][0]), yva)]
+except Exception as e:
+    out["errors"]["phase 2"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-3:]}"
+run.batch_size = 3  # phase 3 trains the whole network in batches of 3: the last one holds 1 image
+try:
+    h = phase3(run, data, epochs=1, lr=1e-4, patience=None)
+    out["p3"] = [h["val_accuracy"][-1], accuracy(evaluate(run, data)["val"].probs, yva)]
+    out["record_replicas"] = record_fields(run)["replicas"]
+except Exception as e:
+    out["errors"]["phase 3"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-3:]}"
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # builds MobileNetV2 and trains it three times on two replicas (about 30 s)
+def test_every_phase_runs_on_two_replicas_with_uneven_last_batches(tmp_path):
+    env = {**os.environ, "PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+           "BLOODCELLS_OUTPUT_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    out = json.loads(lines[-1].removeprefix("RESULT "))
+    assert out["replicas"] == 2
+    assert out["errors"] == {}
+    for phase in ("p1", "p2", "p3"):  # Keras' val accuracy is the accuracy over all 17 val images
+        reported, recomputed = out[phase]
+        assert reported == pytest.approx(recomputed, abs=1e-6), phase
+    assert out["record_replicas"] == 2

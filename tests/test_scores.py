@@ -1,0 +1,118 @@
+"""helpers.scores: the scores a training run saves for the evaluation chapter (no model needed to read them)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+keras = pytest.importorskip("keras")
+
+from synthetic import make_synthetic_pbc  # noqa: E402
+
+from helpers import CLASSES  # noqa: E402
+from helpers.data import load_split  # noqa: E402
+from helpers.explain import logits  # noqa: E402
+from helpers.pipeline import load_images  # noqa: E402
+from helpers.predictions import predict_split  # noqa: E402
+from helpers.runs import FROM_SCRATCH, save_run  # noqa: E402
+from helpers.scores import ScoresError, load_scores  # noqa: E402
+from helpers.tta import dihedral, tta_model  # noqa: E402
+
+SIZE = 16
+VOC = ("<annotation><filename>{name}.jpg</filename><size><width>64</width><height>48</height></size>"
+       "{objects}</annotation>")
+OBJ = "<object><name>WBC</name><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object>"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = make_synthetic_pbc(tmp_path_factory.mktemp("pbc"), n_per_class=12)
+    return load_split(root, progress=False)
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
+    return keras.Model(inp, keras.layers.Dense(len(CLASSES), activation="softmax")(x), name="tiny")
+
+
+def _bccd(tmp_path):
+    root = tmp_path / "BCCD"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    rng = np.random.default_rng(0)
+    for i, boxes in enumerate([[(10, 10, 40, 30)], [(5, 5, 30, 40), (30, 8, 60, 44)]]):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"im{i}.jpg")
+        (root / "Annotations" / f"im{i}.xml").write_text(
+            VOC.format(name=f"im{i}", objects="".join(OBJ.format(*b) for b in boxes)))
+    return root
+
+
+def _save(model, data, tmp_path, name="tiny_run"):
+    preds = {s: predict_split(model, data, s, SIZE) for s in ("val", "test")}
+    run = save_run(model, name, data, preds, image_size=SIZE, epochs=1, train_seconds=1.0,
+                   weights_source=dict(FROM_SCRATCH), seed=1, mode="book", results_directory=tmp_path / "res",
+                   models_directory=tmp_path / "models")
+    return run, preds
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_scores_round_trip_with_logits_and_bccd(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("BLOODCELLS_BCCD_DIR", str(_bccd(tmp_path)))
+    run, preds = _save(_model(), data, tmp_path)
+    meta = json.loads(run.record_path.read_text())["scores"]
+    assert meta["file"] == "scores/tiny_run.npz" and meta["bccd_crops"] == 3 and meta["logits"] is True
+    s = load_scores(run.record, tmp_path / "res")
+    assert s.image_size == SIZE and s.bccd_ids == ("im0.jpg#0", "im1.jpg#0", "im1.jpg#1")
+    for split in ("val", "test"):
+        q, p = s.splits[split], preds[split]
+        np.testing.assert_array_equal(q.y_true, p.y_true)
+        np.testing.assert_array_equal(q.probs, p.probs)
+        assert all(not a.startswith("/") and a.split("/")[0] in CLASSES for a in q.paths)  # no machine path
+        assert [a.split("/")[-1] for a in q.paths] == [a.split("/")[-1] for a in p.paths]
+        np.testing.assert_allclose(_softmax(s.logits[split]), p.probs, atol=1e-5)  # the model's own logits
+    assert s.bccd_probs.shape == (3, len(CLASSES)) and s.logits["bccd"].shape == (3, len(CLASSES))
+    np.testing.assert_allclose(_softmax(s.logits["bccd"]), s.bccd_probs, atol=1e-5)
+
+
+def test_a_changed_or_missing_file_is_refused(data, tmp_path, monkeypatch):
+    monkeypatch.delenv("BLOODCELLS_BCCD_DIR", raising=False)
+    run, _ = _save(_model(), data, tmp_path)
+    s = load_scores(run.record, tmp_path / "res")
+    assert s.bccd_probs is None and s.logits["bccd"] is None and run.record["scores"]["bccd_crops"] is None
+    path = tmp_path / "res" / "scores" / "tiny_run.npz"
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ScoresError, match="sha256"):
+        load_scores(run.record, tmp_path / "res")
+    path.unlink()
+    with pytest.raises(ScoresError, match="missing"):
+        load_scores(run.record, tmp_path / "res")
+    with pytest.raises(ScoresError, match="re-run"):
+        load_scores({"model": "old"}, tmp_path / "res")
+
+
+def test_a_tta_model_saves_the_views_average(data, tmp_path, monkeypatch):
+    monkeypatch.delenv("BLOODCELLS_BCCD_DIR", raising=False)
+    core = _model(3)
+    run, preds = _save(tta_model(core, views=2), data, tmp_path, "tiny_tta")
+    s = load_scores(run.record, tmp_path / "res")
+    np.testing.assert_array_equal(s.splits["test"].probs, preds["test"].probs)
+    x = load_images(data.paths("test"), SIZE).astype("float32")
+    views = [logits(core, np.asarray(dihedral(x, k))) for k in range(2)]
+    np.testing.assert_allclose(s.logits["test"], np.mean(views, axis=0), atol=1e-5)
+
+
+def test_without_test_predictions_no_scores_are_written(data, tmp_path):
+    model = _model()
+    run = save_run(model, "val_only", data, {"val": predict_split(model, data, "val", SIZE)}, image_size=SIZE,
+                   epochs=1, train_seconds=1.0, weights_source=dict(FROM_SCRATCH), seed=1,
+                   results_directory=tmp_path / "res", save_model=False)
+    assert "scores" not in run.record and not (tmp_path / "res" / "scores").exists()
