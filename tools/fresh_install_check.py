@@ -1,17 +1,21 @@
-"""A reader's first run, checked: a fresh venv, the helpers installed as the setup cell installs them, no data.
+"""A reader's first run, checked: a fresh venv, the helpers installed by the setup cell itself, no data.
 
-    python tools/fresh_install_check.py [--chapters 01 03] [--keep DIR]     # make fresh-install-check
+    python tools/fresh_install_check.py [--chapters 01 03 06] [--oldest] [--keep DIR]  # make fresh-install-check
 
-1. ``python -m venv`` in a scratch folder; ``pip install "bloodcells-helpers @ git+file://<checkout>"`` — the
-   setup cell's ``%pip install "bloodcells-helpers @ git+<repository>"`` with the committed checkout standing in
-   for the repository (what is committed is what is installed) — plus the Jupyter parts a platform already has
-   (``papermill``, ``ipykernel``). No ``requirements.txt``: the package's own dependencies must be enough.
+1. ``python -m venv`` in a scratch folder with only the Jupyter parts a platform already has (``papermill``,
+   ``ipykernel``; with ``--oldest`` also the oldest TensorFlow and Keras that ``pyproject.toml`` declares).
+   The committed checkout is cloned and tagged ``v<version>`` (what is committed is what is installed); the
+   chapters' setup cells, pointed at that clone instead of the public repository, install the helpers from
+   the tag themselves. No ``requirements.txt``: the package's own dependencies must be enough.
 2. A generated PBC zip with the published image count of every class (17,092 tiny JPEGs, nested, with macOS
    junk) is served on 127.0.0.1; ``$BLOODCELLS_PBC_URL`` points the download at it. No ``BLOODCELLS_DATA_DIR``,
-   no ``../shared``, no weights.
+   no ``../shared``, no local weights: Keras' own ``weights="imagenet"`` download runs, its requests for the
+   official files routed (by a ``sitecustomize`` in the venv) to 127.0.0.1, which serves MobileNetV2's
+   224-px no-top file in Keras' layout, made from ``$KERAS_WEIGHTS_DIR``'s copy (chapter 6 is left out, with
+   a reason, where there is none).
 3. The chapters are copied into a folder outside the checkout and executed there in smoke mode, as a reader
    on Colab would open them one by one. Each must run to its end; chapter 1 must report the downloaded
-   images, and the records must carry the zip's SHA-256.
+   images, the records must carry the zip's SHA-256, and chapter 6's record must name the downloaded file.
 
 Prints one line per step and a summary; exit code 0 when every chapter ran. Needs the package registry.
 """
@@ -57,10 +61,53 @@ def official_zip() -> bytes:
     return out.getvalue()
 
 
-def serve(body: bytes, name: str) -> tuple[http.server.ThreadingHTTPServer, str]:
+MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"
+SITECUSTOMIZE = f'''"""Fresh-install check only: Keras' weight downloads go to the stand-in server on 127.0.0.1."""
+import os
+import urllib.request
+
+_origin = os.environ.get("BLOODCELLS_CHECK_KERAS_ORIGIN")
+if _origin:
+    _urlopen = urllib.request.urlopen
+
+    def urlopen(url, *args, **kwargs):
+        full = url if isinstance(url, str) else url.full_url
+        if full.startswith("{KERAS_ORIGIN}"):
+            url = _origin + "/" + full.rsplit("/", 1)[1]
+        return _urlopen(url, *args, **kwargs)
+
+    urllib.request.urlopen = urlopen
+'''
+
+
+def mobilenet_file() -> bytes | None:
+    """MobileNetV2 1.0/224 without its top, in the layout of Keras' official file, from the local copy of
+    ``$KERAS_WEIGHTS_DIR`` (the weights a reader downloads are Google's; these load the same way)."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from helpers.config import weights_dir
+    from helpers.weights import FILE_NAMES
+
+    folder = weights_dir()
+    local = next((folder / n for n in FILE_NAMES["mobilenetv2"] if folder and (folder / n).is_file()), None)
+    if local is None:
+        return None
+    model = keras.applications.MobileNetV2(include_top=False, weights=str(local), input_shape=(224, 224, 3))
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return buf.getvalue()
+
+
+def serve(files: dict[str, bytes]) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve ``files`` (name → bytes) on 127.0.0.1; returns the server and its base address."""
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            if self.path.split("?")[0] != "/" + name:
+            body = files.get(self.path.split("?")[0].lstrip("/"))
+            if body is None:
                 self.send_error(404)
                 return
             self.send_response(200)
@@ -73,7 +120,7 @@ def serve(body: bytes, name: str) -> tuple[http.server.ThreadingHTTPServer, str]
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/{name}"
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 def step(label: str, cmd: list[str], **kw) -> float:
@@ -88,14 +135,42 @@ def step(label: str, cmd: list[str], **kw) -> float:
     return seconds
 
 
+def package_version() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    return next(ln.split('"')[1] for ln in text.splitlines() if ln.startswith("version = "))
+
+
+def oldest_stack() -> list[str]:
+    """``tensorflow==X`` and ``keras==Y`` for the minimum versions ``pyproject.toml`` declares."""
+    text = (ROOT / "pyproject.toml").read_text()
+    out = []
+    for name in ("tensorflow", "keras"):
+        low = next(ln.split(">=")[1].split('"')[0] for ln in text.splitlines() if ln.strip().startswith(f'"{name}>='))
+        out.append(f"{name}=={low}.*")
+    return out
+
+
+def reader_copy(nb: Path, dest: Path, repo: str) -> None:
+    """The chapter as a reader gets it, its setup cell installing from ``repo`` instead of the public one."""
+    cells = json.loads(nb.read_text())
+    setup = next(c for c in cells["cells"] if c["cell_type"] == "code")
+    src = "".join(setup["source"])
+    if 'REPO = "git+' not in src:
+        raise SystemExit(f"FAILED: {nb.name}'s setup cell names no REPO to install from")
+    setup["source"] = "\n".join(f'REPO = "git+file://{repo}"' if ln.startswith("REPO = ") else ln
+                                 for ln in src.splitlines())
+    dest.write_text(json.dumps(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--chapters", nargs="+", default=["01", "03"])
+    ap.add_argument("--chapters", nargs="+", default=["01", "03", "06"])
+    ap.add_argument("--oldest", action="store_true", help="the oldest TensorFlow and Keras the package declares")
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary folder, removed)")
     args = ap.parse_args(argv)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="fresh-install-"))
     work.mkdir(parents=True, exist_ok=True)
-    venv, book = work / "venv", work / "reader"
+    venv, book, repo = work / "venv", work / "reader", work / "repo"
     py = venv / "bin" / "python"
     times: dict[str, float] = {}
     try:
@@ -103,29 +178,54 @@ def main(argv: list[str] | None = None) -> int:
             times["venv"] = step("fresh venv", [sys.executable, "-m", "venv", str(venv)])
             step("pip itself up to date (Colab's and Kaggle's are)",
                  [str(py), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-        else:  # a kept venv: install the helpers (and their dependencies) again from the current commit
+        else:  # a kept venv: the setup cell must install the helpers again, from the current commit
             step("remove the helpers installed by an earlier check",
                  [str(py), "-m", "pip", "uninstall", "--quiet", "-y", "bloodcells-helpers"])
-        times["install"] = step(
-            "pip install the helpers from the checkout (as the setup cell does) + papermill, ipykernel",
-            [str(py), "-m", "pip", "install", "--quiet", f"bloodcells-helpers @ git+file://{ROOT}",
-             "papermill", "ipykernel"])
-        body = official_zip()
-        httpd, url = serve(body, "PBC_dataset_normal_DIB.zip")
-        sha = hashlib.sha256(body).hexdigest()
-        print(f"  serving a generated {len(body) / 2**20:.1f} MB zip (17,092 images) at {url}")
+        stack = oldest_stack() if args.oldest else []
+        times["install"] = step(f"pip install papermill, ipykernel {' '.join(stack)} (what a platform has)",
+                                [str(py), "-m", "pip", "install", "--quiet", "papermill", "ipykernel", *stack])
+        site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        Path(site, "sitecustomize.py").write_text(SITECUSTOMIZE)
+        tag = f"v{package_version()}"
+        shutil.rmtree(repo, ignore_errors=True)
+        step(f"clone the committed checkout and tag it {tag} (stands in for the public repository)",
+             ["git", "clone", "--quiet", str(ROOT), str(repo)])
+        step(f"tag {tag}", ["git", "-C", str(repo), "tag", tag])
+        files = {"PBC_dataset_normal_DIB.zip": official_zip()}
+        mobilenet = mobilenet_file()
+        chapters = list(args.chapters)
+        if mobilenet is None and "06" in chapters:
+            print("  chapter 06 left out: no MobileNetV2 file in $KERAS_WEIGHTS_DIR to serve as Keras' download")
+            chapters.remove("06")
+        elif mobilenet is not None:
+            files[MOBILENET_FILE] = mobilenet
+        httpd, base = serve(files)
+        url = f"{base}/PBC_dataset_normal_DIB.zip"
+        sha = hashlib.sha256(files["PBC_dataset_normal_DIB.zip"]).hexdigest()
+        print(f"  serving a generated {len(files['PBC_dataset_normal_DIB.zip']) / 2**20:.1f} MB zip (17,092 images) "
+              f"and {len(files) - 1} weight file(s) at {base}")
         shutil.rmtree(book, ignore_errors=True)
         book.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOODCELLS_", "KERAS_"))}
         env.update(BLOODCELLS_PBC_URL=url, BLOODCELLS_MODE="smoke", TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
+                   BLOODCELLS_CHECK_KERAS_ORIGIN=base, KERAS_HOME=str(work / "keras_home"),
                    PYTHONPATH="", VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
-        for chapter in args.chapters:
+        shutil.rmtree(work / "keras_home", ignore_errors=True)
+        for chapter in chapters:
             nb = next((ROOT / "notebooks").glob(f"{chapter}_*.ipynb"))
-            shutil.copy(nb, book / nb.name)
+            reader_copy(nb, book / nb.name, str(repo))
+            download = ["-p", "ALLOW_DOWNLOAD", "True"] if chapter in ("04", "05", "06") else []
             times[chapter] = step(f"chapter {nb.stem} in smoke mode, alone, outside the checkout",
                                   [str(py), "-m", "papermill", nb.name, f"executed_{nb.name}", "-p", "MODE",
-                                   "smoke", "--kernel", "python3", "--no-progress-bar"], cwd=book, env=env)
+                                   "smoke", *download, "--kernel", "python3", "--no-progress-bar"], cwd=book,
+                                  env=env)
         httpd.shutdown()
+        installed = subprocess.run([str(py), "-m", "pip", "show", "bloodcells-helpers"], capture_output=True,
+                                   text=True).stdout
+        print(f"  installed by the setup cell: {' '.join(ln for ln in installed.splitlines()[:2])}")
+        if f"Version: {package_version()}" not in installed:
+            raise SystemExit("FAILED: the setup cell did not install the helpers at the book's version")
         done = [json.loads(p.read_text()) for p in (book / "outputs").rglob(".download.json")]
         records = sorted(r for r in (book / "results").glob("*.json") if r.name != "notebook_timings.json")
         shas = {json.loads(r.read_text()).get("data", {}).get("download", {}).get("zip_sha256") for r in records}
@@ -136,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("FAILED: the chapters did not download and verify the 17,092-image zip once")
         if records and shas != {sha}:
             raise SystemExit("FAILED: the records do not carry the downloaded zip's SHA-256")
+        if "06" in chapters:
+            rec = json.loads((book / "results" / "transfer_mobilenetv2.json").read_text())
+            src = rec["weights_source"]
+            print(f"  chapter 6's weights: {src['kind']}, {src['file']}")
+            if src["kind"] != "imagenet-download" or src["file"] != MOBILENET_FILE:
+                raise SystemExit("FAILED: chapter 6 did not train on the weights Keras downloaded")
         print("fresh install check passed: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
         return 0
     finally:
