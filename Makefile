@@ -78,8 +78,8 @@ bench-transfer-recipes: setup  ## transfer recipes on this CPU: minutes against 
 bench-ch03-swings: setup  ## chapter 3's measurement: per-epoch validation swings with/without warm-up, BN momentum
 	$(BIN)/python benchmarks/ch03_swings.py --seeds 1 --epochs 6 --train 100 --val 50 --out src/helpers/tables/ch03_swings.json
 
-fresh-install-check: setup  ## a reader's first run: fresh venv, pip install as the setup cell does, no data (download from 127.0.0.1), chapters 1 and 3 alone in smoke mode
-	$(BIN)/python tools/fresh_install_check.py
+fresh-install-check: setup  ## a reader's first run: fresh venv, the setup cell installs the helpers from a tagged clone, no data or weights (downloads served on 127.0.0.1), chapters 1, 3 and 6 alone in smoke mode (FRESH_ARGS=--oldest: the declared minimum TensorFlow/Keras)
+	$(BIN)/python tools/fresh_install_check.py $(FRESH_ARGS)
 
 CHAPTER ?=
 REPRO_OUT ?= $(CURDIR)/outputs/reproduce

@@ -246,3 +246,24 @@ def test_a_served_bundle_answers_with_its_runtime(bundle, labelled, tmp_path, ca
     top = [next(ln for ln in o.splitlines() if ln.startswith(img)).split("  ")[0].rsplit(" ", 1)[0]
            for o in (out_served, out_keras)]  # "path: 1. class" without the probability's last digits
     assert top[0] == top[1] and "1. " in top[0]
+
+
+def test_a_truncated_jpeg_never_reaches_tensorflow(tmp_path, monkeypatch):
+    """TensorFlow's JPEG decoder logs its own error lines (``jpeg_mem.cc … Premature end of JPEG data``) to
+    stderr beside the command's clear message; a JPEG cut short is recognised first and handed to Pillow."""
+    import io
+
+    from helpers import pipeline
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    whole, cut = tmp_path / "whole.jpg", tmp_path / "cut.jpg"
+    whole.write_bytes(buf.getvalue())
+    cut.write_bytes(buf.getvalue()[: len(buf.getvalue()) * 6 // 10])
+    calls = []
+    real = pipeline.decode_rgb
+    monkeypatch.setattr(pipeline, "decode_rgb", lambda data: calls.append(len(data)) or real(data))
+    assert read_rgb(whole).shape == (64, 64, 3) and len(calls) == 1  # a whole JPEG: the training decoder
+    with pytest.raises(ValueError, match="truncated"):
+        read_rgb(cut)
+    assert len(calls) == 1  # the cut one never went to TensorFlow

@@ -64,8 +64,11 @@ def _tf_rgb(path: str | Path) -> np.ndarray | None:
 
     from .pipeline import decode_rgb
 
+    data = Path(path).read_bytes()
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+        return None  # a JPEG without its end marker is cut short: TensorFlow would log its own error lines
     try:
-        return decode_rgb(Path(path).read_bytes()).numpy()
+        return decode_rgb(data).numpy()
     except (tf.errors.OpError, ValueError):
         return None
 
