@@ -35,7 +35,8 @@ networks' own scale; MedMNIST+ reports its best end-to-end results there), 10-15
 cosine schedule and early stopping, batch 64; phase 2 is skipped (phase 3 trains the same layers
 and all the others). ``"auto"`` is gpu when TensorFlow sees a GPU (:func:`resolve_profile`). On
 more than one GPU, :func:`distribution_strategy` gives ``tf.distribute.MirroredStrategy``, and the
-run builds and compiles every model inside its scope (``start_run(..., strategy=...)``).
+run builds and compiles every model inside its scope (``start_run(..., strategy=...)``); there every training batch
+splits evenly across the GPUs and validation runs outside the strategy (Keras fails on uneven batches).
 """
 from __future__ import annotations
 
@@ -198,6 +199,79 @@ def _early_stop(patience: int):
                                          mode="max")
 
 
+# Several replicas (MirroredStrategy, e.g. two GPUs): Keras fails on a batch that does not split evenly across them
+# (keras-team/keras#19246: fit and evaluate average the first batch over the replicas to learn its shapes, "AddN must
+# have the same size and shape"; a replica given an empty shard fails in the convolutions). There, training batches
+# are made to split evenly and validation and prediction run outside the strategy, on every image. One replica (the
+# cpu profile) keeps Keras' own paths.
+def _replicas(model) -> int:
+    """How many replicas ``model`` is trained on (the strategy it was built under; 1 without one)."""
+    return int(getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1))
+
+
+def _even_batches(ds, n: int, batch_size: int, replicas: int):
+    """The batches of ``ds`` (batched ``n`` shuffled elements), every one splitting evenly across ``replicas``.
+
+    A last batch that does not split evenly loses its ``n % batch_size % replicas`` last elements (fewer than
+    ``replicas``; the training set is reshuffled every epoch, so other ones each epoch)."""
+    import tensorflow as tf
+
+    if batch_size % replicas:
+        raise ValueError(f"the batch size ({batch_size}) must be a multiple of the {replicas} replicas "
+                         "(keras-team/keras#19246)")
+    cut = n % batch_size % replicas
+    if not cut:
+        return ds
+    steps = -(-(n - cut) // batch_size)  # unbatch() forgets the length, which the cosine schedule needs
+    ds = ds.unbatch().take(n - cut).batch(batch_size)
+    return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
+
+
+def _predict(model, X: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict``; with several replicas, one plain model call per batch (keras-team/keras#19246)."""
+    from .predictions import predict_array
+
+    if _replicas(model) > 1:
+        return predict_array(model, X, batch_size)
+    return np.asarray(model.predict(X, batch_size=batch_size, verbose=0))
+
+
+def _val_scores(model, X: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
+    """``(loss, accuracy)`` of ``model`` on every one of ``X``, computed outside the strategy."""
+    import keras
+
+    p = _predict(model, X, batch_size)
+    loss = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(y, p))
+    return float(np.mean(loss)), float(np.mean(p.argmax(1) == np.asarray(y)))
+
+
+def _validation(X: np.ndarray, y: np.ndarray, batch_size: int):
+    """A callback that writes ``val_loss`` and ``val_accuracy`` into the epoch's logs (list it before the
+    callbacks that read them): ``fit``'s ``validation_data`` for several replicas."""
+    import keras
+
+    class Validation(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["val_loss"], logs["val_accuracy"] = _val_scores(self.model, X, y, batch_size)
+
+    return Validation()
+
+
+def _fit(model, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, *, epochs: int,
+         batch_size: int, callbacks: Sequence[Any]):
+    """``model.fit`` on arrays, validated on ``(Xva, yva)`` after every epoch; several replicas: see above."""
+    replicas = _replicas(model)
+    if replicas == 1:
+        return model.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=batch_size, verbose=0,
+                         callbacks=list(callbacks))
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((Xtr, ytr)).shuffle(len(Xtr), reshuffle_each_iteration=True)
+    ds = _even_batches(ds.batch(batch_size), len(Xtr), batch_size, replicas)
+    return model.fit(ds, epochs=epochs, verbose=0, callbacks=[_validation(Xva, yva, batch_size), *callbacks])
+
+
 
 # ==================================================================================== the phases
 # Each phase is a function of the Keras parts and arrays it needs; it returns what it trained, the
@@ -219,12 +293,12 @@ def _history(history: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
 
 def pool(top, X: np.ndarray) -> np.ndarray:
     """The (frozen) top's pooled output for cached activations ``X``: the head's input in phase 1."""
-    return np.asarray(top.predict(X.astype("float32"), batch_size=256, verbose=0))
+    return _predict(top, X.astype("float32"), 256)
 
 
 def head_probs(top, head, X: np.ndarray) -> np.ndarray:
     """Class probabilities of ``top → head`` for cached activations ``X``."""
-    return np.asarray(head.predict(pool(top, X), batch_size=256, verbose=0))
+    return _predict(head, pool(top, X), 256)
 
 
 def tune_head(Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, *, directory: str | os.PathLike,
@@ -271,8 +345,7 @@ def train_head(Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarra
     head = make_head(Xtr.shape[1], units, dropout, n_classes)
     _compile(head, lr)
     t0 = time.perf_counter()
-    h = head.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=batch_size, verbose=0,
-                 callbacks=[_early_stop(patience)])
+    h = _fit(head, Xtr, ytr, Xva, yva, epochs=epochs, batch_size=batch_size, callbacks=[_early_stop(patience)])
     seconds = time.perf_counter() - t0
     return PhaseResult(head, _history(h.history), seconds, tuple(w.path for w in head.trainable_weights))
 
@@ -294,11 +367,14 @@ def fine_tune_top(top, head, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, 
     _compile(model, lr)
     trained = tuple(w.path for w in model.trainable_weights)
     log.info("phase 2: %d trainable weight tensors in %s, lr %g", n, top.name, lr)
-    before = float(model.evaluate(Xva.astype("float32"), yva, batch_size=128, verbose=0)[1])
+    if _replicas(model) > 1:
+        before = _val_scores(model, Xva.astype("float32"), yva, 128)[1]
+    else:
+        before = float(model.evaluate(Xva.astype("float32"), yva, batch_size=128, verbose=0)[1])
     try:
         t0 = time.perf_counter()
-        h = model.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=batch_size, verbose=0,
-                      callbacks=[_early_stop(patience), _epoch_log("phase 2")])
+        h = _fit(model, Xtr, ytr, Xva, yva, epochs=epochs, batch_size=batch_size,
+                 callbacks=[_early_stop(patience), _epoch_log("phase 2")])
         seconds = time.perf_counter() - t0
     finally:
         freeze(top)
@@ -336,6 +412,8 @@ def fine_tune_end_to_end(model, base, data, *, image_size: int, epochs: int = 6,
     wrapper = keras.Model(inp, model(x), name=name)
     train_ds = make_dataset(data.paths("train"), data.labels("train"), image_size, batch_size, shuffle=True,
                             seed=seed)
+    if _replicas(wrapper) > 1:  # validation runs outside the strategy already (helpers.train.EpochEnd)
+        train_ds = _even_batches(train_ds, len(data.paths("train")), batch_size, _replicas(wrapper))
     val_ds = make_dataset(data.paths("val"), data.labels("val"), image_size, 64)
     log.info("phase 3: %d trainable weight tensors (from %s), lr %g, %s augmentation", n,
              first_layer or "the first layer", lr, "with" if augment else "without")
