@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: weights setup book notebooks site test test-fast lint bench bench-determinism bench-ch03-swings bench-transfer-recipes demo screenshot reproduce clean browser fresh-install-check
+.PHONY: weights setup book notebooks site test test-fast lint bench bench-determinism bench-ch03-swings bench-transfer-recipes label-efficiency demo screenshot reproduce clean browser fresh-install-check
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -74,6 +74,9 @@ bench-determinism: setup  ## what TensorFlow's op determinism costs per epoch an
 
 bench-transfer-recipes: setup  ## transfer recipes on this CPU: minutes against validation accuracy (CANDIDATES="resnet50_64_e2e ...")
 	$(BIN)/python benchmarks/transfer_recipes.py $(if $(CANDIDATES),--candidates $(CANDIDATES))
+
+label-efficiency: setup  ## where transfer pays: scratch CNN vs fine-tuned MobileNetV2 on 10-500 images per class, 3 seeds (resumable; results/label_efficiency/)
+	$(BIN)/python tools/label_efficiency.py $(LE_ARGS)
 
 bench-ch03-swings: setup  ## chapter 3's measurement: per-epoch validation swings with/without warm-up, BN momentum
 	$(BIN)/python benchmarks/ch03_swings.py --seeds 1 --epochs 6 --train 100 --val 50 --out src/helpers/tables/ch03_swings.json

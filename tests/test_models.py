@@ -107,15 +107,6 @@ def test_input_standardisation_and_bn_init_options():
         channel_stats([])
 
 
-def test_the_earlier_names_are_aliases_of_the_reference_cnns():
-    from helpers.models import ALIASES
-
-    assert ALIASES == {"seed004_cnn": "devnithw_cnn", "seed001_cnn": "bloodcells_cnn"}
-    for old, new in ALIASES.items():
-        a, b = build_model(old, 32), build_model(new, 32)
-        assert a.name == b.name == new and count_params(a) == count_params(b)
-
-
 def test_a_seeded_build_repeats_its_initial_weights():
     a = build_model("improved_cnn", 32, widths=(4,), seed=3).get_weights()
     b = build_model("improved_cnn", 32, widths=(4,), seed=3).get_weights()

@@ -17,7 +17,7 @@ from helpers.explain import logits  # noqa: E402
 from helpers.pipeline import load_images  # noqa: E402
 from helpers.predictions import predict_split  # noqa: E402
 from helpers.runs import FROM_SCRATCH, save_run  # noqa: E402
-from helpers.scores import ScoresError, load_scores  # noqa: E402
+from helpers.scores import ScoresError, load_all, load_scores  # noqa: E402
 from helpers.tta import dihedral, tta_model  # noqa: E402
 
 SIZE = 16
@@ -116,3 +116,30 @@ def test_without_test_predictions_no_scores_are_written(data, tmp_path):
                    epochs=1, train_seconds=1.0, weights_source=dict(FROM_SCRATCH), seed=1,
                    results_directory=tmp_path / "res", save_model=False)
     assert "scores" not in run.record and not (tmp_path / "res" / "scores").exists()
+
+
+def test_load_all_lines_up_every_scored_model(data, tmp_path, monkeypatch):
+    """Models saved with their cells in different orders are compared cell by cell, logits included."""
+    from helpers.predictions import predict
+
+    monkeypatch.setenv("BLOODCELLS_BCCD_DIR", str(_bccd(tmp_path)))
+    a, b = _model(1), _model(2)
+    run_a, _ = _save(a, data, tmp_path, "model_a")
+    preds_b = {s: predict(b, data.paths(s)[::-1], data.labels(s)[::-1], SIZE) for s in ("val", "test")}
+    run_b = save_run(b, "model_b", data, preds_b, image_size=SIZE, epochs=1, train_seconds=1.0,
+                     weights_source=dict(FROM_SCRATCH), seed=1, results_directory=tmp_path / "res", save_model=False)
+    records = {"model_a": run_a.record, "model_b": run_b.record, "old_model": {"model": "old_model"}}
+    scored = load_all(records, tmp_path / "res")
+    assert scored.names == ("model_a", "model_b") and list(scored.left_out) == ["old_model"]
+    assert scored.image_size == {"model_a": SIZE, "model_b": SIZE}
+    for split in ("val", "test"):
+        al = getattr(scored, split)
+        assert len(al.y_true) == len(data.paths(split))
+        for name in scored.names:  # each model's logits follow the aligned order of its probabilities
+            np.testing.assert_allclose(_softmax(scored.logits[split][name]), al.probs[name], atol=1e-5)
+        forward = predict_split(b, data, split, SIZE)  # model_b was saved in reverse order
+        assert [x.split("/")[-1] for x in al.paths] == [x.split("/")[-1] for x in forward.paths]
+        np.testing.assert_allclose(al.probs["model_b"], forward.probs, atol=1e-6)
+    assert scored.bccd_ids == load_scores(run_a.record, tmp_path / "res").bccd_ids
+    assert set(scored.bccd_probs) == {"model_a", "model_b"}
+    assert run_a.record["scores"]["params"] == a.count_params()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 EPS = 1e-12
 
@@ -63,12 +64,6 @@ def nll(y_true: Sequence[int], probs) -> float:
     return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], EPS, 1.0))))
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def logits_from_probs(probs) -> np.ndarray:
     """``log p``: the logits up to a per-item constant (which softmax and temperature scaling ignore)."""
     return np.log(np.clip(np.asarray(probs, dtype=np.float64), EPS, 1.0))
@@ -79,7 +74,7 @@ def apply_temperature(probs_or_logits, temperature: float, *, are_logits: bool =
     if not np.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     z = np.asarray(probs_or_logits, dtype=np.float64) if are_logits else logits_from_probs(probs_or_logits)
-    return _softmax(z / float(temperature))
+    return softmax(z / float(temperature), axis=1)
 
 
 def fit_temperature(y_val: Sequence[int], val_probs_or_logits, *, are_logits: bool = False,
@@ -93,7 +88,7 @@ def fit_temperature(y_val: Sequence[int], val_probs_or_logits, *, are_logits: bo
 
     y = np.asarray(y_val).astype(int)
     z = np.asarray(val_probs_or_logits, dtype=np.float64) if are_logits else logits_from_probs(val_probs_or_logits)
-    _check(y, z if not are_logits else _softmax(z))
+    _check(y, z if not are_logits else softmax(z, axis=1))
 
     def loss(log_t: float) -> float:
         zt = z / np.exp(log_t)

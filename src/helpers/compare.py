@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,7 @@ class Aligned:
     paths: np.ndarray
     y_true: np.ndarray
     probs: dict[str, np.ndarray]
+    index: dict[str, np.ndarray] = field(default_factory=dict)  # rows of each model's own arrays, in this order
 
     def predictions(self, name: str) -> Predictions:
         """Model ``name``'s predictions on the shared items."""
@@ -113,10 +114,9 @@ def _key(path: str) -> str:
 
 
 def load_aligned(bundles: Sequence[Path], split: str) -> Aligned:
-    """Every bundle's saved predictions for ``split``, restricted to the items all bundles share.
+    """Every bundle's saved predictions for ``split``, restricted to the items all bundles share (:func:`align`).
 
-    Bundles without predictions for ``split`` are logged and left out. Raises when the bundles
-    disagree on an item's true label (they were trained on different data).
+    Bundles without predictions for ``split`` are logged and left out.
     """
     loaded: dict[str, Predictions] = {}
     for b in bundles:
@@ -124,28 +124,37 @@ def load_aligned(bundles: Sequence[Path], split: str) -> Aligned:
             loaded[b.name] = load_predictions(b, split)
         except BundleError as e:
             log.warning("left out %s: %s", b.name, e)
+    return align(loaded, split)
+
+
+def align(loaded: Mapping[str, Predictions], split: str) -> Aligned:
+    """Several models' predictions on one split, restricted to the items all of them have, in one order.
+
+    Items are matched by ``<class>/<file>``; raises :class:`BundleError` when there is nothing to align, no
+    shared item, or the models disagree on an item's true label (they were trained on different data).
+    """
     if not loaded:
-        raise BundleError(f"no bundle has saved {split} predictions")
+        raise BundleError(f"no model has saved {split} predictions")
     keyed = {name: [_key(q) for q in p.paths] for name, p in loaded.items()}
     common = set.intersection(*(set(k) for k in keyed.values()))
     if not common:
-        raise BundleError(f"the bundles share no {split} item: were they trained on different splits?")
+        raise BundleError(f"the models share no {split} item: were they trained on different splits?")
     for name, k in keyed.items():
         if len(k) != len(common):
-            log.warning("%s has %d %s items, %d shared by all bundles: comparing on the shared ones", name,
+            log.warning("%s has %d %s items, %d shared by all models: comparing on the shared ones", name,
                         len(k), split, len(common))
     keys = sorted(common)
-    paths, y_true, probs = None, None, {}
+    paths, y_true, probs, index = None, None, {}, {}
     for name, p in loaded.items():
         order = {q: i for i, q in enumerate(keyed[name])}
-        idx = np.array([order[q] for q in keys])
+        idx = index[name] = np.array([order[q] for q in keys])
         y = p.y_true[idx]
         if y_true is None:
             y_true, paths = y, np.asarray(p.paths)[idx]
         elif not np.array_equal(y, y_true):
-            raise BundleError(f"{name} disagrees with the other bundles on the true labels of {split} items")
+            raise BundleError(f"{name} disagrees with the other models on the true labels of {split} items")
         probs[name] = p.probs[idx]
-    return Aligned(split, paths, y_true, probs)
+    return Aligned(split, paths, y_true, probs, index)
 
 
 def resolve_paths(paths: Sequence[str], data_root: str | os.PathLike | None = None) -> list[str]:

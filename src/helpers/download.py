@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_dir
+from .io import atomic_dir, file_digest
 
 log = logging.getLogger("helpers.download")
 
@@ -55,14 +55,6 @@ BLOODMNIST_MD5_ENV = "BLOODCELLS_BLOODMNIST_MD5"  # the MD5 of the copy that $BL
 
 class DownloadError(RuntimeError):
     """A download failed or its content is not what was expected; the message says what to do."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _junk(name: str) -> bool:
@@ -137,7 +129,7 @@ def unpack_verified(zip_path: Path, dest: Path, expected: Mapping[str, int]) -> 
         if wrong:
             detail = ", ".join(f"{c}: {got} instead of {n}" for c, (got, n) in wrong.items())
             raise DownloadError(f"{zip_path.name} does not hold the published images ({detail}); nothing was kept.")
-        summary = {"zip": zip_path.name, "zip_sha256": sha256_file(zip_path), "counts": counts,
+        summary = {"zip": zip_path.name, "zip_sha256": file_digest(zip_path), "counts": counts,
                    "n_images": int(sum(counts.values())), "root": str(root.relative_to(tmp))}
         (tmp / COMPLETE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary

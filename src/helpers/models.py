@@ -1,8 +1,7 @@
 """Model builders: the two reference CNNs of the source write-ups and the book's improved baseline.
 
 ``devnithw_cnn`` rebuilds the CNN of the Kaggle notebook by devnithw, ``bloodcells_cnn`` the one of the
-"BloodCells project" write-up (their earlier names ``seed004_cnn`` and ``seed001_cnn`` are accepted by
-:func:`build_model` as aliases, so that older bundles and records still load).
+"BloodCells project" write-up (their records' earlier names are mapped by :func:`helpers.compare.canonical_name`).
 
 Every builder takes images as the pipeline delivers them (``float32`` in ``[0, 255]``, shape
 ``(H, W, 3)``), rescales them *inside* the model (so a saved model needs no separate
@@ -138,11 +137,6 @@ MODELS: dict[str, Callable[..., Any]] = {
 }
 """Every model :func:`build_model` knows, by name."""
 
-ALIASES: dict[str, str] = {"seed004_cnn": "devnithw_cnn", "seed001_cnn": "bloodcells_cnn"}
-"""Earlier names of the reference CNNs, still accepted by :func:`build_model`."""
-
-seed004_cnn, seed001_cnn = devnithw_cnn, bloodcells_cnn  # the earlier function names
-
 
 def channel_stats(dataset, max_batches: int = 20) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation (0–255 scale) of the images in a few batches of ``dataset``."""
@@ -154,13 +148,13 @@ def channel_stats(dataset, max_batches: int = 20) -> tuple[list[float], list[flo
 
 
 def build_model(name: str, image_size: int | Sequence[int] = 64, *, seed: int | None = None, **kw: Any):
-    """Build the model registered as ``name`` (or an alias in :data:`ALIASES`) for ``image_size`` images.
+    """Build the model registered as ``name`` for ``image_size`` images.
 
     ``seed``: ``keras.utils.set_random_seed(seed)`` first, so the initial weights repeat; it also goes to
     builders that take a ``seed`` (their augmentation layers). ``kw`` go to the builder.
     """
     try:
-        builder = MODELS[ALIASES.get(name, name)]
+        builder = MODELS[name]
     except KeyError:
         raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(sorted(MODELS))}.") from None
     if seed is not None:

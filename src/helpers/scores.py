@@ -107,7 +107,7 @@ def save_scores(model, name: str, predictions: Mapping[str, Predictions], *, ima
                 data_root: str | os.PathLike | None, directory: str | os.PathLike | None = None,
                 bccd_limit: int | None = None, seed: int = 42) -> dict[str, Any]:
     """Score ``model`` once more for its logits, write ``<results>/scores/<name>.npz`` atomically and return
-    what the record says of it: ``{"file", "sha256", "bccd_crops", "logits"}``."""
+    what the record says of it: ``{"file", "sha256", "bccd_crops", "logits", "params"}``."""
     from .config import results_dir
     from .io import atomic_write_bytes, file_digest
 
@@ -134,7 +134,8 @@ def save_scores(model, name: str, predictions: Mapping[str, Predictions], *, ima
     np.savez_compressed(buf, **arrays)
     path = atomic_write_bytes(results_dir(directory) / FOLDER / f"{name}.npz", buf.getvalue())
     return {"file": f"{FOLDER}/{path.name}", "sha256": file_digest(path),
-            "bccd_crops": None if bccd is None else len(bccd[0]), "logits": has_logits}
+            "bccd_crops": None if bccd is None else len(bccd[0]), "logits": has_logits,
+            "params": int(model.count_params())}
 
 
 def load_scores(record: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Scores:
@@ -159,3 +160,53 @@ def load_scores(record: Mapping[str, Any], directory: str | os.PathLike | None =
         bccd = z["bccd_probs"] if "bccd_probs" in z.files else None
         ids = tuple(z["bccd_ids"].tolist()) if "bccd_ids" in z.files else ()
         return Scores(str(record["model"]), int(z["image_size"]), splits, logits, bccd, ids)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Every scored model on the same cells: ``val`` and ``test`` aligned item by item
+    (:class:`helpers.compare.Aligned`), each model's logits in that order (``None`` where it has none), and the
+    BCCD crops every model scored (``bccd_probs``/``bccd_logits`` empty without BCCD)."""
+
+    names: tuple[str, ...]
+    image_size: dict[str, int]
+    val: Any
+    test: Any
+    logits: dict[str, dict[str, np.ndarray | None]]
+    bccd_ids: tuple[str, ...]
+    bccd_probs: dict[str, np.ndarray]
+    bccd_logits: dict[str, np.ndarray | None]
+    left_out: dict[str, str]
+
+
+def load_all(records: Mapping[str, Mapping[str, Any]], directory: str | os.PathLike | None = None) -> Scored:
+    """The scores of every record that names one (:func:`load_scores`), lined up for comparison.
+
+    A record without scores, or with a file that fails its check, is left out with the reason
+    (``Scored.left_out``); models scored on different BCCD crops keep their BCCD scores out of the comparison.
+    """
+    from .compare import align
+
+    loaded: dict[str, Scores] = {}
+    left_out: dict[str, str] = {}
+    for name, rec in records.items():
+        if not rec.get("scores"):
+            left_out[name] = "no scores saved with its record"
+            continue
+        try:
+            loaded[name] = load_scores(rec, directory)
+        except ScoresError as e:
+            left_out[name] = str(e)
+    if not loaded:
+        raise ScoresError("no record names a scores file: run the training chapters first")
+    val, test = (align({n: s.splits[split] for n, s in loaded.items()}, split) for split in SPLITS)
+    logits = {split: {n: (None if s.logits[split] is None else s.logits[split][al.index[n]])
+                      for n, s in loaded.items()} for split, al in zip(SPLITS, (val, test))}
+    with_bccd = {n: s for n, s in loaded.items() if s.bccd_probs is not None}
+    ids = next(iter(with_bccd.values())).bccd_ids if with_bccd else ()
+    same = {n: s for n, s in with_bccd.items() if s.bccd_ids == ids}
+    for n in set(with_bccd) - set(same):
+        log.warning("%s scored other BCCD crops: its BCCD scores are left out of the comparison", n)
+    return Scored(tuple(loaded), {n: s.image_size for n, s in loaded.items()}, val, test, logits, ids,
+                  {n: s.bccd_probs for n, s in same.items()}, {n: s.logits["bccd"] for n, s in same.items()},
+                  left_out)
