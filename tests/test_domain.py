@@ -105,7 +105,7 @@ def test_real_bccd_wbc_boxes():
 
 def test_model_logits_match_probabilities():
     keras = pytest.importorskip("keras")
-    from helpers.domain import model_logits
+    from helpers.explain import logits as model_logits
 
     inp = keras.Input((8, 8, 3))
     out = keras.layers.Dense(8, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp))

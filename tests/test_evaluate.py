@@ -219,3 +219,37 @@ def test_retrain_table_one_row_per_model_nan_where_no_spread():
     assert t.loc["a", "retrain tolerance (95%)"] == pytest.approx(retrain_tolerance(a))
     assert t.loc["b", "accuracy"] == 0.98 and t.loc["b", "spread measured on"] == "not measured"
     assert np.isnan(t.loc["b", "retrain tolerance (95%)"]) and t.loc["c", "seeds"] == 0
+
+
+def test_paired_difference_gives_direction_and_size():
+    from helpers.evaluate import paired_difference
+
+    d = paired_difference(27, 115, 3067)  # A right where B is wrong on 27 cells, the reverse on 115
+    assert d["diff"] == pytest.approx(-88 / 3067)
+    half = 1.959964 * np.sqrt(142 - 88**2 / 3067) / 3067
+    assert (d["diff_low"], d["diff_high"]) == pytest.approx((-88 / 3067 - half, -88 / 3067 + half))
+    assert d["diff_high"] < 0  # B is better, and the interval says by how much
+    assert paired_difference(0, 0, 100) == {"diff": 0.0, "diff_low": 0.0, "diff_high": 0.0}
+    # the interval covers the true difference about 95 % of the time (simulated paired correctness)
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(400):
+        u = rng.random(500)
+        b, c = int((u < 0.06).sum()), int(((u >= 0.06) & (u < 0.10)).sum())
+        r = paired_difference(b, c, 500)
+        hits += r["diff_low"] <= 0.02 <= r["diff_high"]
+    assert 0.92 <= hits / 400 <= 0.98
+
+
+def test_coverage_curve_hands_the_least_confident_cells_to_a_person():
+    from helpers.evaluate import coverage_curve
+
+    y = np.array([0, 0, 1, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.48, 0.52], [0.45, 0.55], [0.2, 0.8], [0.3, 0.7]])  # cell 1: wrong, unsure
+    c = coverage_curve(y, probs, shares=[0.0, 0.2, 0.4])
+    assert c["accuracy_kept"].tolist() == pytest.approx([0.8, 1.0, 1.0])
+    assert c["kept"].tolist() == [5, 4, 3] and c["threshold"].iloc[1] == pytest.approx(0.55)
+    rng = np.random.default_rng(0)
+    y2 = rng.integers(0, 8, 2000)
+    p2 = rng.dirichlet(np.ones(8), 2000)
+    assert coverage_curve(y2, p2)["accuracy_kept"].iloc[0] == pytest.approx(np.mean(p2.argmax(1) == y2))

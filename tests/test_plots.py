@@ -253,3 +253,20 @@ def test_accuracy_vs_latency_one_point_per_model():
     assert ax.get_xscale() == "log" and [t.get_text() for t in ax.texts] == ["a", "b"]
     with pytest.raises(ValueError, match="one value per model"):
         accuracy_vs_latency(["a"], [0.9, 0.8], [0.8], [0.95], [1.0])
+
+
+def test_heatmap_confusion_grid_and_coverage_plot_draw():
+    import pandas as pd
+
+    from helpers import CLASSES
+    from helpers.evaluate import coverage_curve
+    from helpers.plots import confusion_grid, coverage_plot, heatmap
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.random((8, 3)), index=list(CLASSES), columns=["a", "b", "c"])
+    assert len(heatmap(table, "per-class F1").axes) == 1
+    cms = {n: rng.integers(0, 20, (8, 8)) for n in ("a", "b", "c", "d")}
+    fig = confusion_grid(cms, ncols=3)
+    assert sum(ax.axison for ax in fig.axes) == 4
+    y, p = rng.integers(0, 8, 200), rng.dirichlet(np.ones(8), 200)
+    assert len(coverage_plot({"a": coverage_curve(y, p)}).axes[0].lines) == 1

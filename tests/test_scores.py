@@ -143,3 +143,41 @@ def test_load_all_lines_up_every_scored_model(data, tmp_path, monkeypatch):
     assert scored.bccd_ids == load_scores(run_a.record, tmp_path / "res").bccd_ids
     assert set(scored.bccd_probs) == {"model_a", "model_b"}
     assert run_a.record["scores"]["params"] == a.count_params()
+
+
+def test_book_results_downloads_this_versions_results_once(data, tmp_path, monkeypatch):
+    """A fresh machine has no scores: the results/ of the archive of the book's tag are unpacked, nothing else."""
+    import io
+    import tarfile
+
+    from helpers.scores import RESULTS_URL_ENV, book_results
+    from localserver import LocalServer
+
+    monkeypatch.delenv("BLOODCELLS_BCCD_DIR", raising=False)
+    run, _ = _save(_model(), data, tmp_path / "book")  # what a chapter committed
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f in sorted((tmp_path / "book" / "res").rglob("*")):
+            if f.is_file():
+                tar.add(f, arcname=f"bloodcells-book-0.1.0/results/{f.relative_to(tmp_path / 'book' / 'res')}")
+        for name, body in (("bloodcells-book-0.1.0/notebooks/x.ipynb", b"{}"), ("evil/results/../../x", b"!")):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    server = LocalServer()
+    try:
+        server.files["/book.tar.gz"] = buf.getvalue()
+        monkeypatch.setenv(RESULTS_URL_ENV, server.url + "/book.tar.gz")
+        monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path / "out"))
+        monkeypatch.setenv("BLOODCELLS_RESULTS_DIR", str(tmp_path / "empty"))
+        got = book_results()
+        assert got.parent.parent == tmp_path / "out" / "book-results"
+        assert sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file()) == \
+            ["scores/tiny_run.npz", "tiny_run.json"]
+        records = {"tiny_run": json.loads((got / "tiny_run.json").read_text())}
+        assert load_all(records, got).names == ("tiny_run",)  # checked against the record's sha256
+        assert book_results() == got and server.hits == ["/book.tar.gz"]  # downloaded once
+        assert book_results(tmp_path / "book" / "res") == tmp_path / "book" / "res"  # a folder given wins
+    finally:
+        server.close()
+    assert not list((tmp_path / "out").rglob("x.ipynb")) and not (tmp_path / "x").exists()

@@ -110,3 +110,11 @@ def test_papermill_reads_every_parameter_of_the_parameters_cell(nb, caplog):
         found = papermill.inspect_notebook(str(nb))
     assert list(found) == assigned
     assert "Unable to parse" not in caplog.text
+
+
+def test_the_package_names_the_repository_the_book_is_built_from():
+    """The evaluation chapter downloads the results of this version from the repository the package names."""
+    from importlib.metadata import metadata
+
+    urls = dict(u.split(", ", 1) for u in metadata("bloodcells-helpers").get_all("Project-URL"))
+    assert urls["Repository"] == repository_url()

@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from .export import (  # noqa: F401
     register_custom_layers,
 )
 from .io import atomic_dir, atomic_write_json
-from .predictions import Predictions
+from .predictions import Aligned, Predictions, _key, align  # noqa: F401 (Aligned: part of this API)
 
 log = logging.getLogger("helpers.compare")
 
@@ -93,26 +92,6 @@ def reproduction_gap(model, images, saved_probs, batch_size: int = 32) -> float:
     return float(np.abs(p - np.asarray(saved_probs)).max())
 
 
-@dataclass
-class Aligned:
-    """Predictions of several models on the same items of one split."""
-
-    split: str
-    paths: np.ndarray
-    y_true: np.ndarray
-    probs: dict[str, np.ndarray]
-    index: dict[str, np.ndarray] = field(default_factory=dict)  # rows of each model's own arrays, in this order
-
-    def predictions(self, name: str) -> Predictions:
-        """Model ``name``'s predictions on the shared items."""
-        return Predictions(tuple(self.paths.tolist()), self.y_true, self.probs[name])
-
-
-def _key(path: str) -> str:
-    """``.../<class>/<file>`` → ``<class>/<file>``: the same image whatever folder the data sat in."""
-    return "/".join(Path(str(path)).parts[-2:])
-
-
 def load_aligned(bundles: Sequence[Path], split: str) -> Aligned:
     """Every bundle's saved predictions for ``split``, restricted to the items all bundles share (:func:`align`).
 
@@ -124,37 +103,10 @@ def load_aligned(bundles: Sequence[Path], split: str) -> Aligned:
             loaded[b.name] = load_predictions(b, split)
         except BundleError as e:
             log.warning("left out %s: %s", b.name, e)
-    return align(loaded, split)
-
-
-def align(loaded: Mapping[str, Predictions], split: str) -> Aligned:
-    """Several models' predictions on one split, restricted to the items all of them have, in one order.
-
-    Items are matched by ``<class>/<file>``; raises :class:`BundleError` when there is nothing to align, no
-    shared item, or the models disagree on an item's true label (they were trained on different data).
-    """
-    if not loaded:
-        raise BundleError(f"no model has saved {split} predictions")
-    keyed = {name: [_key(q) for q in p.paths] for name, p in loaded.items()}
-    common = set.intersection(*(set(k) for k in keyed.values()))
-    if not common:
-        raise BundleError(f"the models share no {split} item: were they trained on different splits?")
-    for name, k in keyed.items():
-        if len(k) != len(common):
-            log.warning("%s has %d %s items, %d shared by all models: comparing on the shared ones", name,
-                        len(k), split, len(common))
-    keys = sorted(common)
-    paths, y_true, probs, index = None, None, {}, {}
-    for name, p in loaded.items():
-        order = {q: i for i, q in enumerate(keyed[name])}
-        idx = index[name] = np.array([order[q] for q in keys])
-        y = p.y_true[idx]
-        if y_true is None:
-            y_true, paths = y, np.asarray(p.paths)[idx]
-        elif not np.array_equal(y, y_true):
-            raise BundleError(f"{name} disagrees with the other models on the true labels of {split} items")
-        probs[name] = p.probs[idx]
-    return Aligned(split, paths, y_true, probs, index)
+    try:
+        return align(loaded, split)
+    except ValueError as e:
+        raise BundleError(str(e)) from e
 
 
 def resolve_paths(paths: Sequence[str], data_root: str | os.PathLike | None = None) -> list[str]:

@@ -160,20 +160,12 @@ def energy(logits, temperature: float = 1.0) -> np.ndarray:
 
     Needs the real logits. With probabilities only, ``log p`` equals the logits up to an unknown
     constant per item, and that constant is exactly what the energy measures: ``energy(log p) = 0``
-    for every item. Use :func:`model_logits` to get the logits from a model ending in ``Dense(softmax)``.
+    for every item. Use :func:`helpers.explain.logits` to get the logits from a model ending in ``Dense(softmax)``.
     """
     from scipy.special import logsumexp
 
     z = np.asarray(logits, dtype=float)
     return -temperature * logsumexp(z / temperature, axis=1)
-
-
-def model_logits(model, images, batch_size: int = 32) -> np.ndarray | None:
-    """Pre-softmax logits of a model ending in ``Dense(softmax)`` (also a nested head); ``None`` (logged)
-    otherwise — see :func:`helpers.explain.logits`."""
-    from .explain import logits
-
-    return logits(model, images, batch_size)
 
 
 def ood_auroc(score_in, score_out, higher_means_in: bool = True) -> float:

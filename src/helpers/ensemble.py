@@ -5,7 +5,7 @@ predictions: start empty, repeatedly add the bundle whose addition gives the bes
 stop when no addition improves it; a bundle chosen twice gets twice the weight. The test split plays
 no part. :func:`ensemble_model` builds one functional Keras model that takes images at the largest
 member size (float32 RGB in [0, 255], like every bundle), resizes them for each member (antialiased,
-as :func:`helpers.predict.to_model_input` resizes files) and averages the members' probabilities with
+as :func:`helpers.pipeline.to_model_input` resizes files) and averages the members' probabilities with
 those weights, so that the command line and the app serve it like any other bundle.
 """
 from __future__ import annotations

@@ -131,17 +131,28 @@ def mcnemar(y_true: Sequence[int], pred_a, pred_b) -> dict[str, float]:
     ra, rb = a == y_true, b_ == y_true
     b = int(np.sum(ra & ~rb))
     c = int(np.sum(~ra & rb))
+    diff = paired_difference(b, c, len(y_true))
     if b + c == 0:
-        return {"b": 0, "c": 0, "p_exact": 1.0, "chi2": 0.0, "p_chi2": 1.0}
+        return {"b": 0, "c": 0, "p_exact": 1.0, "chi2": 0.0, "p_chi2": 1.0, **diff}
     stat = (abs(b - c) - 1) ** 2 / (b + c)
     return {"b": b, "c": c, "p_exact": float(binomtest(b, b + c, 0.5).pvalue),
-            "chi2": float(stat), "p_chi2": float(chi2.sf(stat, df=1))}
+            "chi2": float(stat), "p_chi2": float(chi2.sf(stat, df=1)), **diff}
+
+
+def paired_difference(b: int, c: int, n: int, z: float = 1.959964) -> dict[str, float]:
+    """Accuracy of A minus accuracy of B on the same ``n`` items, ``(b − c) / n``, with its 95 % Wald interval
+    for paired proportions (variance ``((b + c) − (b − c)² / n) / n²``): the size of a difference, which the
+    p-value alone does not give."""
+    d = (b - c) / n if n else 0.0
+    half = z * np.sqrt(max((b + c) - (b - c) ** 2 / n, 0.0)) / n if n else 0.0
+    return {"diff": float(d), "diff_low": float(d - half), "diff_high": float(d + half)}
 
 
 def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str, str]],
                   records: Mapping[str, Mapping | None] | None = None):
     """McNemar's test for each ``(a, b)`` of ``pairs`` (names of ``probs``): a DataFrame with the
-    accuracies, the discordant counts b and c, and the exact and chi² p-values.
+    accuracies, the discordant counts b and c, the difference A − B in points with its 95 % interval
+    (:func:`paired_difference`), and the exact and chi² p-values.
 
     ``records`` (name → the model's record, ``None`` where there is none) adds whether the accuracy difference
     is more than retraining alone would make: the 95 % retrain tolerance of the two records' seed spreads
@@ -158,7 +169,9 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
         m = mcnemar(y, probs[a], probs[b])
         row = {"model A": a, "model B": b, "accuracy A": float(np.mean(_as_pred(probs[a]) == y)),
                "accuracy B": float(np.mean(_as_pred(probs[b]) == y)), "b (A right, B wrong)": m["b"],
-               "c (A wrong, B right)": m["c"], "p exact": m["p_exact"], "p chi²": m["p_chi2"]}
+               "c (A wrong, B right)": m["c"], "A − B (points)": 100 * m["diff"],
+               "95 % CI (points)": f"{100 * m['diff_low']:+.1f} to {100 * m['diff_high']:+.1f}",
+               "p exact": m["p_exact"], "p chi²": m["p_chi2"]}
         if records is not None:
             tol = retrain_tolerance(records.get(a), records.get(b))
             gap = abs(row["accuracy A"] - row["accuracy B"])
@@ -194,3 +207,27 @@ def errors_by_subtype(paths: Sequence[str], y_true: Sequence[int], y_pred, class
                      "error_rate": len(wrong) / len(g),
                      "most_confused_with": wrong["pred"].value_counts().index[0] if len(wrong) else ""})
     return pd.DataFrame(rows, columns=["class", "subtype", "n", "errors", "error_rate", "most_confused_with"])
+
+
+def coverage_curve(y_true: Sequence[int], probs, shares: Sequence[float] | None = None):
+    """Refer the least confident cells to a person: for each share handed over (0 = none), the accuracy on
+    the cells the model keeps and the confidence (maximum probability) below which a cell is handed over.
+
+    The cells are ranked by the model's confidence; ties at the cut are kept. Returns a DataFrame with
+    ``referred`` (share), ``kept`` (cells), ``accuracy_kept`` and ``threshold``.
+    """
+    import pandas as pd
+
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(probs, dtype=float)
+    conf, right = p.max(axis=1), p.argmax(axis=1) == y
+    order = np.argsort(conf, kind="stable")  # least confident first
+    shares = np.linspace(0, 0.3, 31) if shares is None else np.asarray(shares, dtype=float)
+    rows = []
+    for share in shares:
+        k = int(round(share * len(y)))
+        keep = order[k:]
+        rows.append({"referred": float(share), "kept": int(len(keep)),
+                     "accuracy_kept": float(right[keep].mean()) if len(keep) else float("nan"),
+                     "threshold": float(conf[order[k]]) if k < len(y) else float("nan")})
+    return pd.DataFrame(rows)

@@ -181,7 +181,7 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
         x_all = x_all[None]
     if x_all.ndim != 4 or x_all.shape[-1] != 3 or len(x_all) == 0:
         raise ValueError(f"images must be an (N, H, W, 3) array, got shape {x_all.shape}")
-    from .tta import is_tta, tta_core
+    from .layers import is_tta, tta_core
 
     if is_tta(model):
         log.info("%s averages several views of each image: Grad-CAM explains the single-view model inside it",
@@ -218,7 +218,7 @@ def logits_fn(model):
     """A function ``x -> logits`` (NumPy, ``training=False``) for a model ending in ``Dense(softmax)`` (also
     inside a nested head), traced once; ``None`` (logged) when it ends otherwise. For a TTA wrapper
     (:mod:`helpers.tta`): the single-view model's logits, averaged over the same views."""
-    from .tta import dihedral, is_tta, tta_core, tta_views
+    from .layers import dihedral, is_tta, tta_core, tta_views
 
     if is_tta(model):
         core, views = logits_fn(tta_core(model)), tta_views(model)
@@ -244,7 +244,7 @@ def logits(model, images, batch_size: int = 32) -> np.ndarray | None:
     x_all = np.asarray(images, dtype="float32")
     out = [fn(x_all[s:s + batch_size]) for s in range(0, len(x_all), batch_size)]
     if not out:
-        from .tta import tta_core
+        from .layers import tta_core
 
         return np.zeros((0, final_softmax_dense(tta_core(model)).units), "float32")
     return np.concatenate(out)

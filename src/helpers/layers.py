@@ -132,3 +132,23 @@ class MeanOverViews(keras.layers.Layer):
 
 CUSTOM_LAYERS: tuple[type, ...] = (ClipToRange, RandomRot90, DihedralViews, MeanOverViews)
 """Every custom layer of the book (each registered as ``bloodcells>`` + its class name)."""
+
+
+def is_tta(model) -> bool:
+    """True for a model built by :func:`helpers.tta.tta_model`."""
+    return any(isinstance(layer, DihedralViews) for layer in getattr(model, "layers", []))
+
+
+def tta_views(model) -> int:
+    """How many views a :func:`helpers.tta.tta_model` wrapper averages (1 for any other model)."""
+    return next((layer.views for layer in getattr(model, "layers", []) if isinstance(layer, DihedralViews)), 1)
+
+
+def tta_core(model):
+    """The single-view model inside a :func:`helpers.tta.tta_model` wrapper (the model itself when it is not one)."""
+    if not is_tta(model):
+        return model
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(inner) != 1:
+        raise ValueError(f"{model.name!r} is a TTA wrapper without exactly one inner model")
+    return inner[0]

@@ -36,13 +36,18 @@ def resize_uint8(image, size: tuple[int, int], antialias: bool = True):
     """The book's one resize: bilinear (antialiased) to ``size``, rounded and clipped to ``uint8``.
 
     Every caller goes through it: the training pipeline (:func:`decode_resize`), the predict command
-    (:func:`helpers.predict.to_model_input`) and chapter 2's figures (:mod:`helpers.preprocess`).
+    (:func:`to_model_input`) and chapter 2's figures (:mod:`helpers.preprocess`).
     ``image`` is an (H, W, C) or (N, H, W, C) array or tensor of any real dtype; returns a ``uint8`` tensor.
     """
     import tensorflow as tf
 
     img = tf.image.resize(image, size, antialias=antialias)
     return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
+def to_model_input(rgb: np.ndarray, image_size: int) -> np.ndarray:
+    """Resize with the training pipeline's :func:`resize_uint8` → float32 (S, S, 3)."""
+    return resize_uint8(rgb, (image_size, image_size)).numpy().astype("float32")
 
 
 def decode_rgb(data):

@@ -588,8 +588,10 @@ def phase_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
 
 
 def accuracy_vs_latency(names: Sequence[str], accuracy: Sequence[float], low: Sequence[float],
-                        high: Sequence[float], ms: Sequence[float], title: str | None = None) -> Figure:
-    """Test accuracy (with its interval as an error bar) against latency per image, one point per model."""
+                        high: Sequence[float], ms: Sequence[float], title: str | None = None,
+                        xlabel: str = "latency per image, batch 1 (ms, log scale)") -> Figure:
+    """Test accuracy (with its interval as an error bar) against a cost (``ms``: latency per image, or e.g.
+    training minutes with ``xlabel``), one point per model, log x axis."""
     acc, lo, hi, ms = (np.asarray(a, dtype=float) for a in (accuracy, low, high, ms))
     if not (len(names) == len(acc) == len(lo) == len(hi) == len(ms)) or not len(names):
         raise ValueError("names, accuracy, low, high and ms need one value per model (at least one)")
@@ -599,9 +601,64 @@ def accuracy_vs_latency(names: Sequence[str], accuracy: Sequence[float], low: Se
     for n, x, y in zip(names, ms, acc):
         ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlabel("latency per image, batch 1 (ms, log scale)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (95 % CI)")
     ax.grid(alpha=0.3, which="both")
     if title:
         ax.set_title(title)
+    return fig
+
+
+def heatmap(table: pd.DataFrame, title: str, fmt: str = ".3f", vmin: float | None = None,
+            vmax: float | None = None, cmap: str = "Blues") -> Figure:
+    """A table of numbers as an annotated heat map (rows and columns as labelled), e.g. per-class F1 by model."""
+    import seaborn as sns
+
+    t = table.astype(float)
+    fig = _figure(1.0 * t.shape[1] + 2.6, 0.42 * t.shape[0] + 1.4)
+    ax = fig.add_subplot()
+    sns.heatmap(t, annot=True, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax, ax=ax, cbar=False,
+                annot_kws={"fontsize": 7}, linewidths=0.5, linecolor="white")
+    ax.tick_params(axis="x", rotation=30)
+    for lab in ax.get_xticklabels():
+        lab.set_ha("right")
+    ax.set_title(title)
+    return fig
+
+
+def confusion_grid(cms: Mapping[str, np.ndarray], classes: Sequence[str] = CLASSES, ncols: int = 3,
+                   title: str | None = None) -> Figure:
+    """Row-normalised confusion matrices of several models, small multiples on one colour scale."""
+    import seaborn as sns
+
+    names = list(cms)
+    nrows = -(-len(names) // ncols)
+    fig = _figure(3.1 * ncols, 3.0 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    short = [_name(c)[:4] for c in classes]
+    for ax, n in zip(axes, names):
+        cm = np.asarray(cms[n], dtype=float)
+        rows = cm.sum(axis=1, keepdims=True)
+        sns.heatmap(np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0), vmin=0, vmax=1, cmap="Blues",
+                    square=True, cbar=False, ax=ax, xticklabels=short, yticklabels=short)
+        ax.set_title(n, fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes[len(names):]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def coverage_plot(curves: Mapping[str, pd.DataFrame], title: str = "Refer the least confident cells") -> Figure:
+    """Accuracy on the cells a model keeps against the share it hands to a person (:func:`coverage_curve`)."""
+    fig = _figure(6.4, 3.8)
+    ax = fig.subplots()
+    for n, c in curves.items():
+        ax.plot(100 * c["referred"], 100 * c["accuracy_kept"], marker=".", label=n)
+    ax.set_xlabel("cells referred to a person (%)")
+    ax.set_ylabel("accuracy on the cells kept (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
     return fig

@@ -28,6 +28,7 @@ import numpy as np
 from .data import IMAGE_EXTENSIONS, TF_NATIVE_FORMATS
 from .export import BundleError, load_bundle
 from .io import atomic_write_text
+from .pipeline import to_model_input  # noqa: F401 (re-exported: the command's resize)
 from .predictions import inference_fn
 
 # Pixel modes whose pixels TensorFlow's decoder turns into the same RGB as Pillow's (no alpha, 8 bits, not CMYK).
@@ -106,13 +107,6 @@ def _pillow_errors() -> Iterator[None]:
         raise ValueError(f"image too large: {e}") from None
     except (OSError, SyntaxError) as e:
         raise ValueError(f"corrupt or truncated image ({e})") from None
-
-
-def to_model_input(rgb: np.ndarray, image_size: int) -> np.ndarray:
-    """Resize with the training pipeline's :func:`helpers.pipeline.resize_uint8` → float32 (S, S, 3)."""
-    from .pipeline import resize_uint8
-
-    return resize_uint8(rgb, (image_size, image_size)).numpy().astype("float32")
 
 
 @dataclass

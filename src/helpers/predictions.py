@@ -7,14 +7,17 @@ decoding and resizing).
 """
 from __future__ import annotations
 
+import logging
 import os
 import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("helpers.predictions")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,57 @@ class Predictions:
         with np.load(path) as z:
             classes = tuple(z["classes"].tolist()) if "classes" in z.files else None
             return cls(tuple(z["paths"].tolist()), z["y_true"], z["probs"], classes)
+
+
+@dataclass
+class Aligned:
+    """Predictions of several models on the same items of one split."""
+
+    split: str
+    paths: np.ndarray
+    y_true: np.ndarray
+    probs: dict[str, np.ndarray]
+    index: dict[str, np.ndarray] = field(default_factory=dict)  # rows of each model's own arrays, in this order
+
+    def predictions(self, name: str) -> Predictions:
+        """Model ``name``'s predictions on the shared items."""
+        return Predictions(tuple(self.paths.tolist()), self.y_true, self.probs[name])
+
+
+def _key(path: str) -> str:
+    """``.../<class>/<file>`` → ``<class>/<file>``: the same image whatever folder the data sat in."""
+    return "/".join(Path(str(path)).parts[-2:])
+
+
+def align(loaded: Mapping[str, Predictions], split: str) -> Aligned:
+    """Several models' predictions on one split, restricted to the items all of them have, in one order.
+
+    Items are matched by ``<class>/<file>``; raises ``ValueError`` (:class:`helpers.export.BundleError` is one)
+    when there is nothing to align, no shared item, or the models disagree on an item's true label (they were
+    trained on different data).
+    """
+    if not loaded:
+        raise ValueError(f"no model has saved {split} predictions")
+    keyed = {name: [_key(q) for q in p.paths] for name, p in loaded.items()}
+    common = set.intersection(*(set(k) for k in keyed.values()))
+    if not common:
+        raise ValueError(f"the models share no {split} item: were they trained on different splits?")
+    for name, k in keyed.items():
+        if len(k) != len(common):
+            log.warning("%s has %d %s items, %d shared by all models: comparing on the shared ones", name,
+                        len(k), split, len(common))
+    keys = sorted(common)
+    paths, y_true, probs, index = None, None, {}, {}
+    for name, p in loaded.items():
+        order = {q: i for i, q in enumerate(keyed[name])}
+        idx = index[name] = np.array([order[q] for q in keys])
+        y = p.y_true[idx]
+        if y_true is None:
+            y_true, paths = y, np.asarray(p.paths)[idx]
+        elif not np.array_equal(y, y_true):
+            raise ValueError(f"{name} disagrees with the other models on the true labels of {split} items")
+        probs[name] = p.probs[idx]
+    return Aligned(split, paths, y_true, probs, index)
 
 
 _INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -29,6 +29,7 @@ SPLITS = ("val", "test")
 BCCD_CROP_SIZE = 256  # px: crops are cut at this size, then resized to each model's input as in training
 BCCD_MARGIN = 0.5     # margin around a BCCD box, share of its longer side (the cell then fills about half)
 SMOKE_BCCD_LIMIT = 16
+RESULTS_URL_ENV = "BLOODCELLS_RESULTS_URL"  # another address of the book's results archive (tests, mirrors)
 
 
 class ScoresError(ValueError):
@@ -90,7 +91,7 @@ def _crops(root: str, limit: int | None, seed: int):
 def score_bccd(model, image_size: int, limit: int | None = None, seed: int = 42):
     """``(ids, probs, logits)`` of ``model`` on the BCCD crops at its input size; ``None`` without BCCD."""
     from .explain import logits_fn
-    from .predict import to_model_input
+    from .pipeline import to_model_input
     from .predictions import predict_array
 
     crops = bccd_crops(limit, seed)
@@ -185,7 +186,7 @@ def load_all(records: Mapping[str, Mapping[str, Any]], directory: str | os.PathL
     A record without scores, or with a file that fails its check, is left out with the reason
     (``Scored.left_out``); models scored on different BCCD crops keep their BCCD scores out of the comparison.
     """
-    from .compare import align
+    from .predictions import align
 
     loaded: dict[str, Scores] = {}
     left_out: dict[str, str] = {}
@@ -210,3 +211,54 @@ def load_all(records: Mapping[str, Mapping[str, Any]], directory: str | os.PathL
     return Scored(tuple(loaded), {n: s.image_size for n, s in loaded.items()}, val, test, logits, ids,
                   {n: s.bccd_probs for n, s in same.items()}, {n: s.logits["bccd"] for n, s in same.items()},
                   left_out)
+
+
+def book_results(directory: str | os.PathLike | None = None) -> Path:
+    """The results folder the evaluation chapter reads: ``directory`` (or ``$BLOODCELLS_RESULTS_DIR``, or the
+    checkout's ``results/``) when it holds scores; elsewhere (a fresh Colab or Kaggle machine) the ``results/``
+    of this version of the book, downloaded once from the repository's archive of its tag ``v<version>`` into
+    the output folder. The scores are then checked against their records (:func:`load_scores`)."""
+    from .config import results_dir
+
+    local = results_dir(directory)
+    if directory is not None or any(local.glob(f"{FOLDER}/*.npz")):
+        return local
+    return _download_results()
+
+
+def _archive_url() -> tuple[str, str]:
+    from importlib.metadata import metadata, version
+
+    ver = version("bloodcells-helpers")
+    urls = dict(u.split(", ", 1) for u in metadata("bloodcells-helpers").get_all("Project-URL") or [])
+    url = os.environ.get(RESULTS_URL_ENV) or f"{urls['Repository'].rstrip('/')}/archive/refs/tags/v{ver}.tar.gz"
+    return ver, url
+
+
+def _download_results() -> Path:
+    """``results/`` of the archive of this version's tag, unpacked (nothing else) into the output folder."""
+    import tarfile
+    import tempfile
+
+    from .config import output_dir
+    from .download import _retrieve
+    from .io import atomic_dir
+
+    ver, url = _archive_url()
+    dest = output_dir() / "book-results" / f"v{ver}"
+    if (dest / "results").is_dir():
+        return dest / "results"
+    log.info("downloading the results of version %s of the book (records and saved scores)", ver)
+    with tempfile.TemporaryDirectory() as tmp, atomic_dir(dest) as out:
+        archive = _retrieve(url, Path(tmp), f"book-v{ver}.tar.gz", None, progress=False)
+        with tarfile.open(archive, "r:gz") as tar:
+            for m in tar:
+                parts = Path(m.name).parts
+                if len(parts) < 3 or parts[1] != "results" or not m.isfile() or ".." in parts:
+                    continue
+                target = out.joinpath("results", *parts[2:])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(m).read())
+        if not (out / "results").is_dir():
+            raise ScoresError(f"the archive {url} holds no results/ folder")
+    return dest / "results"

@@ -20,7 +20,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from .layers import VIEW_COUNTS, VIEW_NAMES, DihedralViews, MeanOverViews, dihedral  # noqa: F401 (re-exported)
+from .layers import (  # noqa: F401 (re-exported)
+    VIEW_COUNTS,
+    VIEW_NAMES,
+    DihedralViews,
+    MeanOverViews,
+    dihedral,
+    is_tta,
+    tta_core,
+    tta_views,
+)
 
 
 def tta_model(model, views: int = 8, name: str | None = None):
@@ -36,26 +45,6 @@ def tta_model(model, views: int = 8, name: str | None = None):
     stacked = DihedralViews(views, name="dihedral_views")(inp)
     out = MeanOverViews(views, name="mean_over_views")(model(stacked))
     return keras.Model(inp, out, name=name or f"{model.name}_tta{views}")
-
-
-def is_tta(model) -> bool:
-    """True for a model built by :func:`tta_model`."""
-    return any(isinstance(layer, DihedralViews) for layer in getattr(model, "layers", []))
-
-
-def tta_views(model) -> int:
-    """How many views a :func:`tta_model` wrapper averages (1 for any other model)."""
-    return next((layer.views for layer in getattr(model, "layers", []) if isinstance(layer, DihedralViews)), 1)
-
-
-def tta_core(model):
-    """The single-view model inside a :func:`tta_model` wrapper (the model itself when it is not one)."""
-    if not is_tta(model):
-        return model
-    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if len(inner) != 1:
-        raise ValueError(f"{model.name!r} is a TTA wrapper without exactly one inner model")
-    return inner[0]
 
 
 def view_probs(model, dataset, views: int = 8, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
