@@ -73,7 +73,7 @@ yva = data.labels("val")
 r = recipe("mobilenetv2", "gpu", "smoke", image_size=32, batch_size=8)
 strategy = distribution_strategy(r.profile, devices=["/cpu:0", "/cpu:1"])
 run = start_run(r.family, r.image_size, resolve_weights(r.family, "random", allow_random=True), r.split_layer,
-                batch_size=r.batch_size, profile=r.profile, strategy=strategy)
+                batch_size=r.batch_size, profile=r.profile, strategy=strategy, pooled_only=False)  # for phase 2
 extract(run, data, cache=False)
 out = {"replicas": strategy.num_replicas_in_sync, "errors": {}}
 try:  # phase 1: the head (Dense layers) on the pooled features, in batches of 32

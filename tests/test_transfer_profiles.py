@@ -93,6 +93,7 @@ def test_gpu_path_at_tiny_size_under_mirrored_strategy_on_the_cpu(tmp_path, monk
     tl = start_run(r.family, r.image_size, prov, r.split_layer, batch_size=r.batch_size,
                    profile=r.profile, strategy=strategy)
     extract(tl, data, cache=False)
+    assert tl.pooled_only and all(X is None for X, _ in tl.features.values())  # pooled features only
     phase1(tl, epochs=r.head_epochs)
     res = phase3(tl, data, epochs=r.e2e_epochs, lr=r.e2e_lr, patience=None)
     assert res["epochs_run"] == 1 and "phase2" not in tl.histories
@@ -100,7 +101,8 @@ def test_gpu_path_at_tiny_size_under_mirrored_strategy_on_the_cpu(tmp_path, monk
     assert np.isfinite(preds["test"].probs).all()
     rec = save(tl, "transfer_gpu_test", data, preds, mode="smoke", save_model=False,
                results_directory=tmp_path / "results").record
-    assert rec["profile"] == "gpu" and rec["replicas"] == 1
+    assert rec["profile"] == "gpu" and rec["replicas"] == 1 and rec["pooled_only"] is True
+    assert rec["precision"] == "float32"  # no GPU here: mixed_float16 only when TensorFlow sees one
 
 
 def test_literature_table_holds_the_sources_rows():

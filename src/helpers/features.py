@@ -6,6 +6,8 @@ activations (``float16``). :func:`activations` computes them, or reloads them fr
 ``outputs/features/<family>_<size>_<key>_<split>.npy`` when a run with the same family, image size,
 cut, weights and files computed them before; the seconds the computation took are stored beside the
 array (``.json``), so a reloaded cache reports the cost of computing it, not of reading it.
+``split_layer`` names what is cached: :func:`helpers.transfer.extract` passes the whole base and ``"pooled"``
+for a run that keeps only the pooled features (the gpu profile), a cache of its own.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def run_lower(preprocess, lower, paths: Sequence[str], labels: np.ndarray, image
               desc: str = "features", graph: bool = True) -> np.ndarray:
     """``lower(preprocess(image), training=False)`` over the files ``paths``, in order, as ``float16``.
 
-    The network runs in float32; the activations are stored as float16 on the numpy side.
+    The network runs in its own dtype (float32; float16 under mixed precision); the activations are stored as
+    float16 on the numpy side.
     ``graph=False`` runs eagerly: for a few batches through many models (the resolution probe), where
     tracing a graph for each would cost more than it saves and TensorFlow warns about the retracing.
     """

@@ -33,7 +33,10 @@ whose top does not over-fit the cache; phase 3 from the middle of VGG19 and ResN
 MobileNetV2). ``"gpu"`` runs phase 1 and then phase 3 for every family at 224 px (the ImageNet
 networks' own scale; MedMNIST+ reports its best end-to-end results there), 10-15 epochs with a
 cosine schedule and early stopping, batch 64; phase 2 is skipped (phase 3 trains the same layers
-and all the others). ``"auto"`` is gpu when TensorFlow sees a GPU (:func:`resolve_profile`). On
+and all the others), so :func:`extract` keeps only the *pooled* features (the whole frozen base, batch by
+batch: at 224 px the split layer's activations of every training image would not fit a free Colab's RAM), and on
+a GPU every model is built under Keras' ``mixed_float16`` policy (the head's softmax in float32; ``compile``
+scales the loss), restored afterwards. ``"auto"`` is gpu when TensorFlow sees a GPU (:func:`resolve_profile`). On
 more than one GPU, :func:`distribution_strategy` gives ``tf.distribute.MirroredStrategy``, and the
 run builds and compiles every model inside its scope (``start_run(..., strategy=...)``); there every training batch
 splits evenly across the GPUs and validation runs outside the strategy (Keras fails on uneven batches).
@@ -43,7 +46,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +116,11 @@ def split_model(base, split_layer: str):
 
 def make_head(input_dim: int, units: int = 256, dropout: float = 0.3, n_classes: int = len(CLASSES),
               name: str = "head"):
-    """Classifier on pooled features: Dropout → [Dense(units, relu) → Dropout] → Dense(softmax)."""
+    """Classifier on pooled features: Dropout → [Dense(units, relu) → Dropout] → Dense(softmax).
+
+    The softmax layer computes in float32 under any dtype policy (Keras' mixed-precision guide: outputs in
+    float32 for numeric stability).
+    """
     import keras
 
     L = keras.layers
@@ -121,7 +129,7 @@ def make_head(input_dim: int, units: int = 256, dropout: float = 0.3, n_classes:
     if units:
         x = L.Dense(int(units), activation="relu", name="head_dense")(x)
         x = L.Dropout(dropout, name="head_dropout2")(x)
-    out = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    out = L.Dense(n_classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inp, out, name=name)
 
 
@@ -455,7 +463,8 @@ class TransferRun:
     lower: Any
     top: Any
     preprocess: Any
-    features: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # split → (activations, y)
+    # split → (activations, y); activations None in a pooled-only run (it keeps only ``pooled``)
+    features: dict[str, tuple[np.ndarray | None, np.ndarray]] = field(default_factory=dict)
     pooled: dict[str, np.ndarray] = field(default_factory=dict)
     used_paths: dict[str, list[str]] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
@@ -472,27 +481,36 @@ class TransferRun:
     profile: str = "cpu"
     strategy: Any = None  # a tf.distribute strategy (gpu profile); None: TensorFlow's default
     classes: tuple[str, ...] = CLASSES  # the data's classes (set by :func:`extract`); the head has one output each
+    pooled_only: bool = False  # extract keeps only the pooled features (no phase 2)
+    precision: str = "float32"  # the Keras dtype policy every model of the run is built under
 
 
 def start_run(family: str, image_size: int, provenance: Mapping[str, Any], split_layer: str | None = None, *,
-              seed: int = 42, batch_size: int = 32, profile: str = "cpu", strategy=None) -> TransferRun:
+              seed: int = 42, batch_size: int = 32, profile: str = "cpu", strategy=None,
+              pooled_only: bool | None = None, precision: str | None = None) -> TransferRun:
     """Seed Keras, load the frozen base (:func:`helpers.weights.load_base`) and cut it at ``split_layer``.
 
     ``strategy`` (:func:`distribution_strategy`): the base, and later phase 3's model, are built and
-    compiled inside its scope, so that Keras trains them on every replica."""
+    compiled inside its scope, so that Keras trains them on every replica. ``pooled_only`` and ``precision``
+    (a Keras dtype policy, e.g. ``"mixed_float16"`` to force it on a CPU): ``None`` takes the profile's
+    (:attr:`Recipe.pooled_only`, :attr:`Recipe.precision`); every model of the run is built under ``precision``."""
     import keras
 
     family = check_family(family)
     image_size = int(image_size)
     split_layer = split_layer or SPLIT_LAYERS[family]
+    r = recipe(family, profile)
+    pooled_only = r.pooled_only if pooled_only is None else bool(pooled_only)
+    precision = precision or r.precision
     keras.utils.set_random_seed(seed)
-    with _scope(strategy):
+    with _scope(strategy, precision):
         base = load_base(family, image_size, dict(provenance))
         freeze(base)
         lower, top = split_model(base, split_layer)
         preprocess = preprocessing_layer(family)
     return TransferRun(family, image_size, provenance, split_layer, seed, batch_size, base, lower, top,
-                       preprocess, profile=resolve_profile(profile), strategy=strategy)
+                       preprocess, profile=r.profile, strategy=strategy, pooled_only=pooled_only,
+                       precision=precision)
 
 
 def parts_table(run: TransferRun) -> pd.DataFrame:
@@ -513,6 +531,9 @@ def extract(run: TransferRun, data, splits: Sequence[str] = ("train", "val"), *,
             max_train_per_class: int | None = None, max_val_per_class: int | None = None) -> pd.DataFrame:
     """Run the frozen lower part once over each split (:func:`helpers.features.activations`), then pool.
 
+    A pooled-only run (``run.pooled_only``) runs the whole frozen base instead, batch by batch, and keeps (and
+    caches) only its pooled output: the activations at the split layer are never held for a whole split.
+
     ``max_train_per_class`` trains on a stratified random subset of the training split when a base
     is too slow to run over all of it (``max_val_per_class`` likewise for val; the test split always
     stays complete). ``cache``: reuse / write ``outputs/features``. Returns a timing table.
@@ -529,28 +550,42 @@ def extract(run: TransferRun, data, splits: Sequence[str] = ("train", "val"), *,
             paths, labels = [paths[i] for i in keep], labels[keep]
             run.caps[split] = int(cap)
         run.used_paths[split] = list(paths)
-        act = activations(run.preprocess, run.lower, paths, labels, family=run.family, image_size=run.image_size,
-                          split_layer=run.split_layer, weights_sha256=run.provenance.get("sha256"), split=split,
-                          cache=cache)
+        act = activations(run.preprocess, run.base if run.pooled_only else run.lower, paths, labels,
+                          family=run.family, image_size=run.image_size, split_layer=_cached_output(run),
+                          weights_sha256=run.provenance.get("sha256"), split=split, cache=cache)
         X, secs = act.X, act.seconds
-        run.features[split] = (X, labels)
+        run.features[split] = (None if run.pooled_only else X, labels)
+        if run.pooled_only:
+            run.pooled[split] = X.astype("float32")
         run.times[f"extract_{split}"] = round(secs, 1)
         run.speeds[f"lower_{split}"] = len(paths) / secs
         rows.append({"split": split, "images": len(paths), "activation shape": str(X.shape[1:]),
                      "MB (float16)": round(X.nbytes / 2**20, 1), "seconds to compute": round(secs, 1),
                      "img/s": round(len(paths) / secs, 1), "how": act.how})
         log.info("%s features of %s: %s, %s in %.1f s", run.family, split, X.shape, act.how, secs)
-    t0 = time.perf_counter()
-    for split, (X, _) in run.features.items():
-        run.pooled[split] = pool(run.top, X)
-    run.times["pool_frozen_top"] = round(time.perf_counter() - t0, 1)
+    if not run.pooled_only:
+        t0 = time.perf_counter()
+        for split, (X, _) in run.features.items():
+            run.pooled[split] = pool(run.top, X)
+        run.times["pool_frozen_top"] = round(time.perf_counter() - t0, 1)
     return pd.DataFrame(rows).set_index("split")
+
+
+def _cached_output(run: TransferRun) -> str:
+    """The cache key's name of what :func:`extract` caches: the split layer, or ``"pooled"`` in a pooled-only
+    run; the precision is added unless it is float32 (float16 computations give other numbers)."""
+    name = "pooled" if run.pooled_only else run.split_layer
+    return name if run.precision == "float32" else f"{name} {run.precision}"
 
 
 def _xy(run: TransferRun, split: str, *, pooled: bool) -> tuple[np.ndarray, np.ndarray]:
     if split not in run.features:
         raise RuntimeError(f"no {split} features yet: call extract(run, data) first")
     X, y = run.features[split]
+    if not pooled and X is None:
+        raise RuntimeError(f"phase 2 needs the cached activations at {run.split_layer}, and this run kept only the "
+                           "pooled features (start_run's pooled_only, the default of the gpu profile, whose recipe "
+                           "skips phase 2): start_run(..., pooled_only=False), then extract(run, data)")
     return (run.pooled[split] if pooled else X), y
 
 
@@ -586,7 +621,7 @@ def phase1(run: TransferRun, *, epochs: int = 30, units: int | None = None, drop
     run.best_hp = hp
     Xtr, ytr = _xy(run, "train", pooled=True)
     Xva, yva = _xy(run, "val", pooled=True)
-    with _scope(run.strategy):  # the head's variables must live in the strategy that trains it later
+    with _scope(run.strategy, run.precision):  # the head's variables must live in the strategy that trains it
         res = train_head(Xtr, ytr, Xva, yva, units=hp["units"], dropout=hp["dropout"], lr=hp["lr"],
                          epochs=epochs, batch_size=4 * run.batch_size, patience=patience, seed=run.seed,
                          n_classes=len(run.classes))
@@ -600,12 +635,13 @@ def phase1(run: TransferRun, *, epochs: int = 30, units: int | None = None, drop
 
 
 def phase2(run: TransferRun, *, epochs: int = 5, lr: float = 1e-4, patience: int = 2) -> dict[str, list[float]]:
-    """Phase 2, :func:`fine_tune_top`: top + head on the cached activations, at a low learning rate."""
-    if run.head is None:
-        raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the top")
+    """Phase 2, :func:`fine_tune_top`: top + head on the cached activations, at a low learning rate
+    (a pooled-only run has none: a clear error)."""
     Xtr, ytr = _xy(run, "train", pooled=False)
     Xva, yva = _xy(run, "val", pooled=False)
-    with _scope(run.strategy):
+    if run.head is None:
+        raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the top")
+    with _scope(run.strategy, run.precision):
         res = fine_tune_top(run.top, run.head, Xtr, ytr, Xva, yva, lr=lr, epochs=epochs,
                             batch_size=run.batch_size, patience=patience, name=f"{run.family}_finetune")
     run.finetuned_weights = list(res.trained)
@@ -623,7 +659,8 @@ def deployable(run: TransferRun):
     if run.head is None:
         raise RuntimeError("no head yet: run phase1 first")
     if run.model is None:
-        run.model = assemble(run.preprocess, run.base, run.head, run.image_size, name=f"transfer_{run.family}")
+        with _scope(run.strategy, run.precision):
+            run.model = assemble(run.preprocess, run.base, run.head, run.image_size, name=f"transfer_{run.family}")
     return run.model
 
 
@@ -641,10 +678,9 @@ def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_l
     Returns ``fit``'s summary."""
     if run.head is None:
         raise RuntimeError("train the head first (phase 1): fine-tuning with a random head wrecks the base")
-    with _scope(run.strategy):
-        model = deployable(run)
+    model = deployable(run)
     run.used_paths["val"] = data.paths("val")
-    with _scope(run.strategy):
+    with _scope(run.strategy, run.precision):
         res = fine_tune_end_to_end(model, run.base, data, image_size=run.image_size, epochs=epochs, lr=lr,
                                    first_layer=first_layer, augment=augment, seed=run.seed,
                                    batch_size=run.batch_size, patience=patience, time_budget=time_budget,
@@ -668,14 +704,16 @@ def phase3(run: TransferRun, data, *, epochs: int = 6, lr: float = 3e-4, first_l
 
 
 def val_predictions(run: TransferRun, data=None) -> Predictions:
-    """Val predictions of the current model: from the cached activations (top → head), or — after
-    phase 3, which changed the lower layers too — end-to-end from the val images of ``data``."""
+    """Val predictions of the current model: from the cached activations (top → head; a pooled-only run:
+    the head on the pooled features), or — after phase 3, which changed the lower layers too — end-to-end
+    from the val images of ``data``."""
     if "phase3" in run.histories:
         if data is None:
             raise ValueError("after end-to-end fine-tuning the val images are needed: val_predictions(run, data)")
         return predict_split(deployable(run), data, "val", run.image_size)
-    X, y = _xy(run, "val", pooled=False)
-    return Predictions(tuple(run.used_paths["val"]), y, head_probs(run.top, run.head, X), run.classes)
+    X, y = _xy(run, "val", pooled=run.pooled_only)
+    probs = _predict(run.head, X, 256) if run.pooled_only else head_probs(run.top, run.head, X)
+    return Predictions(tuple(run.used_paths["val"]), y, probs, run.classes)
 
 
 def evaluate(run: TransferRun, data) -> dict[str, Predictions]:
@@ -727,7 +765,8 @@ def record_fields(run: TransferRun) -> dict[str, Any]:
                 preprocessing=PREPROCESSING[run.family], per_class_caps=dict(run.caps),
                 n_used={k: int(len(v[1])) for k, v in run.features.items()},
                 end_to_end=dict(run.end_to_end) or None, profile=run.profile,
-                replicas=int(getattr(run.strategy, "num_replicas_in_sync", 1)))
+                replicas=int(getattr(run.strategy, "num_replicas_in_sync", 1)), precision=run.precision,
+                pooled_only=run.pooled_only)
 
 
 def save(run: TransferRun, name: str, data, predictions: Mapping[str, Predictions], *, mode: str,
@@ -801,7 +840,8 @@ def seed_spread(family: str, provenance: Mapping[str, Any], data, r: Recipe, *,
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 run = start_run(family, r.image_size, provenance, r.split_layer, seed=seed,
-                                batch_size=r.batch_size, profile=r.profile, strategy=strategy)
+                                batch_size=r.batch_size, profile=r.profile, strategy=strategy,
+                                pooled_only=r.pooled_only, precision=r.precision)
                 extract(run, data)
                 run.best_hp = dict(head or {})
                 run_phases(run, data, r, run_name=f"transfer_{family}_{r.image_size}{_tag(data)}_spread_s{seed}")
@@ -877,7 +917,9 @@ class Recipe:
 
     ``profile`` is resolved (``"cpu"`` or ``"gpu"``); ``ft_epochs = 0`` skips phase 2 and
     ``e2e_epochs = 0`` skips phase 3. ``replicas`` is the number of GPUs the gpu profile trains on
-    (:func:`distribution_strategy`). ``why`` says in one sentence why the profile looks as it does.
+    (:func:`distribution_strategy`); ``precision`` the Keras dtype policy its models are built under
+    (``"mixed_float16"`` in the gpu profile when TensorFlow sees a GPU). ``why`` says in one sentence why the
+    profile looks as it does.
     """
 
     profile: str
@@ -901,7 +943,13 @@ class Recipe:
     spread_seeds: tuple[int, ...] = (42, 43, 44)
     spread_per_class: int = 100
     replicas: int = 1
+    precision: str = "float32"
     why: str = ""
+
+    @property
+    def pooled_only(self) -> bool:
+        """Whether :func:`extract` keeps only the pooled features: the gpu profile, which skips phase 2."""
+        return self.profile == "gpu" and not self.ft_epochs
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -976,8 +1024,9 @@ def recipe(family: str, profile: str = "auto", mode: str = "book", **overrides: 
     profile = resolve_profile(profile)
     table = GPU_RECIPES if profile == "gpu" else CPU_RECIPES
     fields: dict[str, Any] = {**table[family], "why": _GPU_WHY if profile == "gpu" else _CPU_WHY}
-    if profile == "gpu":
+    if profile == "gpu":  # a GPU's tensor cores compute in float16; float16 on a CPU is slow
         fields["replicas"] = max(1, len(gpus()))
+        fields["precision"] = "mixed_float16" if gpus() else "float32"
     if mode == "smoke":
         fields.update(SMOKE, speed_sizes=(64,), probe_sizes=(64,) if fields.get("probe_sizes") else (),
                       ft_epochs=min(fields.get("ft_epochs", 5), 1), e2e_epochs=min(fields.get("e2e_epochs", 0), 1),
@@ -1002,10 +1051,20 @@ def distribution_strategy(profile: str = "cpu", devices: Sequence[str] | None = 
     return tf.distribute.get_strategy()
 
 
-def _scope(strategy):
-    from contextlib import nullcontext
+@contextmanager
+def _scope(strategy, precision: str = "float32") -> Iterator[None]:
+    """Build and compile models inside ``strategy``'s scope (``None``: TensorFlow's default) under Keras' global
+    dtype policy ``precision`` (``"mixed_float16"``: float16 computations, float32 variables). The previous
+    policy is restored afterwards: models built later, e.g. by a cpu run in the same process, are unaffected."""
+    import keras
 
-    return strategy.scope() if strategy is not None else nullcontext()
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        with strategy.scope() if strategy is not None else nullcontext():
+            yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 # ==================================================================================== the literature
