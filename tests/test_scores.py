@@ -181,3 +181,14 @@ def test_book_results_downloads_this_versions_results_once(data, tmp_path, monke
     finally:
         server.close()
     assert not list((tmp_path / "out").rglob("x.ipynb")) and not (tmp_path / "x").exists()
+
+
+def test_calibration_uses_logits_only_where_they_give_the_probabilities(data, tmp_path, monkeypatch):
+    monkeypatch.delenv("BLOODCELLS_BCCD_DIR", raising=False)
+    core = _model(4)
+    runs = {"one": _save(core, data, tmp_path, "one")[0], "tta": _save(tta_model(core, views=2), data, tmp_path,
+                                                                       "tta")[0]}
+    scored = load_all({n: r.record for n, r in runs.items()}, tmp_path / "res")
+    np.testing.assert_array_equal(scored.calibration_logits("test", "one"), scored.logits["test"]["one"])
+    z = scored.calibration_logits("test", "tta")  # averaged view logits do not give the averaged probabilities
+    np.testing.assert_allclose(_softmax(z), scored.test.probs["tta"], atol=1e-6)

@@ -222,7 +222,7 @@ def coverage_curve(y_true: Sequence[int], probs, shares: Sequence[float] | None 
     p = np.asarray(probs, dtype=float)
     conf, right = p.max(axis=1), p.argmax(axis=1) == y
     order = np.argsort(conf, kind="stable")  # least confident first
-    shares = np.linspace(0, 0.3, 31) if shares is None else np.asarray(shares, dtype=float)
+    shares = np.round(np.linspace(0, 0.3, 31), 3) if shares is None else np.asarray(shares, dtype=float)
     rows = []
     for share in shares:
         k = int(round(share * len(y)))

@@ -51,11 +51,11 @@ class Scores:
 
 
 def relative_paths(paths: Sequence[str], root: str | os.PathLike | None) -> tuple[str, ...]:
-    """``paths`` relative to the data root, as POSIX strings (no machine path in a committed file)."""
-    if root is None:
-        return tuple(Path(p).name for p in paths)
-    r = Path(root)
-    return tuple(Path(p).relative_to(r).as_posix() if Path(p).is_relative_to(r) else Path(p).name for p in paths)
+    """``paths`` relative to the data root, as POSIX strings (no machine path in a committed file); without a
+    root, or outside it, ``<class>/<file>``."""
+    r = Path(root) if root is not None else None
+    return tuple(Path(p).relative_to(r).as_posix() if r is not None and Path(p).is_relative_to(r)
+                 else "/".join(Path(p).parts[-2:]) for p in paths)
 
 
 def _logits_over(model, paths: Sequence[str], labels, image_size: int, batch_size: int = 128) -> np.ndarray | None:
@@ -178,6 +178,18 @@ class Scored:
     bccd_probs: dict[str, np.ndarray]
     bccd_logits: dict[str, np.ndarray | None]
     left_out: dict[str, str]
+
+    def calibration_logits(self, split: str, name: str) -> np.ndarray:
+        """What temperature scaling divides: the model's logits where their softmax gives its probabilities,
+        else ``log p`` (a TTA model averages probabilities, not logits; ``log p`` differs from the logits
+        only by a constant per cell, which softmax ignores)."""
+        from scipy.special import softmax
+
+        al = getattr(self, split)
+        p, z = al.probs[name], self.logits[split][name]
+        if z is not None and np.abs(softmax(z.astype("float64"), axis=1) - p).max() < 1e-4:
+            return z.astype("float64")
+        return np.log(np.clip(p.astype("float64"), 1e-12, 1.0))
 
 
 def load_all(records: Mapping[str, Mapping[str, Any]], directory: str | os.PathLike | None = None) -> Scored:
