@@ -150,8 +150,9 @@ def test_book_results_downloads_this_versions_results_once(data, tmp_path, monke
     import io
     import tarfile
 
-    from helpers.scores import RESULTS_URL_ENV, book_results
     from localserver import LocalServer
+
+    from helpers.scores import RESULTS_URL_ENV, book_results
 
     monkeypatch.delenv("BLOODCELLS_BCCD_DIR", raising=False)
     run, _ = _save(_model(), data, tmp_path / "book")  # what a chapter committed
