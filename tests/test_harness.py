@@ -238,31 +238,39 @@ def test_book_time_breakdown_reads_the_records(tmp_path, benchmarks_path):
     assert book_bench.time_breakdown(tmp_path)[-1] == {"record": "ablation/b", "part": "training", "seconds": 30.0}
 
 
-def test_accuracy_targets_read_the_records(tmp_path, benchmarks_path):
-    """Each family's record chosen on val macro-F1 (TTA or not), its target, the best from-scratch test
-    accuracy as the bar to clear, and the best model of all by val macro-F1; smoke records do not count."""
+def test_scratch_against_transfer_and_label_efficiency_read_the_records(tmp_path, benchmarks_path):
+    """Each ImageNet model against the from-scratch model chosen on validation, one view against one view and
+    TTA against TTA; smoke records do not count; the label-efficiency grid summarised per budget and arm."""
     import json
 
     import book_bench
 
-    def rec(name, val_f1, acc, f1, kind, mode="book"):
-        (tmp_path / f"{name}.json").write_text(json.dumps({
+    def rec(name, val_f1, acc, kind, mode="book", folder=tmp_path, **extra):
+        folder.mkdir(exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps({
             "model": name, "mode": mode, "weights_source": {"kind": kind}, "image_size": 64, "epochs": 1,
-            "train_seconds": 1.0, "data": {}, "seed": 42, "git_commit": "x",
+            "train_seconds": 60.0, "data": {}, "seed": 42, "git_commit": "x",
             "val": {"macro_f1": val_f1, "accuracy": val_f1, "per_class": {}},
-            "test": {"accuracy": acc, "macro_f1": f1, "per_class": {}}}))
+            "test": {"accuracy": acc, "macro_f1": acc, "per_class": {}}, **extra}))
 
-    rec("improved_cnn_tta", 0.97, 0.977, 0.976, "none (trained from scratch)")
-    rec("transfer_vgg19", 0.95, 0.960, 0.95, "imagenet-keras-cache")
-    rec("transfer_mobilenetv2", 0.980, 0.985, 0.984, "imagenet-local-file")
-    rec("transfer_mobilenetv2_tta", 0.985, 0.990, 0.990, "imagenet-local-file")  # chosen on val
-    rec("transfer_resnet50", 0.999, 0.999, 0.999, "imagenet-local-file", mode="smoke")  # not counted
-    rows = {r["target"]: r for r in book_bench.accuracy_targets(tmp_path)}
-    assert rows["vgg19 test accuracy ≥ 97.5%"]["met"] is False
-    assert rows["vgg19 above the best from-scratch model"]["met"] is False
-    assert "improved_cnn_tta" in rows["vgg19 above the best from-scratch model"]["margin"]
-    mn = rows["mobilenetv2 test accuracy ≥ 98.8%"]
-    assert mn["met"] is True and mn["value"] == 0.990 and "transfer_mobilenetv2_tta" in mn["margin"]
-    assert rows["resnet50 test accuracy ≥ 98.0%"]["met"] is None  # only a smoke record
-    best = next(r for t, r in rows.items() if t.startswith("best model"))
-    assert best["met"] is True and "transfer_mobilenetv2_tta" in best["margin"]
+    scratch = "none (trained from scratch)"
+    rec("improved_cnn", 0.97, 0.975, scratch)
+    rec("bloodcells_cnn", 0.93, 0.94, scratch)
+    rec("improved_cnn_tta", 0.975, 0.980, scratch)
+    rec("transfer_vgg19", 0.95, 0.960, "imagenet-keras-cache")
+    rec("transfer_mobilenetv2_tta", 0.985, 0.990, "imagenet-local-file")
+    rec("transfer_resnet50", 0.999, 0.999, "imagenet-local-file", mode="smoke")  # not counted
+    rows = {r["transfer model"]: r for r in book_bench.scratch_vs_transfer(tmp_path)}
+    assert set(rows) == {"transfer_vgg19", "transfer_mobilenetv2_tta"}
+    assert rows["transfer_vgg19"]["from-scratch model"] == "improved_cnn"
+    assert rows["transfer_vgg19"]["difference (points)"] == -1.5
+    assert rows["transfer_mobilenetv2_tta"]["from-scratch model"] == "improved_cnn_tta"
+    assert rows["transfer_mobilenetv2_tta"]["difference (points)"] == 1.0
+    for seed, acc in ((42, 0.80), (43, 0.84)):
+        rec(f"scratch_10pc_s{seed}", 0.8, acc, scratch, folder=tmp_path / "label_efficiency",
+            label_efficiency={"arm": "scratch", "per_class": 10})
+    le = book_bench.label_efficiency(tmp_path)
+    assert len(le) == 1 and (le[0]["images per class"], le[0]["arm"], le[0]["seeds"]) == (10, "scratch", 2)
+    assert le[0]["mean test accuracy (%)"] == 82.0 and (le[0]["min (%)"], le[0]["max (%)"]) == (80.0, 84.0)
+    assert not any(r["record"].startswith("label_efficiency") for r in book_bench.time_breakdown(tmp_path))
+
