@@ -253,3 +253,23 @@ def test_coverage_curve_hands_the_least_confident_cells_to_a_person():
     y2 = rng.integers(0, 8, 2000)
     p2 = rng.dirichlet(np.ones(8), 2000)
     assert coverage_curve(y2, p2)["accuracy_kept"].iloc[0] == pytest.approx(np.mean(p2.argmax(1) == y2))
+
+
+def test_mcnemar_table_refuses_a_spread_from_a_smaller_budget():
+    """A spread measured on a capped copy of the split is no tolerance for the full run: the table says so."""
+    from helpers.evaluate import mcnemar_table
+
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    probs = {"a": np.eye(2)[y], "b": np.eye(2)[[0, 1, 0, 1, 0, 1, 1, 0]]}
+
+    def rec(budget):
+        return {"spread": {"values": [0.90, 0.91, 0.92], "budget": budget}}
+
+    full = mcnemar_table(y, probs, [("a", "b")], records={"a": rec("full data"), "b": rec("full data")})
+    capped = mcnemar_table(y, probs, [("a", "b")], records={"a": rec("full data"),
+                                                            "b": rec("capped set, not the full data")})
+    none = mcnemar_table(y, probs, [("a", "b")], records={"a": {}, "b": rec("full data")})
+    assert full["beyond seed noise"][0] in ("yes", "no") and full["seed tolerance (95 %)"][0] > 0
+    assert capped["beyond seed noise"][0] == "no spread at this budget"
+    assert np.isnan(capped["seed tolerance (95 %)"][0])
+    assert none["beyond seed noise"][0] == "not measured"

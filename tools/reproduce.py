@@ -312,6 +312,8 @@ def headline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def collected_markdown(runs: dict[str, dict[str, Any]]) -> str:
     """The collected report: a summary of every headline number, then each chapter's section."""
+    from helpers.results import smaller_budget
+
     lines = ["# Re-runs beside the committed records", "", COLLECTED_INTRO, "",
              "## Every headline number", "",
              "The number each chapter quotes for a model: its test accuracy (an ablation variant's validation "
@@ -332,7 +334,7 @@ def collected_markdown(runs: dict[str, dict[str, Any]]) -> str:
             w = "—" if r["within"] is None else "yes" if r["within"] else "NO"
             tol = "—" if r.get("tolerance") is None else f"{r['tolerance']:.4f}"
             src = r.get("spread_of") or ""
-            at = "—" if not src else "a smaller budget" if "not the full data" in src else "the run's own budget"
+            at = "—" if not src else "a smaller budget" if smaller_budget(src) else "the run's own budget"
             lines.append(f"| {chapter[:2]} | {r['model']} | {r['metric']} | {r['committed']:.4f} | {r['new']:.4f} | "
                          f"{r['difference']:+.4f} | {tol} | {w} | {at} |")
     lines += ["", f"{within} of {n} headline numbers lie within their tolerance"

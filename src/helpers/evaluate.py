@@ -155,9 +155,10 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
     (:func:`paired_difference`), and the exact and chi² p-values.
 
     ``records`` (name → the model's record, ``None`` where there is none) adds whether the accuracy difference
-    is more than retraining alone would make: the 95 % retrain tolerance of the two records' seed spreads
-    (:func:`helpers.results.retrain_tolerance`), and ``"yes"`` when the difference exceeds it, ``"no"`` when
-    not, ``"not measured"`` when a record states no spread.
+    is more than retraining alone would make: the 95 % retrain tolerance of the two records' seed spreads at
+    the models' own budgets (:func:`helpers.results.retrain_tolerance`), and ``"yes"`` when the difference
+    exceeds it, ``"no"`` when not, ``"not measured"`` when a record states no spread and ``"no spread at this
+    budget"`` when a spread was measured only on a smaller one.
     """
     import pandas as pd
 
@@ -173,10 +174,12 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
                "95 % CI (points)": f"{100 * m['diff_low']:+.1f} to {100 * m['diff_high']:+.1f}",
                "p exact": m["p_exact"], "p chi²": m["p_chi2"]}
         if records is not None:
-            tol = retrain_tolerance(records.get(a), records.get(b))
+            measured = retrain_tolerance(records.get(a), records.get(b))
+            tol = retrain_tolerance(records.get(a), records.get(b), own_budget=True)
             gap = abs(row["accuracy A"] - row["accuracy B"])
             row["seed tolerance (95 %)"] = np.nan if tol is None else tol
-            row["beyond seed noise"] = "not measured" if tol is None else "yes" if gap > tol else "no"
+            row["beyond seed noise"] = ("not measured" if measured is None else "no spread at this budget"
+                                        if tol is None else "yes" if gap > tol else "no")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -134,8 +134,17 @@ def seed_sd(rec: Mapping[str, Any] | None) -> tuple[float | None, int]:
     return statistics.stdev(values), len(values)
 
 
+SMALLER_BUDGET = "not the full data"
+"""What a spread block's ``budget`` says when its seeds ran on a capped copy of the split, not the model's own."""
+
+
+def smaller_budget(budget: str | None) -> bool:
+    """True when a spread's ``budget`` text says it was measured on less than the full data."""
+    return SMALLER_BUDGET in str(budget or "")
+
+
 def retrain_tolerance(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None = None,
-                      level: float = 0.95) -> float | None:
+                      level: float = 0.95, *, own_budget: bool = False) -> float | None:
     """How far apart two single training runs may land by the seed alone, ``level`` of the time.
 
     ``b=None`` asks about a second run of ``a``'s recipe (a reproduction); otherwise about one run each of two
@@ -144,10 +153,14 @@ def retrain_tolerance(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None =
     Student's t with n − 1 degrees of freedom (the smaller n of the two) times ``sqrt(s_a² + s_b²)``. With
     three seeds t is 4.3 for 95 %: three seeds show that a spread is small only when it is very small.
     ``None`` when a record states no spread. The spread is the one the record's block measured (its
-    ``budget`` says on what), standing in for the metric it is applied to.
+    ``budget`` says on what), standing in for the metric it is applied to; ``own_budget=True`` refuses a
+    spread measured on a smaller budget (:func:`smaller_budget`: a capped set scatters more, so its
+    tolerance is a stand-in many times too wide) and gives ``None`` instead.
     """
     from scipy.stats import t as student_t
 
+    if own_budget and any(smaller_budget((r or {}).get("spread", {}).get("budget")) for r in (a, b)):
+        return None
     sa, na = seed_sd(a)
     sb, nb = seed_sd(a if b is None else b)
     if sa is None or sb is None:
