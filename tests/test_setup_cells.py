@@ -40,7 +40,8 @@ def setup_cell(url: str, book_version: str) -> str:
             "except PackageNotFoundError:  # a fresh Colab or Kaggle machine\n"
             "    installed = None\n"
             "if installed != BOOK_VERSION:\n"
-            '    %pip install -q "bloodcells-helpers @ {REPO}@v{BOOK_VERSION}"')
+            '    %pip install -q "bloodcells-helpers @ {REPO}@v{BOOK_VERSION}"\n'
+            "import helpers  # before TensorFlow: it picks its CPU kernels, quiets its log")
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

@@ -8,7 +8,7 @@ cache; prefetching overlaps the next batch's preparation with the current traini
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -58,27 +58,21 @@ def decode_rgb(data):
 
 
 def decode_resize(path, image_size: tuple[int, int]):
-    """Read one file and return a ``uint8`` RGB tensor of ``image_size`` (TF ops; graph-safe)."""
+    """Read one image file, decode it to RGB, resize it (a uint8 tensor)."""
     import tensorflow as tf
 
-    return resize_uint8(decode_rgb(tf.io.read_file(path)), image_size)
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                               expand_animations=False)
+    return resize_uint8(image, image_size)
 
 
-def make_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndarray, image_size: int | Sequence[int] = 64,
-                 batch_size: int = 32, *, shuffle: bool = False, augment: Callable | None = None,
-                 cache: bool = True, seed: int = 42, prefetch: bool = True):
-    """A batched ``tf.data.Dataset`` of ``(float32 images in [0, 255], int32 labels)``.
-
-    ``augment`` (e.g. a ``keras.Sequential`` of random layers) runs on whole batches after the
-    cache, so every epoch sees new variants. Files must have been checked by
-    :func:`helpers.data.scan_files` (the chapters do this through ``load_split``).
-    """
-    import tensorflow as tf
-
+def check_dataset(paths: Sequence[str], labels, image_size: int | Sequence[int],
+                  batch_size: int) -> tuple[int, int]:
+    """Refuse what :func:`make_dataset` cannot use, with a clear message; returns the ``(height, width)``."""
     from .config import positive_int
 
     size = validate_image_size(image_size)
-    batch_size = positive_int(batch_size, "BATCH_SIZE")
+    positive_int(batch_size, "BATCH_SIZE")
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
     if len(paths) == 0:
@@ -87,19 +81,38 @@ def make_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndarray, image
     if missing:
         raise FileNotFoundError(f"{len(missing)} image file(s) do not exist (e.g. {missing[0]}); the data folder "
                                 "changed since it was scanned. Run load_split again.")
-    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, dtype="int32")))
-    ds = ds.map(lambda p, y: (decode_resize(p, size), y), num_parallel_calls=AUTOTUNE,
-                deterministic=True)
+    return size
+
+
+def make_dataset(paths: Sequence[str], labels, image_size: int = 64,
+                 batch_size: int = 32, *, shuffle: bool = False,
+                 augment=None, cache: bool = True, seed: int = 42,
+                 prefetch: bool = True):
+    """A batched ``tf.data.Dataset`` of (float32 images in [0, 255], labels).
+
+    Read and decode in parallel, resize, cache, shuffle, batch, augment
+    (after the cache, so that every epoch sees new variants), prefetch.
+    """
+    import tensorflow as tf
+
+    size = check_dataset(paths, labels, image_size, batch_size)
+    labels = np.asarray(labels, dtype="int32")
+    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), labels))
+    ds = ds.map(lambda p, y: (decode_resize(p, size), y),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
-        ds = ds.cache()
+        ds = ds.cache()  # uint8 images of the chosen size, kept after epoch 1
     if shuffle:
-        ds = ds.shuffle(min(len(paths), 20_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(min(len(paths), 20_000), seed=seed,
+                        reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size))
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:  # random layers, called on whole batches
+        ds = ds.map(lambda x, y: (augment(x, training=True), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     if prefetch:
-        ds = ds.prefetch(AUTOTUNE)
+        ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds
 
 
