@@ -87,16 +87,15 @@ def scratch_vs_transfer(results_dir: Path) -> list[dict[str, Any]]:
 def label_efficiency(results_dir: Path) -> list[dict[str, Any]]:
     """Test accuracy by labelled images per class for each arm of ``tools/label_efficiency.py``: mean, min and
     max over the seeds whose records exist (``results/label_efficiency/``)."""
-    import statistics
+    from helpers.results import label_efficiency_records
 
-    by: dict[tuple[int, str], list[float]] = {}
-    for f in sorted((Path(results_dir) / "label_efficiency").glob("*.json")):
-        rec = json.loads(f.read_text())
-        le = rec["label_efficiency"]
-        by.setdefault((le["per_class"], le["arm"]), []).append(rec["test"]["accuracy"])
-    return [{"images per class": n, "arm": arm, "seeds": len(v),
-             "mean test accuracy (%)": round(100 * statistics.mean(v), 2), "min (%)": round(100 * min(v), 2),
-             "max (%)": round(100 * max(v), 2)} for (n, arm), v in sorted(by.items())]
+    points = label_efficiency_records(results_dir)
+    if points.empty:
+        return []
+    g = points.groupby(["per_class", "arm"])["accuracy"]
+    return [{"images per class": int(n), "arm": arm, "seeds": int(len(v)),
+             "mean test accuracy (%)": round(100 * v.mean(), 2), "min (%)": round(100 * v.min(), 2),
+             "max (%)": round(100 * v.max(), 2)} for (n, arm), v in g]
 
 
 def run(ctx: dict[str, Any]) -> dict[str, Any]:

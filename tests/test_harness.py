@@ -268,7 +268,7 @@ def test_scratch_against_transfer_and_label_efficiency_read_the_records(tmp_path
     assert rows["transfer_mobilenetv2_tta"]["difference (points)"] == 1.0
     for seed, acc in ((42, 0.80), (43, 0.84)):
         rec(f"scratch_10pc_s{seed}", 0.8, acc, scratch, folder=tmp_path / "label_efficiency",
-            label_efficiency={"arm": "scratch", "per_class": 10})
+            label_efficiency={"arm": "scratch", "per_class": 10, "steps": 600})
     le = book_bench.label_efficiency(tmp_path)
     assert len(le) == 1 and (le[0]["images per class"], le[0]["arm"], le[0]["seeds"]) == (10, "scratch", 2)
     assert le[0]["mean test accuracy (%)"] == 82.0 and (le[0]["min (%)"], le[0]["max (%)"]) == (80.0, 84.0)

@@ -118,3 +118,29 @@ def test_comparison_table(tmp_path):
     assert t.loc["a", "weights"] == "random" and t.loc["b", "weights"] == "imagenet"
     assert pd.isna(t.loc["b", "accuracy"])
     assert results.comparison_table([]).empty
+
+
+def test_label_efficiency_records_table_and_plot(tmp_path):
+    import json
+
+    from helpers.plots import label_efficiency_plot
+    from helpers.results import label_efficiency_records, label_efficiency_table
+
+    folder = tmp_path / "label_efficiency"
+    folder.mkdir()
+    for arm, n, seed, acc in (("scratch", 10, 42, 0.80), ("scratch", 10, 43, 0.84), ("transfer", 10, 42, 0.87),
+                              ("scratch", 50, 42, 0.90), ("transfer", 50, 42, 0.93)):
+        (folder / f"{arm}_{n}pc_s{seed}.json").write_text(json.dumps({
+            "model": f"{arm}_{n}pc_s{seed}", "seed": seed, "train_seconds": 120.0,
+            "label_efficiency": {"arm": arm, "per_class": n, "steps": 600},
+            "test": {"accuracy": acc, "macro_f1": acc - 0.01,
+                     "per_class": {"basophil": {"recall": acc - 0.1}, "ig": {"recall": acc - 0.2}}}}))
+    points = label_efficiency_records(tmp_path)
+    assert len(points) == 5 and points["minutes"].eq(2.0).all()
+    assert points.loc[points["arm"].eq("transfer") & points["per_class"].eq(10), "recall ig"].item() == \
+        pytest.approx(0.67)
+    table = label_efficiency_table(points)
+    assert table.loc[10, ("mean", "scratch")] == pytest.approx(0.82) and table.loc[10, ("count", "scratch")] == 2
+    assert table.loc[50, ("max", "transfer")] == pytest.approx(0.93)
+    ax = label_efficiency_plot(points).axes[0]
+    assert len(ax.lines) == 2 and ax.get_xscale() == "log"

@@ -662,3 +662,21 @@ def coverage_plot(curves: Mapping[str, pd.DataFrame], title: str = "Refer the le
     ax.legend(fontsize=7)
     ax.set_title(title)
     return fig
+
+
+def label_efficiency_plot(points: pd.DataFrame, title: str = "Accuracy by labelled images per class") -> Figure:
+    """Test accuracy against training images per class (log axis), one line per arm (the seeds' mean) with
+    a band from the lowest to the highest seed."""
+    fig = _figure(6.4, 3.8)
+    ax = fig.subplots()
+    for arm, g in points.groupby("arm"):
+        s = g.groupby("per_class")["accuracy"].agg(["mean", "min", "max"])
+        ax.plot(s.index, 100 * s["mean"], marker="o", label=arm)
+        ax.fill_between(s.index, 100 * s["min"], 100 * s["max"], alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per class (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig

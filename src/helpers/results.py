@@ -215,3 +215,24 @@ def comparison_table(records: list[Mapping[str, Any]], split: str = "test") -> p
             "weights": ws.get("kind") if isinstance(ws, Mapping) else ws,
         })
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+def label_efficiency_records(directory: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per point of the label-efficiency grid (``<results>/label_efficiency/``, written by
+    ``tools/label_efficiency.py``): arm, images per class, seed, test accuracy and macro-F1, the recall of
+    every class, steps and minutes."""
+    rows = []
+    for f in sorted((_results_dir(directory) / "label_efficiency").glob("*.json")):
+        rec = json.loads(f.read_text())
+        le, test = rec["label_efficiency"], rec["test"]
+        rows.append({"arm": le["arm"], "per_class": le["per_class"], "seed": rec["seed"],
+                     "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
+                     **{f"recall {c}": v["recall"] for c, v in test["per_class"].items()},
+                     "steps": le["steps"], "minutes": rec["train_seconds"] / 60})
+    return pd.DataFrame(rows)
+
+
+def label_efficiency_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Mean, min and max test accuracy over the seeds, per images per class (rows) and arm (columns)."""
+    g = points.groupby(["per_class", "arm"])["accuracy"]
+    return g.agg(["mean", "min", "max", "count"]).unstack("arm")
