@@ -87,15 +87,15 @@ def scratch_vs_transfer(results_dir: Path) -> list[dict[str, Any]]:
 def label_efficiency(results_dir: Path) -> list[dict[str, Any]]:
     """Test accuracy by labelled images per class for each arm of ``tools/label_efficiency.py``: mean, min and
     max over the seeds whose records exist (``results/label_efficiency/``)."""
-    from helpers.results import label_efficiency_records
+    from helpers.results import label_efficiency_records, label_efficiency_table
 
     points = label_efficiency_records(results_dir)
     if points.empty:
         return []
-    g = points.groupby(["per_class", "arm"])["accuracy"]
-    return [{"images per class": int(n), "arm": arm, "seeds": int(len(v)),
-             "mean test accuracy (%)": round(100 * v.mean(), 2), "min (%)": round(100 * v.min(), 2),
-             "max (%)": round(100 * v.max(), 2)} for (n, arm), v in g]
+    t = label_efficiency_table(points).stack("arm", future_stack=True).dropna()
+    return [{"images per class": int(n), "arm": arm, "seeds": int(r["count"]),
+             "mean test accuracy (%)": round(100 * r["mean"], 2), "min (%)": round(100 * r["min"], 2),
+             "max (%)": round(100 * r["max"], 2)} for (n, arm), r in t.iterrows()]
 
 
 def run(ctx: dict[str, Any]) -> dict[str, Any]:

@@ -53,9 +53,11 @@ class Scores:
 def relative_paths(paths: Sequence[str], root: str | os.PathLike | None) -> tuple[str, ...]:
     """``paths`` relative to the data root, as POSIX strings (no machine path in a committed file); without a
     root, or outside it, ``<class>/<file>``."""
+    from .predictions import _key
+
     r = Path(root) if root is not None else None
     return tuple(Path(p).relative_to(r).as_posix() if r is not None and Path(p).is_relative_to(r)
-                 else "/".join(Path(p).parts[-2:]) for p in paths)
+                 else _key(p) for p in paths)
 
 
 def _logits_over(model, paths: Sequence[str], labels, image_size: int, batch_size: int = 128) -> np.ndarray | None:
@@ -90,7 +92,7 @@ def _crops(root: str, limit: int | None, seed: int):
 
 def score_bccd(model, image_size: int, limit: int | None = None, seed: int = 42):
     """``(ids, probs, logits)`` of ``model`` on the BCCD crops at its input size; ``None`` without BCCD."""
-    from .explain import logits_fn
+    from .explain import logits
     from .pipeline import to_model_input
     from .predictions import predict_array
 
@@ -99,9 +101,8 @@ def score_bccd(model, image_size: int, limit: int | None = None, seed: int = 42)
         return None
     x = np.stack([to_model_input(c, image_size) for c in crops.images])
     ids = tuple(f"{r.image}#{r.box}" for r in crops.meta.itertuples())
-    fn = logits_fn(model)
-    z = None if fn is None else np.concatenate([fn(x[i:i + 64]) for i in range(0, len(x), 64)]).astype("float32")
-    return ids, predict_array(model, x).astype("float32"), z
+    z = logits(model, x, 64)
+    return ids, predict_array(model, x).astype("float32"), None if z is None else z.astype("float32")
 
 
 def save_scores(model, name: str, predictions: Mapping[str, Predictions], *, image_size: int,
@@ -185,11 +186,13 @@ class Scored:
         only by a constant per cell, which softmax ignores)."""
         from scipy.special import softmax
 
+        from .calibrate import logits_from_probs
+
         al = getattr(self, split)
         p, z = al.probs[name], self.logits[split][name]
         if z is not None and np.abs(softmax(z.astype("float64"), axis=1) - p).max() < 1e-4:
             return z.astype("float64")
-        return np.log(np.clip(p.astype("float64"), 1e-12, 1.0))
+        return logits_from_probs(p)
 
 
 def load_all(records: Mapping[str, Mapping[str, Any]], directory: str | os.PathLike | None = None) -> Scored:
