@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: weights setup book notebooks site test test-fast lint bench bench-determinism bench-ch03-swings bench-transfer-recipes label-efficiency demo screenshot reproduce clean browser fresh-install-check
+.PHONY: ablation weights setup book notebooks site test test-fast lint bench bench-determinism bench-transfer-recipes label-efficiency demo screenshot reproduce clean browser fresh-install-check
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -78,8 +78,8 @@ bench-transfer-recipes: setup  ## transfer recipes on this CPU: minutes against 
 label-efficiency: setup  ## where transfer pays: scratch CNN vs fine-tuned MobileNetV2 on 10-500 images per class, 3 seeds (resumable; results/label_efficiency/)
 	$(BIN)/python tools/label_efficiency.py $(LE_ARGS)
 
-bench-ch03-swings: setup  ## chapter 3's measurement: per-epoch validation swings with/without warm-up, BN momentum
-	$(BIN)/python benchmarks/ch03_swings.py --seeds 1 --epochs 6 --train 100 --val 50 --out src/helpers/tables/ch03_swings.json
+ablation: setup  ## chapter 3's ablation at the recipe's budget: recipe, - dropout, - augmentation x 3 seeds (resumable; results/ablation/)
+	$(BIN)/python tools/ablation.py $(ABLATION_ARGS)
 
 fresh-install-check: setup  ## a reader's first run: fresh venv, the setup cell installs the helpers from a tagged clone, no data or weights (downloads served on 127.0.0.1), chapters 1, 3 and 6 alone in smoke mode (FRESH_ARGS=--oldest: the declared minimum TensorFlow/Keras)
 	$(BIN)/python tools/fresh_install_check.py $(FRESH_ARGS)

@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from helpers import CLASSES  # noqa: E402
-from helpers.models import MODELS, build_model, count_params, improved_cnn  # noqa: E402
+from helpers.models import MODELS, RECIPE, build_model, count_params, improved_cnn, improved_cnn_variant  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -42,15 +42,32 @@ def test_improved_flags_change_the_architecture():
     full = improved_cnn(32)
     kinds = {type(layer).__name__ for layer in full.layers}
     assert {"BatchNormalization", "GlobalAveragePooling2D", "Dropout", "RandomFlip"} <= kinds
-    bare = improved_cnn(32, batch_norm=False, global_pool=False, dropout=0.0, augment=False)
+    bare = improved_cnn_variant(32, batch_norm=False, global_pool=False, dropout=0.0, augment=False)
     kinds = {type(layer).__name__ for layer in bare.layers}
     assert not kinds & {"BatchNormalization", "GlobalAveragePooling2D", "Dropout", "RandomFlip", "RandomRot90"}
     assert "Flatten" in kinds
     assert count_params(full)["non_trainable"] > 0 and count_params(bare)["non_trainable"] == 0
     # global pooling makes the head independent of the image size; Flatten does not
     assert count_params(improved_cnn(32))["total"] == count_params(improved_cnn(64))["total"]
-    assert count_params(improved_cnn(32, global_pool=False))["total"] < count_params(
-        improved_cnn(64, global_pool=False))["total"]
+    assert count_params(improved_cnn_variant(32, global_pool=False))["total"] < count_params(
+        improved_cnn_variant(64, global_pool=False))["total"]
+
+
+@pytest.mark.parametrize("seed", [3, 42])
+def test_the_page_builder_and_its_switchable_twin_build_one_network(seed):
+    """Chapter 3 shows improved_cnn; ablations change switches of improved_cnn_variant, whose defaults are the
+    recipe: same layers, same names, and from one seed the same initial weights."""
+    keras.utils.set_random_seed(seed)
+    page = improved_cnn(48, seed=seed)
+    keras.utils.set_random_seed(seed)
+    twin = improved_cnn_variant(48, seed=seed)
+    assert [(type(a).__name__, a.name) for a in page.layers] == [(type(b).__name__, b.name) for b in twin.layers]
+    assert all(np.array_equal(a, b) for a, b in zip(page.get_weights(), twin.get_weights(), strict=True))
+    assert page.get_config()["layers"] == twin.get_config()["layers"]
+    switched = build_model("improved_cnn", 48, seed=seed, **{**RECIPE, "dropout": 0.0})
+    assert "dropout" not in [layer.name for layer in switched.layers]
+    assert all(np.array_equal(a, b) for a, b in zip(build_model("improved_cnn", 48, seed=seed).get_weights(),
+                                                     page.get_weights(), strict=True))
 
 
 def test_unknown_model_name_lists_valid_names():
@@ -66,9 +83,9 @@ def test_bad_image_size_is_a_clear_error(bad):
 
 def test_bad_improved_options_are_clear_errors():
     with pytest.raises(ValueError, match="dropout"):
-        improved_cnn(32, dropout=1.5)
+        improved_cnn_variant(32, dropout=1.5)
     with pytest.raises(ValueError, match="at least one stage"):
-        improved_cnn(32, widths=())
+        improved_cnn_variant(32, widths=())
 
 
 def test_in_model_augmentation_keeps_its_layer_names_and_seeds():
@@ -77,8 +94,9 @@ def test_in_model_augmentation_keeps_its_layer_names_and_seeds():
     assert [type(s001[n]).__name__ for n in ("flip", "rotate")] == ["RandomFlip", "RandomRotation"]
     assert s001["flip"].seed == s001["rotate"].seed == 42 and s001["rotate"].factor == (-0.4, 0.4)
     names = [layer.name for layer in improved_cnn(32).layers]
-    assert names[1:7] == ["rescale", "aug_flip", "aug_rot90", "aug_brightness", "aug_contrast", "conv1_1"]
-    assert [layer.name for layer in improved_cnn(32, colour_augment=0.0).layers][2:4] == ["aug_flip", "aug_rot90"]
+    assert names[1:7] == ["rescale", "aug_flip", "aug_rot90", "aug_brightness", "aug_contrast", "conv_stem"]
+    plain = improved_cnn_variant(32, colour_augment=0.0)
+    assert [layer.name for layer in plain.layers][2:4] == ["aug_flip", "aug_rot90"]
 
 
 def test_augmentation_is_inactive_at_inference():
@@ -95,12 +113,12 @@ def test_input_standardisation_and_bn_init_options():
     mean, std = channel_stats([(x[:4], None), (x[4:], None)])
     np.testing.assert_allclose(mean, x.reshape(-1, 3).astype("float64").mean(0), rtol=1e-6)
     np.testing.assert_allclose(std, x.reshape(-1, 3).astype("float64").std(0), rtol=1e-6)
-    m = improved_cnn(16, input_stats=(mean, std), augment=False, widths=(4,))
+    m = improved_cnn_variant(16, input_stats=(mean, std), augment=False, widths=(4,))
     assert "standardise" in [layer.name for layer in m.layers]
     z = np.asarray(keras.Model(m.input, m.get_layer("standardise").output)(x))
     np.testing.assert_allclose(z.reshape(-1, 3).mean(0), 0, atol=1e-4)
-    zero = improved_cnn(16, widths=(4,), bn_zero_init=True)
-    ones = improved_cnn(16, widths=(4,), bn_zero_init=False)
+    zero = improved_cnn_variant(16, widths=(4,), bn_zero_init=True)
+    ones = improved_cnn_variant(16, widths=(4,), bn_zero_init=False)
     assert np.all(np.asarray(zero.get_layer("bn1_1").moving_variance) == 0)
     assert np.all(np.asarray(ones.get_layer("bn1_1").moving_variance) == 1)
     with pytest.raises(ValueError, match="empty"):

@@ -155,6 +155,7 @@ def test_book_results_downloads_this_versions_results_once(data, tmp_path, monke
     from helpers.scores import RESULTS_URL_ENV, book_results
 
     monkeypatch.delenv("BLOODCELLS_BCCD_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # outside the checkout, as on Colab
     run, _ = _save(_model(), data, tmp_path / "book")  # what a chapter committed
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -193,3 +194,21 @@ def test_calibration_uses_logits_only_where_they_give_the_probabilities(data, tm
     np.testing.assert_array_equal(scored.calibration_logits("test", "one"), scored.logits["test"]["one"])
     z = scored.calibration_logits("test", "tta")  # averaged view logits do not give the averaged probabilities
     np.testing.assert_allclose(_softmax(z), scored.test.probs["tta"], atol=1e-6)
+
+
+def test_book_results_reads_a_run_s_own_folder_then_the_checkout(tmp_path, monkeypatch):
+    """Inside a checkout (the tests, the book build) the committed results are read, never downloaded."""
+    from helpers.scores import RESULTS_URL_ENV, book_results
+
+    checkout = tmp_path / "book"
+    (checkout / "src" / "helpers").mkdir(parents=True)
+    (checkout / "_toc.yml").write_text("root: intro\n")
+    (checkout / "results" / "ablation").mkdir(parents=True)
+    (checkout / "results" / "ablation" / "recipe_s42.json").write_text("{}")
+    monkeypatch.chdir(checkout)
+    monkeypatch.setenv("BLOODCELLS_RESULTS_DIR", str(tmp_path / "smoke"))
+    monkeypatch.setenv(RESULTS_URL_ENV, "http://127.0.0.1:9/never.tar.gz")  # a download would fail
+    assert book_results(needs="ablation/*.json") == checkout / "results"
+    (tmp_path / "smoke" / "ablation").mkdir(parents=True)
+    (tmp_path / "smoke" / "ablation" / "recipe_s1.json").write_text("{}")
+    assert book_results(needs="ablation/*.json") == tmp_path / "smoke"  # the run's own folder first

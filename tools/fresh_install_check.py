@@ -16,6 +16,8 @@
 3. The chapters are copied into a folder outside the checkout and executed there in smoke mode, as a reader
    on Colab would open them one by one. Each must run to its end; chapter 1 must report the downloaded
    images, the records must carry the zip's SHA-256, and chapter 6's record must name the downloaded file.
+   Chapter 3 reads the ablation records of the book's tag: the tag's ``results/`` is served as GitHub serves
+   the archive of a tag (``$BLOODCELLS_RESULTS_URL``).
 
 Prints one line per step and a summary; exit code 0 when every chapter ran. Needs the package registry.
 """
@@ -200,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             chapters.remove("06")
         elif mobilenet is not None:
             files[MOBILENET_FILE] = mobilenet
+        files["book-results.tar.gz"] = subprocess.run(  # the tag's results/, as GitHub's archive of the tag
+            ["git", "-C", str(repo), "archive", "--format=tar.gz", f"--prefix=bloodcells-book-{tag}/", tag,
+             "results"], capture_output=True, check=True).stdout
         httpd, base = serve(files)
         url = f"{base}/PBC_dataset_normal_DIB.zip"
         sha = hashlib.sha256(files["PBC_dataset_normal_DIB.zip"]).hexdigest()
@@ -208,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(book, ignore_errors=True)
         book.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOODCELLS_", "KERAS_"))}
-        env.update(BLOODCELLS_PBC_URL=url, BLOODCELLS_MODE="smoke", TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
+        env.update(BLOODCELLS_PBC_URL=url, BLOODCELLS_RESULTS_URL=f"{base}/book-results.tar.gz",
+                   BLOODCELLS_MODE="smoke", TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
                    BLOODCELLS_CHECK_KERAS_ORIGIN=base, KERAS_HOME=str(work / "keras_home"),
                    PYTHONPATH="", VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
         shutil.rmtree(work / "keras_home", ignore_errors=True)

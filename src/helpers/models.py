@@ -19,77 +19,110 @@ import keras
 import numpy as np
 
 from . import CLASSES
-from .augment import flip_rotate_layers, model_augmentation_layers
+from .augment import model_augmentation_layers
+from .layers import RandomRot90
 from .pipeline import validate_image_size
 
+RECIPE: dict[str, Any] = {"widths": (32, 64, 128), "convs_per_stage": 2, "stem_stride": 2, "batch_norm": True,
+                          "bn_momentum": 0.9, "bn_zero_init": True, "global_pool": True, "dropout": 0.3,
+                          "augment": True, "colour_augment": 0.1}
+"""The switches of :func:`improved_cnn_variant` that make chapter 3's recipe (an ablation changes one of them)."""
 
-def _input(image_size, name: str = "image"):
+
+def image_input(image_size: int | tuple[int, int]):
+    """The input every model takes: RGB images as float32 in [0, 255]."""
     h, w = validate_image_size(image_size)
-    return keras.Input(shape=(h, w, 3), dtype="float32", name=name)
+    return keras.Input(shape=(h, w, 3), dtype="float32", name="image")
 
 
-def devnithw_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES)):
-    """The CNN of devnithw's Kaggle notebook, reproduced faithfully.
+def devnithw_cnn(image_size=64, n_classes: int = 8):
+    """The CNN of devnithw's Kaggle notebook, as the source built it.
 
-    Rescaling(1/255) → Conv2D(32, 3×3, relu) → MaxPool → Conv2D(32, 3×3, relu) → MaxPool →
-    Dropout(0.2) → **Dense(128, relu) → Flatten** → Dense(8, softmax).
-    Note the order: the Dense(128) layer acts on each spatial position's 32 channels
-    (a 1×1 convolution in disguise) *before* flattening, so the final layer sees
-    ``H'·W'·128`` features. That is what the source did; we keep it.
+    Its Dense(128) comes *before* Flatten: it acts on each position's 32
+    channels (a 1×1 convolution in disguise).
     """
     L = keras.layers
-    inp = _input(image_size)
-    x = L.Rescaling(1.0 / 255, name="rescale")(inp)
+    inputs = image_input(image_size)
+    x = L.Rescaling(1.0 / 255, name="rescale")(inputs)
     x = L.Conv2D(32, 3, activation="relu", name="conv1")(x)
     x = L.MaxPooling2D(name="pool1")(x)
     x = L.Conv2D(32, 3, activation="relu", name="conv2")(x)
     x = L.MaxPooling2D(name="pool2")(x)
     x = L.Dropout(0.2, name="dropout")(x)
-    x = L.Dense(128, activation="relu", name="dense128")(x)  # before Flatten, as in the source
+    x = L.Dense(128, activation="relu", name="dense128")(x)
     x = L.Flatten(name="flatten")(x)
-    out = L.Dense(n_classes, activation="softmax", name="probs")(x)
-    return keras.Model(inp, out, name="devnithw_cnn")
+    outputs = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name="devnithw_cnn")
 
 
-def bloodcells_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES), seed: int | None = 42):
-    """The BloodCells project's CNN: augmentation inside the model, three 5×5 conv/pool stages.
-
-    Rescaling → RandomFlip("horizontal_and_vertical") → RandomRotation(0.4) → Conv2D(8, 5×5) →
-    MaxPool → Conv2D(16, 5×5) → MaxPool → Conv2D(32, 5×5) → MaxPool → Flatten → Dense(8, softmax).
-    The random layers are active only in training (``model(x, training=True)`` / ``fit``).
-    """
+def bloodcells_cnn(image_size=64, n_classes: int = 8, seed: int = 42):
+    """The BloodCells project's CNN: random flips and rotations inside the
+    model, then three 5×5 convolution and pooling stages."""
     L = keras.layers
-    inp = _input(image_size)
-    x = L.Rescaling(1.0 / 255, name="rescale")(inp)
-    for layer in flip_rotate_layers(seed, seed, 0.4, names=("flip", "rotate")):
-        x = layer(x)
+    inputs = image_input(image_size)
+    x = L.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = L.RandomFlip("horizontal_and_vertical", seed=seed, name="flip")(x)
+    x = L.RandomRotation(0.4, seed=seed, name="rotate")(x)
     for i, filters in enumerate((8, 16, 32), 1):
-        x = L.Conv2D(filters, 5, activation="relu", padding="same", name=f"conv{i}")(x)
+        x = L.Conv2D(filters, 5, activation="relu", padding="same",
+                     name=f"conv{i}")(x)
         x = L.MaxPooling2D(name=f"pool{i}")(x)
     x = L.Flatten(name="flatten")(x)
-    out = L.Dense(n_classes, activation="softmax", name="probs")(x)
-    return keras.Model(inp, out, name="bloodcells_cnn")
+    outputs = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name="bloodcells_cnn")
 
 
-def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES), *,
-                 widths: Sequence[int] = (32, 64, 128), convs_per_stage: int = 2, stem_stride: int = 1,
-                 batch_norm: bool = True, bn_momentum: float = 0.9, bn_zero_init: bool = True,
-                 global_pool: bool = True, input_stats: tuple[Sequence[float], Sequence[float]] | None = None,
-                 dropout: float = 0.3, augment: bool = True, colour_augment: float = 0.1,
-                 kernel_init: str | None = None, seed: int | None = 42):
-    """The book's improved baseline: small, and every change can be switched off for an ablation.
+def conv_bn_relu(x, filters: int, name: str, strides: int = 1):
+    """A 3×3 convolution (no bias: batch norm shifts), batch norm, ReLU.
 
-    Per stage: two 3×3 convolutions (``padding="same"``), each followed by batch norm
-    (``batch_norm``) and ReLU, then 2×2 max-pooling. After the last stage either
-    global average pooling (``global_pool``) or Flatten, then Dropout(``dropout``) and
-    the softmax layer. ``bn_momentum`` is 0.9, not Keras' 0.99: with a few hundred steps per
-    epoch the slower moving averages lag the fast-changing weights, and the model predicts
-    nonsense in inference mode for the first epochs (we measured chance-level validation accuracy
-    at 90 % training accuracy with 0.99). ``augment`` adds flips and quarter turns (plus a mild brightness/contrast
-    jitter of ``colour_augment``) inside the model, active only while training. ``kernel_init``: the
-    convolutions' initialiser; ``None`` means Keras' Glorot-uniform with batch norm and He-normal without it
-    (without batch norm to re-scale them, ReLU activations shrink layer by layer under Glorot's variance, and
-    the seven-convolution network starts out predicting one class).
+    The running variance starts at 0 and follows with momentum 0.9.
+    """
+    L = keras.layers
+    x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                 name=f"conv{name}")(x)
+    x = L.BatchNormalization(momentum=0.9, moving_variance_initializer="zeros",
+                             name=f"bn{name}")(x)
+    return L.Activation("relu", name=f"relu{name}")(x)
+
+
+def improved_cnn(image_size=64, n_classes: int = 8, seed: int = 42):
+    """The book's improved baseline: augmentation in the model, a strided
+    stem, three stages of two convolutions, global pooling, dropout."""
+    L = keras.layers
+    inputs = image_input(image_size)
+    x = L.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = L.RandomFlip("horizontal_and_vertical", seed=seed, name="aug_flip")(x)
+    x = RandomRot90(seed=seed, name="aug_rot90")(x)
+    x = L.RandomBrightness(0.1, value_range=(0, 1), seed=seed,
+                           name="aug_brightness")(x)
+    x = L.RandomContrast(0.1, seed=seed, name="aug_contrast")(x)
+    x = conv_bn_relu(x, 32, "_stem", strides=2)
+    for stage, filters in enumerate((32, 64, 128), 1):
+        x = conv_bn_relu(x, filters, f"{stage}_1")
+        x = conv_bn_relu(x, filters, f"{stage}_2")
+        x = L.MaxPooling2D(name=f"pool{stage}")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dropout(0.3, name="dropout")(x)
+    outputs = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name="improved_cnn")
+
+
+def improved_cnn_variant(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES), *,
+                         widths: Sequence[int] = (32, 64, 128), convs_per_stage: int = 2, stem_stride: int = 2,
+                         batch_norm: bool = True, bn_momentum: float = 0.9, bn_zero_init: bool = True,
+                         global_pool: bool = True, input_stats: tuple[Sequence[float], Sequence[float]] | None = None,
+                         dropout: float = 0.3, augment: bool = True, colour_augment: float = 0.1,
+                         kernel_init: str | None = None, seed: int | None = 42):
+    """:func:`improved_cnn` with every change behind a switch, for ablations and small tests.
+
+    With the defaults (:data:`RECIPE`) it builds the very network of :func:`improved_cnn`, layer for layer and,
+    from one seed, weight for weight. ``batch_norm``/``bn_momentum``/``bn_zero_init`` (running variance starting
+    at 0, else Keras' 1), ``global_pool`` (else Flatten), ``dropout``, ``augment`` (flips, quarter turns and a
+    brightness/contrast jitter of ``colour_augment``), ``widths``/``convs_per_stage``/``stem_stride`` (1: no
+    stem), ``input_stats`` (standardise each channel with these mean and std instead of rescaling).
+    ``kernel_init``: the convolutions' initialiser; ``None`` means Keras' Glorot-uniform with batch norm and
+    He-normal without it (without batch norm to re-scale them, ReLU activations shrink layer by layer under
+    Glorot's variance, and the seven-convolution network starts out predicting one class).
     """
     L = keras.layers
     if not widths:
@@ -98,7 +131,16 @@ def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLAS
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     bn_var_init = "zeros" if bn_zero_init else "ones"
     init = kernel_init or ("glorot_uniform" if batch_norm else "he_normal")
-    inp = _input(image_size)
+
+    def block(x, filters: int, name: str, strides: int = 1):
+        x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=not batch_norm, kernel_initializer=init,
+                     name=f"conv{name}")(x)
+        if batch_norm:
+            x = L.BatchNormalization(momentum=bn_momentum, moving_variance_initializer=bn_var_init,
+                                     name=f"bn{name}")(x)
+        return L.Activation("relu", name=f"relu{name}")(x)
+
+    inp = image_input(image_size)
     if input_stats is not None:  # standardise each channel with the training set's mean and std (0–255 scale)
         mean, std = (np.asarray(v, dtype="float32").reshape(3) for v in input_stats)
         x = L.Normalization(mean=mean, variance=std ** 2, name="standardise")(inp)
@@ -108,20 +150,10 @@ def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLAS
         for layer in model_augmentation_layers(flip=True, rot90=True, colour=colour_augment, seed=seed):
             x = layer(x)
     if stem_stride > 1:  # a cheap strided convolution first: later layers work on 1/stride² the pixels
-        x = L.Conv2D(widths[0], 3, strides=stem_stride, padding="same", use_bias=not batch_norm,
-                     kernel_initializer=init, name="stem")(x)
-        if batch_norm:
-            x = L.BatchNormalization(momentum=bn_momentum, moving_variance_initializer=bn_var_init,
-                                     name="bn_stem")(x)
-        x = L.Activation("relu", name="relu_stem")(x)
+        x = block(x, widths[0], "_stem", strides=stem_stride)
     for s, filters in enumerate(widths, 1):
         for j in range(1, int(convs_per_stage) + 1):
-            x = L.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, kernel_initializer=init,
-                         name=f"conv{s}_{j}")(x)
-            if batch_norm:
-                x = L.BatchNormalization(momentum=bn_momentum, moving_variance_initializer=bn_var_init,
-                                         name=f"bn{s}_{j}")(x)
-            x = L.Activation("relu", name=f"relu{s}_{j}")(x)
+            x = block(x, filters, f"{s}_{j}")
         x = L.MaxPooling2D(name=f"pool{s}")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x) if global_pool else L.Flatten(name="flatten")(x)
     if dropout:
@@ -130,10 +162,18 @@ def improved_cnn(image_size: int | Sequence[int] = 64, n_classes: int = len(CLAS
     return keras.Model(inp, out, name="improved_cnn")
 
 
+def _improved(image_size: int | Sequence[int] = 64, n_classes: int = len(CLASSES), seed: int | None = 42,
+              **switches: Any):
+    """``build_model("improved_cnn", …)``: the recipe, or with switches its variant."""
+    if switches:
+        return improved_cnn_variant(image_size, n_classes, seed=seed, **switches)
+    return improved_cnn(image_size, n_classes, seed=seed)
+
+
 MODELS: dict[str, Callable[..., Any]] = {
     "devnithw_cnn": devnithw_cnn,
     "bloodcells_cnn": bloodcells_cnn,
-    "improved_cnn": improved_cnn,
+    "improved_cnn": _improved,
 }
 """Every model :func:`build_model` knows, by name."""
 

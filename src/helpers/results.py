@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import results_dir as _results_dir
@@ -236,3 +237,35 @@ def label_efficiency_table(points: pd.DataFrame) -> pd.DataFrame:
     """Mean, min and max test accuracy over the seeds, per images per class (rows) and arm (columns)."""
     g = points.groupby(["per_class", "arm"])["accuracy"]
     return g.agg(["mean", "min", "max", "count"]).unstack("arm")
+
+
+def ablation_runs(directory: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per run of chapter 3's ablation (``<results>/ablation/``, written by ``tools/ablation.py``):
+    variant, its label, seed, the restored epoch's val accuracy, and the per-epoch val accuracy."""
+    rows = []
+    for f in sorted((_results_dir(directory) / "ablation").glob("*.json")):
+        rec = json.loads(f.read_text())
+        ab = rec["ablation"]
+        rows.append({"variant": ab["variant"], "label": ab["label"], "seed": rec["seed"],
+                     "val_accuracy": rec["val"]["accuracy"], "val_curve": rec["history"]["val_accuracy"],
+                     "minutes": rec["train_seconds"] / 60})
+    return pd.DataFrame(rows)
+
+
+def ablation_table(runs: pd.DataFrame, reference: str = "recipe") -> pd.DataFrame:
+    """Per variant: seeds, mean/min/max val accuracy, the difference of means from ``reference`` in points, and
+    whether the variant's seed range lies wholly outside the reference's."""
+    t = runs.groupby("label", sort=False)["val_accuracy"].agg(["count", "mean", "min", "max"])
+    ref = t.loc[runs.loc[runs["variant"] == reference, "label"].iloc[0]]
+    t["Δ vs recipe (points)"] = 100 * (t["mean"] - ref["mean"])
+    outside = (t["max"] < ref["min"]) | (t["min"] > ref["max"])
+    t["outside the recipe's range"] = outside.map({True: "yes", False: "no"})
+    return t.rename(columns={"count": "seeds"})
+
+
+def largest_drop(curve) -> tuple[float, int]:
+    """The largest fall of a per-epoch curve from one epoch to the next and the (1-based) epoch it fell to."""
+    d = np.diff(np.asarray(curve, dtype=float))
+    if not d.size or d.min() >= 0:
+        return 0.0, 0
+    return float(-d.min()), int(d.argmin()) + 2

@@ -228,16 +228,20 @@ def load_all(records: Mapping[str, Mapping[str, Any]], directory: str | os.PathL
                   left_out)
 
 
-def book_results(directory: str | os.PathLike | None = None) -> Path:
-    """The results folder the evaluation chapter reads: ``directory`` (or ``$BLOODCELLS_RESULTS_DIR``, or the
-    checkout's ``results/``) when it holds scores; elsewhere (a fresh Colab or Kaggle machine) the ``results/``
-    of this version of the book, downloaded once from the repository's archive of its tag ``v<version>`` into
-    the output folder. The scores are then checked against their records (:func:`load_scores`)."""
-    from .config import results_dir
+def book_results(directory: str | os.PathLike | None = None, needs: str = f"{FOLDER}/*.npz") -> Path:
+    """The results folder a chapter reads committed measurements from: ``directory``; else
+    ``$BLOODCELLS_RESULTS_DIR`` or the checkout's ``results/``, the first that holds files matching ``needs`` (the
+    saved scores; ``"ablation/*.json"`` for chapter 3's ablation); elsewhere (a fresh Colab or Kaggle machine)
+    the ``results/`` of this version of the book, downloaded once from the repository's archive of its tag
+    ``v<version>`` into the output folder. Scores are then checked against their records (:func:`load_scores`)."""
+    from .config import project_root, results_dir
 
     local = results_dir(directory)
-    if directory is not None or any(local.glob(f"{FOLDER}/*.npz")):
+    if directory is not None:
         return local
+    for folder in (local, project_root() / "results"):  # a smoke run's own folder, then the checkout's
+        if any(folder.glob(needs)):
+            return folder
     return _download_results()
 
 

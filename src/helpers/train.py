@@ -96,8 +96,9 @@ class EpochEnd(keras.callbacks.Callback):
     the learning-rate schedule) can monitor ``val_accuracy``."""
 
     def __init__(self, val_ds, train_ds, history: dict[str, list], *, train_f1_batches: int = 10,
-                 n_classes: int = len(CLASSES), epochs: int = 0):
+                 n_classes: int = len(CLASSES), epochs: int = 0, verbose: int = 1):
         super().__init__()
+        self.verbose = verbose
         self.val_ds, self.train_ds = val_ds, train_ds
         self.history, self.train_f1_batches, self.n_classes, self.epochs = history, train_f1_batches, n_classes, epochs
         self._t0 = 0.0
@@ -122,13 +123,14 @@ class EpochEnd(keras.callbacks.Callback):
         for k in HISTORY_KEYS:
             if k in logs:
                 self.history.setdefault(k, []).append(float(logs[k]))
-        print(epoch_line(epoch, self.epochs, logs), flush=True)
+        if self.verbose:
+            print(epoch_line(epoch, self.epochs, logs), flush=True)
 
 
 def epoch_line(epoch: int, epochs: int, logs: Mapping[str, float], note: str = "") -> str:
     """The one-line summary printed after every epoch."""
     f1 = f" F1 {logs['macro_f1']:.3f}" if "macro_f1" in logs else ""
-    return (f"epoch {epoch + 1:>2}/{epochs}  train loss {logs.get('loss', float('nan')):.3f} "
+    return (f"epoch {epoch + 1:>2}/{epochs}  loss {logs.get('loss', float('nan')):.3f} "
             f"acc {logs.get('accuracy', float('nan')):.3f}{f1} | val loss {logs['val_loss']:.3f} "
             f"acc {logs['val_accuracy']:.3f} F1 {logs['val_macro_f1']:.3f} | {logs['epoch_seconds']:.0f} s{note}")
 
@@ -181,6 +183,24 @@ def _read_checkpoint(model, directory: Path) -> tuple[dict, list | None]:
         best = model.get_weights()
     model.load_weights(directory / BACKUP / "latest.weights.h5")  # BackupAndRestore does this again in fit
     return state, best
+
+
+def cosine_schedule(learning_rate: float, epochs: int, steps_per_epoch: int,
+                    warmup_epochs: int = 0):
+    """Linear warm-up from 0 over the first epochs, then cosine decay to 0."""
+    decay_steps = (epochs - warmup_epochs) * steps_per_epoch
+    cosine = keras.optimizers.schedules.CosineDecay
+    if not warmup_epochs:
+        return cosine(learning_rate, decay_steps)
+    return cosine(0.0, decay_steps, warmup_target=learning_rate,
+                  warmup_steps=warmup_epochs * steps_per_epoch)
+
+
+def compile_classifier(model, learning_rate, weight_decay=None):
+    """Adam on the cross-entropy of integer labels; accuracy is reported."""
+    optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
 
 
 def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-3,
@@ -237,14 +257,8 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     if schedule == "cosine":
         if steps is None:
             raise ValueError("the cosine schedule needs a dataset of known length (a batched tf.data dataset)")
-        if warmup_epochs:  # linear 0 → learning_rate over the warm-up, then cosine decay to 0
-            lr = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=(epochs - warmup_epochs) * steps,
-                                                        warmup_target=float(learning_rate),
-                                                        warmup_steps=warmup_epochs * steps)
-        else:
-            lr = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=epochs * steps)
-    model.compile(optimizer=keras.optimizers.Adam(lr, weight_decay=weight_decay),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        lr = cosine_schedule(float(learning_rate), epochs, steps, warmup_epochs)
+    compile_classifier(model, lr, weight_decay)
 
     history: dict[str, list] = {}
     initial_epoch, prior_seconds, es_state, best_weights, finished = 0, 0.0, None, None, None
@@ -273,7 +287,7 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     ckpt = RunState(ckdir, history, early, time_budget, started, prior_seconds)
     backup = keras.callbacks.BackupAndRestore(ckdir / BACKUP, delete_checkpoint=False, double_checkpoint=True)
     callbacks: list = [EpochEnd(val_ds, train_ds, history, train_f1_batches=train_f1_batches, epochs=epochs,
-                                n_classes=int(model.output_shape[-1]))]
+                                n_classes=int(model.output_shape[-1]), verbose=verbose)]
     if schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                                            patience=2, min_delta=min_delta / 5, verbose=0))
@@ -304,8 +318,9 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
         best_epoch = int(np.argmax(va)) + 1 if va else 0
     if verbose:
         best_va = va[best_epoch - 1] if va and best_epoch else math.nan
-        print(f"{run_name}: {n_run} epochs in {train_seconds / 60:.1f} min ({stopped}); weights of epoch "
-              f"{best_epoch} restored (val accuracy {best_va:.4f}; the last to improve by ≥ {min_delta})", flush=True)
+        why = {"early_stopping": ", stopped early", "time_budget": ", stopped by the time budget"}.get(stopped, "")
+        print(f"{n_run} epochs in {train_seconds / 60:.1f} min{why}; weights of epoch {best_epoch} restored "
+              f"(val accuracy {best_va:.4f})", flush=True)
     return {"history": history, "train_seconds": float(train_seconds), "epochs_run": n_run,
             "max_epochs": epochs, "best_epoch": best_epoch, "stopped": stopped,
             "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate),
