@@ -86,7 +86,7 @@ def write_record(rec: Mapping[str, Any], directory: str | os.PathLike | None = N
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(rec["model"]))
     path = _results_dir(directory) / f"{safe}.json"
     atomic_write_json(path, rec)
-    log.info("wrote %s/%s", path.parent.name, path.name)  # not the machine's path: notebooks show it
+    log.debug("wrote %s/%s", path.parent.name, path.name)  # record-keeping: not on the page
     return path
 
 

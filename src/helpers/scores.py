@@ -78,7 +78,7 @@ def bccd_crops(limit: int | None = None, seed: int = 42):
     try:
         root = bccd_root()
     except BCCDNotFound as e:
-        log.info("no BCCD crops scored: %s", e)
+        log.debug("no BCCD crops scored: %s", e)
         return None
     return _crops(str(root), limit, seed)
 
