@@ -296,7 +296,7 @@ def test_glued_benchmark_numbers_match_report():
 
 def test_the_evaluation_chapter_quotes_the_report():
     """Issue #8: the book summarises the report: inference, pipeline and book wall time at least."""
-    nb = ROOT / "notebooks" / "07_evaluation.ipynb"
+    nb = ROOT / "notebooks" / "08_evaluation.ipynb"
     glued = glued_values(nbformat.read(nb, as_version=4))
     for key in ("report_inference_keras_ms", "report_pipeline_ratio_vs_naive", "report_book_minutes"):
         assert key in glued, f"{nb.name} does not glue {key}"

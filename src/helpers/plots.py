@@ -664,15 +664,26 @@ def coverage_plot(curves: Mapping[str, pd.DataFrame], title: str = "Refer the le
     return fig
 
 
-def label_efficiency_plot(points: pd.DataFrame, title: str = "Accuracy by labelled images per class") -> Figure:
+def label_efficiency_plot(points: pd.DataFrame, title: str = "Accuracy by labelled images per class",
+                          labels: Mapping[str, str] | None = None,
+                          full: Mapping[str, tuple[float, float]] | None = None) -> Figure:
     """Test accuracy against training images per class (log axis), one line per arm (the seeds' mean) with
-    a band from the lowest to the highest seed."""
+    a band from the lowest to the highest seed. ``labels``: arm → legend text; ``full``: arm → (images per
+    class, accuracy) of the arm trained on the whole training split, drawn as an open marker in its colour."""
     fig = _figure(6.4, 3.8)
     ax = fig.subplots()
     for arm, g in points.groupby("arm"):
         s = g.groupby("per_class")["accuracy"].agg(["mean", "min", "max"])
-        ax.plot(s.index, 100 * s["mean"], marker="o", label=arm)
-        ax.fill_between(s.index, 100 * s["min"], 100 * s["max"], alpha=0.2)
+        line, = ax.plot(s.index, 100 * s["mean"], marker="o", label=(labels or {}).get(arm, arm))
+        ax.fill_between(s.index, 100 * s["min"], 100 * s["max"], alpha=0.2, color=line.get_color())
+        if full and arm in full:  # dotted from the largest subset to the whole training split
+            x, acc = full[arm]
+            ax.plot([s.index[-1], x], [100 * s["mean"].iloc[-1], 100 * acc], linestyle=":", marker="o",
+                    markevery=[1], markerfacecolor="none", markersize=8, color=line.get_color())
+    if full:
+        x = max(v[0] for v in full.values())
+        ax.annotate("all images", (x, min(100 * v[1] for v in full.values())), textcoords="offset points",
+                    xytext=(-20, -16), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("training images per class (log scale)")
     ax.set_ylabel("test accuracy (%)")

@@ -229,7 +229,7 @@ def label_efficiency_records(directory: str | os.PathLike | None = None) -> pd.D
         rows.append({"arm": le["arm"], "per_class": le["per_class"], "seed": rec["seed"],
                      "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
                      **{f"recall {c}": v["recall"] for c, v in test["per_class"].items()},
-                     "steps": le["steps"], "minutes": rec["train_seconds"] / 60})
+                     "n_train": le.get("n_train"), "steps": le["steps"], "minutes": rec["train_seconds"] / 60})
     return pd.DataFrame(rows)
 
 
