@@ -6,7 +6,7 @@
 * Without real data (``$BLOODCELLS_DATA_DIR`` unset or missing, e.g. on a reader's laptop), a
   small synthetic dataset in the PBC layout is generated and used instead.
 * On pytest-xdist workers (``make test``: ``-n 2 --dist loadgroup``) each worker has its own scratch folder;
-  the notebooks run in order on one worker (chapter 7 reads the models chapters 3-6 saved), the book build is
+  the notebooks run in order on one worker (chapter 8 reads the models chapters 3-6 saved), the book build is
   shared by the book and browser tests, and a test module's fixtures stay on one worker.
 """
 from __future__ import annotations
