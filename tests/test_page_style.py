@@ -1,0 +1,57 @@
+"""The page rules of the chapters written in the book's current style (issue #30): what a reader sees.
+
+* code a reader sees fits the page's code box (≤ 80 characters a line: no sideways scrolling);
+* no ``glue`` call and no record-keeping in a visible cell (they go into ``remove-cell`` cells);
+* no cell prints more than 25 lines (epoch logs become curves or tables).
+
+The other chapters join the list as they are rewritten and re-executed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESTYLED = ["03_baseline_cnn", "07_label_efficiency"]
+HIDDEN = {"remove-cell", "remove-input"}
+WIDTH, MAX_LINES = 80, 25
+
+
+def _visible_code(nb):
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and not HIDDEN & set(cell.metadata.get("tags", [])):
+            yield i, cell
+
+
+def problems(nb) -> list[str]:
+    out = []
+    for i, cell in _visible_code(nb):
+        for line in cell.source.splitlines():
+            if len(line) > WIDTH:
+                out.append(f"cell {i}: a {len(line)}-character line: {line.strip()[:60]}")
+            if line.lstrip().startswith("glue("):
+                out.append(f"cell {i}: a visible glue call")
+        printed = sum(len(o.get("text", "").splitlines()) for o in cell.get("outputs", [])
+                      if o.get("output_type") == "stream")
+        if printed > MAX_LINES:
+            out.append(f"cell {i}: prints {printed} lines")
+    return out
+
+
+@pytest.mark.parametrize("name", RESTYLED)
+def test_the_page_reads_as_a_page(name):
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    assert not problems(nb), f"{name}: " + "; ".join(problems(nb))
+
+
+def test_the_check_can_fail():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1  # " + "y" * 80), nbformat.v4.new_code_cell('glue("a", 1)')]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="line\n" * 30)]
+    hidden = nbformat.v4.new_code_cell('glue("b", 2)  # ' + "z" * 90)
+    hidden.metadata["tags"] = ["remove-cell"]
+    nb.cells.append(hidden)
+    found = problems(nb)
+    assert len(found) == 3 and "cell 2" not in " ".join(found)
