@@ -114,23 +114,24 @@ def split_model(base, split_layer: str):
     return lower, top
 
 
-def make_head(input_dim: int, units: int = 256, dropout: float = 0.3, n_classes: int = len(CLASSES),
-              name: str = "head"):
-    """Classifier on pooled features: Dropout → [Dense(units, relu) → Dropout] → Dense(softmax).
+def make_head(input_dim: int, units: int = 256, dropout: float = 0.3,
+              n_classes: int = len(CLASSES), name: str = "head"):
+    """The new classifier on the base's pooled features:
+    Dropout → [Dense(units, relu) → Dropout] → Dense(softmax).
 
-    The softmax layer computes in float32 under any dtype policy (Keras' mixed-precision guide: outputs in
-    float32 for numeric stability).
+    The softmax computes in float32 under any dtype policy (mixed precision).
     """
     import keras
 
     L = keras.layers
-    inp = keras.Input((int(input_dim),), name="features")
-    x = L.Dropout(dropout, name="head_dropout1")(inp)
+    inputs = keras.Input((int(input_dim),), name="features")
+    x = L.Dropout(dropout, name="head_dropout1")(inputs)
     if units:
         x = L.Dense(int(units), activation="relu", name="head_dense")(x)
         x = L.Dropout(dropout, name="head_dropout2")(x)
-    out = L.Dense(n_classes, activation="softmax", dtype="float32", name="probs")(x)
-    return keras.Model(inp, out, name=name)
+    outputs = L.Dense(n_classes, activation="softmax", dtype="float32",
+                      name="probs")(x)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def _compile(model, lr: float) -> None:
@@ -146,24 +147,25 @@ def freeze(model) -> None:
 
 
 def unfreeze_from(base, first_layer: str | None = None) -> int:
-    """Unfreeze ``base`` from ``first_layer`` upwards (``None``: every layer); batch-norm stays frozen.
+    """Unfreeze ``base`` from ``first_layer`` up (``None``: every layer), but
+    keep every batch-norm layer frozen; returns the trainable weight tensors.
 
-    Layers below ``first_layer`` stay frozen (no gradient is computed for them, which also makes
-    the backward pass cheaper). Keeping batch-norm frozen is *required*, not a detail: in Keras 3,
-    ``fit`` calls the model with ``training=True`` and that reaches a nested base even when the
-    base was called with ``training=False`` (keras-team/keras#20285); only ``trainable=False``
-    keeps a BN layer in inference mode, i.e. on its ImageNet statistics. Returns the number of
-    trainable weight tensors. Recompile afterwards!
+    Keras 3's ``fit`` calls the model with ``training=True``, and that reaches
+    a nested base even when it was called with ``training=False``
+    (keras-team/keras#20285): only ``trainable=False`` keeps a batch-norm
+    layer on its ImageNet statistics. Recompile afterwards!
     """
     import keras
 
     names = [layer.name for layer in base.layers]
     if first_layer is not None and first_layer not in names:
-        raise ValueError(f"{base.name} has no layer {first_layer!r}; e.g. {names[-12:]}")
+        raise ValueError(f"{base.name} has no layer {first_layer!r}; "
+                         f"e.g. {names[-12:]}")
     start = names.index(first_layer) if first_layer is not None else 0
     base.trainable = True
     for i, layer in enumerate(base.layers):
-        layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= start and not is_bn
     return len(base.trainable_weights)
 
 
@@ -434,13 +436,16 @@ def fine_tune_end_to_end(model, base, data, *, image_size: int, epochs: int = 6,
 
 
 def assemble(preprocess, base, head, image_size: int, name: str = "transfer"):
-    """The deployable model: ``[0,255] image → preprocess → base(training=False) → head`` (base frozen)."""
+    """The deployable model: image in [0, 255] → preprocess → frozen base,
+    called in inference mode → head."""
     import keras
 
-    freeze(base)
-    inp = keras.Input((image_size, image_size, 3), dtype="float32", name="image")
-    out = head(base(preprocess(inp), training=False))
-    return keras.Model(inp, out, name=name)
+    base.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), dtype="float32",
+                         name="image")
+    x = preprocess(inputs)
+    x = base(x, training=False)  # batch norm keeps its ImageNet statistics
+    return keras.Model(inputs, head(x), name=name)
 
 
 # ==================================================================================== one run, cell by cell
