@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RESTYLED = ["03_baseline_cnn", "07_label_efficiency"]
+RESTYLED = ["02_preprocessing_and_augmentation", "03_baseline_cnn", "07_label_efficiency"]
 HIDDEN = {"remove-cell", "remove-input"}
 WIDTH, MAX_LINES = 80, 25
 
