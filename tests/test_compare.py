@@ -98,9 +98,9 @@ def test_bundle_with_custom_layer_loads_after_registration(tmp_path):
     import subprocess
     import sys
 
-    from helpers.models import improved_cnn
+    from helpers.models import improved_cnn_variant
 
-    save_bundle(improved_cnn(16, widths=(4,), convs_per_stage=1), tmp_path / "m", image_size=16, weights_source="none")
+    save_bundle(improved_cnn_variant(16, widths=(4,), convs_per_stage=1), tmp_path / "m", image_size=16, weights_source="none")
     code = ("from helpers.compare import register_custom_layers; register_custom_layers(); "
             f"from helpers.export import load_bundle; m, _ = load_bundle({str(tmp_path / 'm')!r}); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
