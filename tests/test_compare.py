@@ -100,7 +100,8 @@ def test_bundle_with_custom_layer_loads_after_registration(tmp_path):
 
     from helpers.models import improved_cnn_variant
 
-    save_bundle(improved_cnn_variant(16, widths=(4,), convs_per_stage=1), tmp_path / "m", image_size=16, weights_source="none")
+    model = improved_cnn_variant(16, widths=(4,), convs_per_stage=1)
+    save_bundle(model, tmp_path / "m", image_size=16, weights_source="none")
     code = ("from helpers.compare import register_custom_layers; register_custom_layers(); "
             f"from helpers.export import load_bundle; m, _ = load_bundle({str(tmp_path / 'm')!r}); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
