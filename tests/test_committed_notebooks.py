@@ -42,7 +42,7 @@ TF_LOGS = re.compile("|".join([r"(?m:^[IWEF]\d{4} )", r"I0000", r"W0000", r"E000
                                r"(?i:\bcuda)", r"cuDNN", r"tensorflow/core", r"DT_HALF", r"cpu_feature_guard",
                                r"This TensorFlow binary", r"TF_ENABLE_ONEDNN_OPTS"]))
 RETRACING = re.compile(r"(?i)retracing")
-PROGRESS = re.compile(r"\r(?!\n)|\d+%\|[\s#█▏▎▍▌▋▊▉]*\||━")
+PROGRESS = re.compile(r"\r(?!\n)|\d+%\|[\s#█▏▎▍▌▋▊▉]*\||\d+/\d+ +━")  # Keras: "32/32 ━━━━ 1s"
 PROJECT_TALK = re.compile("|".join([
     r"(?i:\btargets?\b[^.\n]{0,80}\b(?:is|are|was|were|not)?\s*(?:met|missed)\b)",
     r"(?i:\bmet:\s*(?:yes|no)\b)",
@@ -260,7 +260,9 @@ def test_the_glue_only_rule():
 
 
 def test_the_patterns_catch_what_they_should():
-    assert PROGRESS.search("epoch 1\r") and PROGRESS.search(" 40%|████  | 4/10") and PROGRESS.search("━━━━")
+    assert PROGRESS.search("epoch 1\r") and PROGRESS.search(" 40%|████  | 4/10")
+    assert PROGRESS.search("32/32 ━━━━━━━━━━ 1s 20ms/step")
+    assert not PROGRESS.search("┏━━━━━━━━┳━━━━━┓\n┃ Layer (type) ┃")  # model.summary()'s table is not a bar
     assert not PROGRESS.search("line\r\nnext")
     assert TF_LOGS.search("I0000 00:00:1795308808.264952   28768 port.cc:153] oneDNN custom operations")
     assert not TF_LOGS.search("15,382 usable images; 8 classes")
