@@ -40,10 +40,8 @@ PER_CLASS = (10, 50, 250, 500)
 SEEDS = (42, 43, 44)
 ARMS = ("scratch", "transfer")
 STEP_FLOOR, STEP_CAP, EPOCHS_EQUIVALENT = 600, 1600, 40
-SCRATCH = {"image_size": 64, "batch_size": 64, "lr": 1e-3, "warmup_share": 1 / 15,
-           "flags": {"widths": (32, 64, 128), "convs_per_stage": 2, "stem_stride": 2, "batch_norm": True,
-                     "bn_momentum": 0.9, "bn_zero_init": True, "global_pool": True, "dropout": 0.3,
-                     "augment": True, "colour_augment": 0.1}}
+SCRATCH = {"image_size": 64, "batch_size": 64, "lr": 1e-3, "warmup_share": 1 / 15}
+"""Chapter 3's improved CNN (``helpers.models.RECIPE``, its switches) as trained on a subset."""
 TRANSFER = {"family": "mobilenetv2", "image_size": 96, "batch_size": 32, "head_units": 128, "head_dropout": 0.2,
             "head_lr": 1e-3, "head_epochs": 30, "lr": 3e-4}
 
@@ -84,14 +82,14 @@ def _fit_steps(model, paths, labels, image_size: int, batch_size: int, steps: in
 
 def train_scratch(paths, labels, steps: int, seed: int, n_classes: int):
     """Chapter 3's improved CNN trained for ``steps`` steps; returns ``(model, seconds, fields)``."""
-    from helpers.models import build_model
+    from helpers.models import RECIPE, build_model
 
     s = SCRATCH
-    model = build_model("improved_cnn", s["image_size"], seed=seed, n_classes=n_classes, **s["flags"])
+    model = build_model("improved_cnn", s["image_size"], seed=seed, n_classes=n_classes)  # the recipe
     lr = _schedule(s["lr"], steps, warmup=max(1, round(steps * s["warmup_share"])))
     secs = _fit_steps(model, paths, labels, s["image_size"], s["batch_size"], steps, lr, seed)
     return model, secs, {"recipe": {**s, "flags": {k: (list(v) if isinstance(v, tuple) else v)
-                                                   for k, v in s["flags"].items()}}}
+                                                   for k, v in RECIPE.items()}}}
 
 
 def train_transfer(paths, labels, steps: int, seed: int, n_classes: int, provenance: dict):
