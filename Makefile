@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: ablation weights setup book notebooks site test test-fast lint bench bench-determinism bench-transfer-recipes label-efficiency demo screenshot reproduce clean browser fresh-install-check
+.PHONY: ablation transfer-spread weights setup book notebooks site test test-fast lint bench bench-determinism bench-transfer-recipes label-efficiency demo screenshot reproduce clean browser fresh-install-check
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -77,6 +77,9 @@ bench-transfer-recipes: setup  ## transfer recipes on this CPU: minutes against 
 
 label-efficiency: setup  ## where transfer pays: scratch CNN vs fine-tuned MobileNetV2 on 10-500 images per class, 3 seeds (resumable; results/label_efficiency/)
 	$(BIN)/python tools/label_efficiency.py $(LE_ARGS)
+
+transfer-spread: setup  ## chapters 4-6: each transfer recipe from 3 seeds on a capped split (resumable; results/spread/)
+	$(BIN)/python tools/transfer_spread.py $(SPREAD_ARGS)
 
 ablation: setup  ## chapter 3's ablation at the recipe's budget: recipe, - dropout, - augmentation x 3 seeds (resumable; results/ablation/)
 	$(BIN)/python tools/ablation.py $(ABLATION_ARGS)

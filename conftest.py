@@ -23,9 +23,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 _TMP = Path(tempfile.mkdtemp(prefix="bloodcells-tests-"))
 
 
-# Drafts of the transfer chapters are smoke-run when they replace their chapters (each costs minutes); the
-# model-free evaluation draft runs here, after the chapters whose smoke scores it reads.
-collect_ignore_glob = ["notebooks/drafts/0[4-6]_*.ipynb"]
 
 
 def _real_data() -> Path | None:

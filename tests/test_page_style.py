@@ -14,7 +14,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RESTYLED = ["02_preprocessing_and_augmentation", "03_baseline_cnn", "07_label_efficiency"]
+RESTYLED = ["02_preprocessing_and_augmentation", "03_baseline_cnn", "04_transfer_vgg19",
+            "05_transfer_resnet50", "06_transfer_mobilenetv2", "07_label_efficiency"]
 HIDDEN = {"remove-cell", "remove-input"}
 WIDTH, MAX_LINES = 80, 25
 
