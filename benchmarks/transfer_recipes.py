@@ -11,7 +11,9 @@ record says ``stopped: time_budget``: the schedule did not finish). Per candidat
 validation accuracy after the head and after every
 end-to-end epoch, with the minutes spent so far (feature caching, head, each epoch incl. its validation pass)
 and the machine's CPU and load. The results are merged into ``--out`` (a candidate re-run replaces its entry)
-and the Markdown report beside it is rewritten from all entries.
+and the Markdown report beside it is rewritten from all entries. A ``*_recipe_x2`` candidate is a chapter's own cpu
+recipe (phases 1-3 of ``run_phases``, the chapter's tuned head) with phase 3 twice as long: a fair trial of
+whether the chapter's schedule has converged; its "head val" is the accuracy before phase 3.
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ CANDIDATES: dict[str, dict] = {
     "vgg19_64_e2e_block3": dict(family="vgg19", image_size=64, epochs=3, lr=1e-4, first_layer="block3_conv1"),
     "mobilenetv2_128_e2e": dict(family="mobilenetv2", image_size=128, epochs=6, lr=3e-4, first_layer=None),
     "mobilenetv2_96_e2e_10": dict(family="mobilenetv2", image_size=96, epochs=10, lr=3e-4, first_layer=None),
+    # a fair trial of the chapters' own recipes: the cpu profile with phase 3 twice as long (issue #33.3)
+    "vgg19_recipe_x2": dict(family="vgg19", recipe={"e2e_epochs": 8}),
+    "mobilenetv2_recipe_x2": dict(family="mobilenetv2", recipe={"e2e_epochs": 12}),
 }
 DEFAULT = ("mobilenetv2_128_e2e",)
 
@@ -51,6 +56,8 @@ def run_one(name: str, max_minutes: float | None = None) -> dict:
     from helpers.weights import resolve_weights
 
     c = CANDIDATES[name]
+    if "recipe" in c:
+        return run_recipe(c, max_minutes)
     t0 = time.perf_counter()
     data = load_split(None, seed=42, progress=False)  # $BLOODCELLS_DATA_DIR; only train and val are used
     provenance = resolve_weights(c["family"], None, allow_download=False, allow_random=False)
@@ -74,20 +81,58 @@ def run_one(name: str, max_minutes: float | None = None) -> dict:
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def run_recipe(c: dict, max_minutes: float | None = None) -> dict:
+    """A chapter's own cpu recipe (``helpers.transfer.recipe`` with ``c["recipe"]``'s changes) through
+    ``run_phases``, the head's hyper-parameters those its chapter tuned (``results/transfer_<family>.json``)."""
+    from helpers.bench import cpu_model
+    from helpers.data import load_split
+    from helpers.transfer import extract, recipe, run_phases, start_run
+    from helpers.weights import resolve_weights
+
+    family = c["family"]
+    r = recipe(family, "cpu", "book", **c["recipe"], e2e_time_budget_min=max_minutes)
+    t0 = time.perf_counter()
+    data = load_split(None, seed=42, progress=False)
+    provenance = resolve_weights(family, None, allow_download=False, allow_random=False)
+    tl = start_run(family, r.image_size, provenance, r.split_layer, seed=42, batch_size=r.batch_size,
+                   profile=r.profile)
+    extract(tl, data)
+    t_features = time.perf_counter() - t0
+    chapter = ROOT / "results" / f"transfer_{family}.json"
+    tl.best_hp = dict(json.loads(chapter.read_text()).get("head_hyperparameters") or {}) if chapter.exists() else {}
+    run_phases(tl, data, r)
+    h = tl.histories["phase3"]
+    before = [v for k, v in tl.phase_val.items() if not k.startswith("phase 3")]
+    t_before = t_features + sum(tl.times.get(k, 0.0) for k in ("tune_head", "phase1_head", "phase2_finetune"))
+    return {"family": family, "image_size": r.image_size, "epochs": r.e2e_epochs, "lr": r.e2e_lr,
+            "first_layer": r.e2e_first_layer, "recipe": dict(c["recipe"]), "head": dict(tl.best_hp),
+            "head_val_accuracy": round(before[-1], 4), "minutes_features": round(t_features / 60, 2),
+            "minutes_head": round(t_before / 60, 2),
+            "e2e_val_accuracy": [round(v, 4) for v in h["val_accuracy"]],
+            "e2e_val_macro_f1": [round(v, 4) for v in h.get("val_macro_f1", [])],
+            "minutes_after_epoch": minutes_after_epochs(t_before / 60, h.get("epoch_seconds", [])),
+            "stopped": (tl.end_to_end or {}).get("stopped"), "max_minutes": max_minutes,
+            "train_images": len(data.paths("train")), "val_images": len(data.paths("val")),
+            "cpu": cpu_model(), "cores": os.cpu_count(), "load_avg_end": list(os.getloadavg()),
+            "weights": {k: provenance.get(k) for k in ("file", "kind", "sha256")},
+            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
 def report(entries: dict[str, dict]) -> str:
+    n = max([6] + [len(e["e2e_val_accuracy"]) for e in entries.values()])
     lines = ["# Transfer recipes on the CPU: minutes against validation accuracy", "",
              "Written by `make bench-transfer-recipes` (`benchmarks/transfer_recipes.py`); validation split only "
              "(the test split is never read). Phase 1: head on the cached pooled features; phase 3: the base "
              "fine-tuned on augmented images from the named layer up, batch norm frozen, cosine schedule. "
              "*min* = minutes since the candidate started (feature caching included), on the CPU named. "
              "Compare candidates measured on the same CPU.", "",
-             "| candidate | CPU (cores, load at end) | head val | " + " | ".join(f"epoch {i}" for i in range(1, 7))
-             + " |", "|---|---|---|" + "---|" * 6]
+             "| candidate | CPU (cores, load at end) | head val | " + " | ".join(f"epoch {i}" for i in range(1, n + 1))
+             + " |", "|---|---|---|" + "---|" * n]
     for name, e in entries.items():
         cells = [f"{v:.4f} ({m:.0f} min)" for v, m in zip(e["e2e_val_accuracy"], e["minutes_after_epoch"])]
         if e.get("stopped") == "time_budget":
             cells[-1] += f" — budget of {e['max_minutes']:g} min used up, schedule of {e['epochs']} epochs unfinished"
-        cells += [""] * (6 - len(cells))
+        cells += [""] * (n - len(cells))
         lines.append(f"| {name}: {e['family']} {e['image_size']} px, lr {e['lr']:g}, from "
                      f"{e['first_layer'] or 'the input'} | {e['cpu']} ({e['cores']}, {e['load_avg_end'][0]:.1f}) | "
                      f"{e['head_val_accuracy']:.4f} ({e['minutes_head']:.0f} min) | " + " | ".join(cells) + " |")

@@ -294,14 +294,6 @@ def test_glued_benchmark_numbers_match_report():
     assert not problems, "the book disagrees with benchmarks/results.json:\n  " + "\n  ".join(problems)
 
 
-def test_the_evaluation_chapter_quotes_the_report():
-    """Issue #8: the book summarises the report: inference, pipeline and book wall time at least."""
-    nb = ROOT / "notebooks" / "08_evaluation.ipynb"
-    glued = glued_values(nbformat.read(nb, as_version=4))
-    for key in ("report_inference_keras_ms", "report_pipeline_ratio_vs_naive", "report_book_minutes"):
-        assert key in glued, f"{nb.name} does not glue {key}"
-
-
 def test_bench_check_can_fail():
     summary = {"inference_keras_ms": 2.2184, "cpu_model": "AMD EPYC", "book_complete": True}
     assert check_bench_glue({"report_inference_keras_ms": "2.2"}, summary)[0] == []

@@ -302,3 +302,20 @@ def transfer_spread(family: str, classes, directory: str | os.PathLike | None = 
         log.info("the seed spread of %s was measured on other classes; not used", family)
         return None
     return {**rec["spread"], "created": rec["created"], "git_commit": rec["git_commit"]}
+
+
+def final_model(records: list[Mapping[str, Any]]) -> str | None:
+    """The book's final model: of the runs whose scores were saved, the one with the highest validation macro-F1,
+    chosen on validation only (as chapter 8 orders the models); the model the command line and the app serve.
+    None when no record has scores."""
+    scored = [r for r in records if r.get("scores") and (r.get("val") or {}).get("macro_f1") is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda r: float(r["val"]["macro_f1"]))["model"]
+
+
+def served_record(directory: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The record of the configuration the command line and the app serve (``<results>/served.json``, written by
+    the benchmark), or None when it was never measured."""
+    path = _results_dir(directory) / "served.json"
+    return json.loads(path.read_text()) if path.exists() else None
