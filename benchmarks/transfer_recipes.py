@@ -58,6 +58,7 @@ def run_one(name: str, max_minutes: float | None = None) -> dict:
     c = CANDIDATES[name]
     if "recipe" in c:
         return run_recipe(c, max_minutes)
+    max_minutes = max_minutes or 40.0
     t0 = time.perf_counter()
     data = load_split(None, seed=42, progress=False)  # $BLOODCELLS_DATA_DIR; only train and val are used
     provenance = resolve_weights(c["family"], None, allow_download=False, allow_random=False)
@@ -143,7 +144,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidates", nargs="+", default=list(DEFAULT), choices=sorted(CANDIDATES))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "transfer_recipes.json"))
-    ap.add_argument("--max-minutes", type=float, default=40.0, help="end-to-end training budget per candidate")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="end-to-end training budget per candidate (default: 40 min; none for a chapter's recipe)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one candidate, print its JSON entry
     a = ap.parse_args(argv)
     if a.one:
@@ -160,8 +162,8 @@ def main(argv=None) -> int:
     failed = []
     for name in a.candidates:
         print(f"== {name}", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--one", name, "--max-minutes", str(a.max_minutes)],
-                              capture_output=True, text=True)
+        budget = ["--max-minutes", str(a.max_minutes)] if a.max_minutes else []
+        proc = subprocess.run([sys.executable, __file__, "--one", name, *budget], capture_output=True, text=True)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("ENTRY ")), None)
         if proc.returncode != 0 or line is None:
             print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
