@@ -314,6 +314,9 @@ def collected_markdown(runs: dict[str, dict[str, Any]]) -> str:
     """The collected report: a summary of every headline number, then each chapter's section."""
     from helpers.results import smaller_budget
 
+    if not runs:
+        return ("# Re-runs beside the committed records\n\n" + COLLECTED_INTRO + "\n\nNo chapter has been re-run "
+                "against the records committed now (a re-run whose records have since changed is dropped).\n")
     lines = ["# Re-runs beside the committed records", "", COLLECTED_INTRO, "",
              "## Every headline number", "",
              "The number each chapter quotes for a model: its test accuracy (an ablation variant's validation "

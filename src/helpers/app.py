@@ -25,8 +25,9 @@ import numpy as np
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-NO_BUNDLE = ("no published model at {path}. Run `make book` (chapter 7 publishes the best model there), "
-             "or pass the folder of a model bundle: python -m helpers.app outputs/models/<name>")
+NO_BUNDLE = ("no published model at {path}. Run `make book` and `make bench` (the benchmark configures the book's "
+             "final model for serving there), or pass the folder of a model bundle: "
+             "python -m helpers.app outputs/models/<name>")
 
 
 def model_card(side: dict[str, Any], folder: Path, runtime: str | None = None) -> str:
@@ -133,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_tensorflow()
     ap = argparse.ArgumentParser(prog="python -m helpers.app", description=__doc__.split("\n\n")[0])
-    ap.add_argument("model_dir", nargs="?", help="model bundle (default: outputs/models/served, the published "
-                    "best as `make bench` configured it for serving, else outputs/models/best)")
+    ap.add_argument("model_dir", nargs="?", help="model bundle (default: outputs/models/served, the book's "
+                    "final model as `make bench` configured it for serving, else outputs/models/best)")
     ap.add_argument("--port", type=int, default=7860)
     args = ap.parse_args(argv)
     models = output_dir() / "models"

@@ -891,8 +891,14 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
         keep = stratified_subset(data.labels(split), per_class, seed)
         picks[split] = ([data.paths(split)[i] for i in keep], data.labels(split)[keep])
     rows = []
+    weights_log = logging.getLogger("helpers.weights")
     for size in sizes:
-        base = load_base(family, int(size), dict(provenance))
+        level = weights_log.level
+        weights_log.setLevel(logging.WARNING)  # the file was named once already: not again for every size
+        try:
+            base = load_base(family, int(size), dict(provenance))
+        finally:
+            weights_log.setLevel(level)
         feats, secs = {}, 0.0
         for split, (paths, labels) in picks.items():
             # eager: model.predict would trace a graph for every model, split and last-batch shape
