@@ -84,7 +84,7 @@ transfer-spread: setup  ## chapters 4-6: each transfer recipe from 3 seeds on a 
 ablation: setup  ## chapter 3's ablation at the recipe's budget: recipe, - dropout, - augmentation x 3 seeds (resumable; results/ablation/)
 	$(BIN)/python tools/ablation.py $(ABLATION_ARGS)
 
-fresh-install-check: setup  ## a reader's first run: fresh venv, the setup cell installs the helpers from a tagged clone, no data or weights (downloads served on 127.0.0.1), chapters 1, 3, 6 and 7 alone in smoke mode (FRESH_ARGS=--oldest: the declared minimum TensorFlow/Keras)
+fresh-install-check: setup  ## a reader's first run: fresh venv, the setup cell installs the helpers from a tagged clone, no data or weights (downloads served on 127.0.0.1), chapters 1, 3, 6, 7 and 8 alone in smoke mode (FRESH_ARGS=--oldest: the declared minimum TensorFlow/Keras)
 	$(BIN)/python tools/fresh_install_check.py $(FRESH_ARGS)
 
 CHAPTER ?=

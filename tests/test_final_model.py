@@ -63,6 +63,7 @@ def test_no_report_section_is_older_than_the_records_it_describes(records):
 def test_the_final_model_is_chosen_on_validation_among_scored_runs():
     recs = [{"model": "a", "scores": {"file": "a.npz"}, "val": {"macro_f1": 0.95}, "test": {"macro_f1": 0.99}},
             {"model": "b", "scores": {"file": "b.npz"}, "val": {"macro_f1": 0.97}, "test": {"macro_f1": 0.90}},
-            {"model": "c", "val": {"macro_f1": 0.99}}]  # no saved scores: not a candidate
+            {"model": "c", "val": {"macro_f1": 0.99}},  # no saved scores: not a candidate
+            {"model": "served", "scores": {"file": "s.npz"}, "val": {"macro_f1": 0.98}}]  # a copy of "b"
     assert final_model(recs) == "b"
     assert final_model(recs[2:]) is None

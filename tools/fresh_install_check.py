@@ -1,6 +1,6 @@
 """A reader's first run, checked: a fresh venv, the helpers installed by the setup cell itself, no data.
 
-    python tools/fresh_install_check.py [--chapters 01 03 06 07] [--oldest] [--keep DIR]  # make fresh-install-check
+    python tools/fresh_install_check.py [--chapters 01 03 06 07 08] [--oldest] [--keep DIR]  # make fresh-install-check
 
 1. ``python -m venv`` in a scratch folder with only the Jupyter parts a platform already has (``papermill``,
    ``ipykernel``; with ``--oldest`` also the oldest TensorFlow and Keras that ``pyproject.toml`` declares).
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-DATA_FREE = {"07"}
+DATA_FREE = {"07", "08"}
 """Chapters that read only the book's committed results (downloaded from the tag), never the images."""
 
 
@@ -170,7 +170,7 @@ def reader_copy(nb: Path, dest: Path, repo: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--chapters", nargs="+", default=["01", "03", "06", "07"])
+    ap.add_argument("--chapters", nargs="+", default=["01", "03", "06", "07", "08"])
     ap.add_argument("--oldest", action="store_true", help="the oldest TensorFlow and Keras the package declares")
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary folder, removed)")
     args = ap.parse_args(argv)

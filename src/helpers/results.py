@@ -304,11 +304,21 @@ def transfer_spread(family: str, classes, directory: str | os.PathLike | None = 
     return {**rec["spread"], "created": rec["created"], "git_commit": rec["git_commit"]}
 
 
+SERVED = "served"
+"""The record the benchmark writes for the served configuration of the final model (a copy, not a model)."""
+
+
+def scored_models(records: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The records of the trained models whose scores were saved, by name: the models chapter 8 compares (the
+    served configuration, a copy of one of them, left out)."""
+    return {r["model"]: dict(r) for r in records if r.get("scores") and r["model"] != SERVED}
+
+
 def final_model(records: list[Mapping[str, Any]]) -> str | None:
-    """The book's final model: of the runs whose scores were saved, the one with the highest validation macro-F1,
-    chosen on validation only (as chapter 8 orders the models); the model the command line and the app serve.
-    None when no record has scores."""
-    scored = [r for r in records if r.get("scores") and (r.get("val") or {}).get("macro_f1") is not None]
+    """The book's final model: of :func:`scored_models`, the one with the highest validation macro-F1, chosen on
+    validation only (as chapter 8 orders the models); the model the command line and the app serve. None when
+    no record has scores."""
+    scored = [r for r in scored_models(records).values() if (r.get("val") or {}).get("macro_f1") is not None]
     if not scored:
         return None
     return max(scored, key=lambda r: float(r["val"]["macro_f1"]))["model"]
