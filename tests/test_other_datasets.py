@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -106,8 +105,8 @@ def test_a_labs_classes_run_through_chapter_6(runs):
         assert rec["data"]["classes"] == list(BONE_MARROW_CLASSES) and rec["data"]["dataset"] == "folders"
         assert np.array(rec["test"]["confusion"]).shape == (7, 7)
     nb6 = (runs["tmp"] / "nb" / "lab" / "06_transfer_mobilenetv2.ipynb").read_text()
-    counted = re.findall(r"minutes per ([\d,]+) images", nb6)  # the speed table counts this dataset's images
-    assert counted and all(int(n.replace(",", "")) <= 140 for n in counted)
+    assert "no seed spread was measured for these classes" in nb6  # not PBC's spread for a lab's classes
+    assert not _record(runs, "transfer_mobilenetv2_folders").get("spread")
     assert not (runs["tmp"] / "results" / "transfer_mobilenetv2.json").exists()
 
 

@@ -270,3 +270,19 @@ def test_heatmap_confusion_grid_and_coverage_plot_draw():
     assert sum(ax.axison for ax in fig.axes) == 4
     y, p = rng.integers(0, 8, 200), rng.dirichlet(np.ones(8), 200)
     assert len(coverage_plot({"a": coverage_curve(y, p)}).axes[0].lines) == 1
+
+
+def test_phase_paths_accumulate_minutes_phase_by_phase():
+    from helpers.plots import phase_paths_plot
+    from helpers.results import phase_path
+
+    rec = {"phase_val_accuracy": {"phase 1: frozen base + head": 0.8, "phase 3: end-to-end, augmented": 0.95},
+           "phase_seconds": {"extract_train": 50.0, "extract_val": 10.0, "tune_head": 60.0, "phase1_head": 60.0,
+                             "phase3_end_to_end": 600.0, "evaluate_test": 99.0}}
+    p = phase_path(rec)
+    assert list(p["phase"]) == ["phase 1", "phase 3"] and list(p["val accuracy"]) == [0.8, 0.95]
+    assert list(p["minutes"]) == [3.0, 13.0]  # features + tuning + head, then phase 3; the test pass is not a phase
+    fig = phase_paths_plot({"net": p})
+    assert len(fig.axes[0].lines) == 1
+    with pytest.raises(ValueError):
+        phase_paths_plot({"net": phase_path({})})

@@ -691,3 +691,23 @@ def label_efficiency_plot(points: pd.DataFrame, title: str = "Accuracy by labell
     ax.legend(fontsize=8)
     ax.set_title(title)
     return fig
+
+
+def phase_paths_plot(paths: Mapping[str, pd.DataFrame], title: str = "What each phase buys, and costs") -> Figure:
+    """Validation accuracy after each phase against the minutes spent up to its end, one line per network
+    (:func:`helpers.results.phase_path`), each point labelled with its phase."""
+    if not paths or any(p.empty for p in paths.values()):
+        raise ValueError("phase_paths_plot needs at least one network, each with at least one phase")
+    fig = _figure(6.4, 3.8)
+    ax = fig.subplots()
+    for name, p in paths.items():
+        ax.plot(p["minutes"], p["val accuracy"], marker="o", label=name)
+        for _, row in p.iterrows():
+            ax.annotate(row["phase"].replace("phase ", "p"), (row["minutes"], row["val accuracy"]),
+                        textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel("minutes spent, cumulative (this book's CPU)")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title)
+    return fig

@@ -329,3 +329,18 @@ def served_record(directory: str | os.PathLike | None = None) -> dict[str, Any] 
     the benchmark), or None when it was never measured."""
     path = _results_dir(directory) / "served.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def phase_path(rec: Mapping[str, Any]) -> pd.DataFrame:
+    """A transfer record's phases as a path: one row per phase with the validation accuracy after it and the
+    minutes spent up to its end (the frozen features first, then tuning and each phase), from the record's
+    ``phase_val_accuracy`` and ``phase_seconds``."""
+    secs = rec.get("phase_seconds") or {}
+    spent = sum(secs.get(k, 0.0) for k in ("extract_train", "extract_val", "pool_frozen_top", "tune_head"))
+    keys = {"phase 1": "phase1_head", "phase 2": "phase2_finetune", "phase 3": "phase3_end_to_end"}
+    rows = []
+    for label, acc in (rec.get("phase_val_accuracy") or {}).items():
+        phase = label.split(":")[0]
+        spent += secs.get(keys.get(phase, ""), 0.0)
+        rows.append({"phase": phase, "minutes": spent / 60, "val accuracy": float(acc)})
+    return pd.DataFrame(rows, columns=["phase", "minutes", "val accuracy"])
