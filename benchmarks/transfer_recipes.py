@@ -87,6 +87,7 @@ def run_recipe(c: dict, max_minutes: float | None = None) -> dict:
     ``run_phases``, the head's hyper-parameters those its chapter tuned (``results/transfer_<family>.json``)."""
     from helpers.bench import cpu_model
     from helpers.data import load_split
+    from helpers.results import tuned_head
     from helpers.transfer import extract, recipe, run_phases, start_run
     from helpers.weights import resolve_weights
 
@@ -99,8 +100,7 @@ def run_recipe(c: dict, max_minutes: float | None = None) -> dict:
                    profile=r.profile)
     extract(tl, data)
     t_features = time.perf_counter() - t0
-    chapter = ROOT / "results" / f"transfer_{family}.json"
-    tl.best_hp = dict(json.loads(chapter.read_text()).get("head_hyperparameters") or {}) if chapter.exists() else {}
+    tl.best_hp = tuned_head(family, ROOT / "results")
     run_phases(tl, data, r)
     h = tl.histories["phase3"]
     before = [v for k, v in tl.phase_val.items() if not k.startswith("phase 3")]

@@ -14,7 +14,6 @@ Records go to ``<results>/spread/transfer_<family>.json``; a family whose record
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -31,13 +30,12 @@ FAMILIES = ("vgg19", "resnet50", "mobilenetv2")
 def measure(family: str, directory: Path, *, mode: str = "book", per_class: int | None = None) -> Path:
     """Run ``seed_spread`` for ``family`` and write its record (atomically) to ``directory``."""
     from helpers.data import load_split
-    from helpers.results import spread_record
+    from helpers.results import spread_record, tuned_head
     from helpers.transfer import recipe, seed_spread
     from helpers.weights import resolve_weights
 
     r = recipe(family, "cpu", mode, **({"spread_per_class": per_class} if per_class else {}))
-    chapter = directory.parent / f"transfer_{family}.json"
-    head = json.loads(chapter.read_text()).get("head_hyperparameters") if chapter.exists() else None
+    head = tuned_head(family, directory.parent) or None
     provenance = resolve_weights(family, None, allow_download=False, allow_random=mode == "smoke")
     data = load_split(max_per_class=r.spread_per_class, seed=42, progress=False)
     t0 = time.perf_counter()

@@ -39,6 +39,21 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _provenance() -> dict[str, Any]:
+    """Where and when a record was written: commit, UTC time, machine and library versions."""
+    return {"git_commit": git_commit(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "versions": _versions()}
+
+
+def tuned_head(family: str, directory: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The head hyper-parameters chapter ``family``'s run tuned (``<results>/transfer_<family>.json``); empty when
+    the chapter has not run."""
+    path = _results_dir(directory) / f"transfer_{family}.json"
+    return dict(json.loads(path.read_text()).get("head_hyperparameters") or {}) if path.exists() else {}
+
+
 def make_record(model: str, *, image_size: int, epochs: int, train_seconds: float, weights_source: Any,
                 data: Mapping[str, Any], seed: int, val: Mapping[str, Any], test: Mapping[str, Any] | None,
                 mode: str = "book", **extra: Any) -> dict[str, Any]:
@@ -53,10 +68,7 @@ def make_record(model: str, *, image_size: int, epochs: int, train_seconds: floa
         "weights_source": weights_source,
         "data": dict(data),
         "seed": int(seed),
-        "git_commit": git_commit(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "versions": _versions(),
+        **_provenance(),
         "val": dict(val),
         "test": dict(test) if test is not None else None,
     }
@@ -282,10 +294,7 @@ def spread_record(family: str, block: Mapping[str, Any], directory: str | os.Pat
     rec = {"schema": SCHEMA_VERSION, "family": family, "mode": mode, "classes": list(classes),
            "image_size": int(image_size), "head_hyperparameters": dict(head or {}),
            "weights_source": {k: v for k, v in dict(weights).items() if k != "path"},
-           "minutes": round(float(minutes), 2), "git_commit": git_commit(),
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-           "versions": _versions(), "spread": dict(block), **extra}
+           "minutes": round(float(minutes), 2), **_provenance(), "spread": dict(block), **extra}
     return atomic_write_json(Path(directory) / f"transfer_{family}.json", rec)
 
 

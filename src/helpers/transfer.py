@@ -64,6 +64,18 @@ from .weights import check_family, describe, is_pretrained, load_base
 
 log = logging.getLogger("helpers.transfer")
 
+
+@contextmanager
+def _quiet(logger: str = "helpers") -> Iterator[None]:
+    """Raise ``logger`` to WARNING for the block (its INFO lines would repeat on the page), then restore it."""
+    lg = logging.getLogger(logger)
+    level = lg.level
+    lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        lg.setLevel(level)
+
 # Where the base is cut: the lower part (frozen, cached) ends at this layer, the top above it
 # is fine-tuned in phase 2. Defaults: the last block (MobileNetV2: block_16 + Conv_1; ResNet50:
 # conv5_block3; VGG19: block5_conv3 + block5_conv4).
@@ -838,20 +850,16 @@ def seed_spread(family: str, provenance: Mapping[str, Any], data, r: Recipe, *,
         return f", {n} epoch{'s' if n != 1 else ''} of {phase}"
 
     accs, e2e_epochs = [], []
-    helpers_log = logging.getLogger("helpers")
     for seed in r.spread_seeds:
-        t0, level = time.perf_counter(), helpers_log.level
-        helpers_log.setLevel(logging.WARNING)  # the page shows one line per seed, not every epoch of every seed
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                run = start_run(family, r.image_size, provenance, r.split_layer, seed=seed,
-                                batch_size=r.batch_size, profile=r.profile, strategy=strategy,
-                                pooled_only=r.pooled_only, precision=r.precision)
-                extract(run, data)
-                run.best_hp = dict(head or {})
-                run_phases(run, data, r, run_name=f"transfer_{family}_{r.image_size}{_tag(data)}_spread_s{seed}")
-        finally:
-            helpers_log.setLevel(level)
+        t0 = time.perf_counter()
+        # the page shows one line per seed, not every epoch of every seed
+        with _quiet("helpers"), contextlib.redirect_stdout(io.StringIO()):
+            run = start_run(family, r.image_size, provenance, r.split_layer, seed=seed,
+                            batch_size=r.batch_size, profile=r.profile, strategy=strategy,
+                            pooled_only=r.pooled_only, precision=r.precision)
+            extract(run, data)
+            run.best_hp = dict(head or {})
+            run_phases(run, data, r, run_name=f"transfer_{family}_{r.image_size}{_tag(data)}_spread_s{seed}")
         accs.append(float(list(run.phase_val.values())[-1]))
         e2e_epochs.append(run.end_to_end.get("epochs_run", 0) if run.end_to_end else 0)
         log.info("%s, seed %d: val accuracy %.4f (%.1f min)", family, seed, accs[-1],
@@ -891,14 +899,9 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
         keep = stratified_subset(data.labels(split), per_class, seed)
         picks[split] = ([data.paths(split)[i] for i in keep], data.labels(split)[keep])
     rows = []
-    weights_log = logging.getLogger("helpers.weights")
     for size in sizes:
-        level = weights_log.level
-        weights_log.setLevel(logging.WARNING)  # the file was named once already: not again for every size
-        try:
+        with _quiet("helpers.weights"):  # the file was named once already: not again for every size
             base = load_base(family, int(size), dict(provenance))
-        finally:
-            weights_log.setLevel(level)
         feats, secs = {}, 0.0
         for split, (paths, labels) in picks.items():
             # eager: model.predict would trace a graph for every model, split and last-batch shape
