@@ -6,7 +6,8 @@
 
 Sections: ``pipeline`` (input pipeline), ``training`` (images/s and s/epoch of every model),
 ``inference`` (latency/throughput of the exported model on 1 and 2 cores, Keras vs TFLite, profile,
-peak memory), ``book`` (wall time per notebook of a book run). A section is a function
+peak memory), ``gpu_memory`` (the gpu profile's host memory at 224 px, extrapolated), ``book`` (wall time per
+notebook of a book run). A section is a function
 ``run(ctx) -> {"title", "markdown", "results", ["key"], ["targets"]}`` registered in
 :data:`SECTIONS`. ``ctx`` carries the image
 paths (from the real data when configured, else a generated synthetic set), the repetitions and a
@@ -56,6 +57,12 @@ def _inference(ctx: dict[str, Any]) -> dict[str, Any]:
     return inference_bench.run(ctx)
 
 
+def _gpu_memory(ctx: dict[str, Any]) -> dict[str, Any]:
+    import gpu_memory_bench
+
+    return gpu_memory_bench.run(ctx)
+
+
 def _book(ctx: dict[str, Any]) -> dict[str, Any]:
     import book_bench
 
@@ -66,6 +73,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "pipeline": _pipeline,
     "training": _training,
     "inference": _inference,
+    "gpu_memory": _gpu_memory,
     "book": _book,
 }
 """Benchmark sections in the order they appear in BENCHMARKS.md."""

@@ -10,8 +10,9 @@ epoch by epoch, until its schedule ends or ``--max-minutes`` of end-to-end train
 record says ``stopped: time_budget``: the schedule did not finish). Per candidate the report keeps the
 validation accuracy after the head and after every
 end-to-end epoch, with the minutes spent so far (feature caching, head, each epoch incl. its validation pass)
-and the machine's CPU and load. The results are merged into ``--out`` (a candidate re-run replaces its entry)
-and the Markdown report beside it is rewritten from all entries. A ``*_recipe_x2`` candidate is a chapter's own cpu
+and the machine's CPU and load. The results are merged into ``--out`` (``results/pilots/``, where chapters 4-6
+read them through ``helpers.results.recipe_trials``; a candidate re-run replaces its entry) and the Markdown
+report (``benchmarks/``) is rewritten from all entries. A ``*_recipe_x2`` candidate is a chapter's own cpu
 recipe (phases 1-3 of ``run_phases``, the chapter's tuned head) with phase 3 twice as long: a fair trial of
 whether the chapter's schedule has converged; its "head val" is the accuracy before phase 3.
 """
@@ -143,7 +144,10 @@ def report(entries: dict[str, dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidates", nargs="+", default=list(DEFAULT), choices=sorted(CANDIDATES))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "transfer_recipes.json"))
+    ap.add_argument("--out", default=str(ROOT / "results" / "pilots" / "transfer_recipes.json"),
+                    help="the entries (results/, where the transfer chapters read them)")
+    ap.add_argument("--report", default=str(ROOT / "benchmarks" / "transfer_recipes.md"),
+                    help="the Markdown report of all entries")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="end-to-end training budget per candidate (default: 40 min; none for a chapter's recipe)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one candidate, print its JSON entry
@@ -171,7 +175,7 @@ def main(argv=None) -> int:
             continue
         entries[name] = json.loads(line[len("ENTRY "):])
         atomic_write_text(out, json.dumps(entries, indent=1) + "\n")
-        atomic_write_text(out.with_suffix(".md"), report(entries))
+        atomic_write_text(Path(a.report), report(entries))
         print(report({name: entries[name]}).splitlines()[-1], flush=True)
     return 1 if failed else 0
 

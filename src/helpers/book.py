@@ -6,12 +6,22 @@ import sys
 from typing import Any
 
 
+class _PageFormatter(logging.Formatter):
+    """An INFO line is the message alone (it fits the page); anything louder says what it is and where from."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage() if record.levelno == logging.INFO else super().format(record)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Show the helpers' log lines (skipped files, data source, weights used) in notebook output."""
     logger = logging.getLogger("helpers")
     if not any(getattr(h, "_bloodcells", False) for h in logger.handlers):
         h = logging.StreamHandler(sys.stdout)
-        h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        h.setFormatter(_PageFormatter())
         h._bloodcells = True  # type: ignore[attr-defined]
         logger.addHandler(h)
     logger.setLevel(level)

@@ -353,3 +353,53 @@ def phase_path(rec: Mapping[str, Any]) -> pd.DataFrame:
         spent += secs.get(keys.get(phase, ""), 0.0)
         rows.append({"phase": phase, "minutes": spent / 60, "val accuracy": float(acc)})
     return pd.DataFrame(rows, columns=["phase", "minutes", "val accuracy"])
+
+
+PILOTS = "pilots/transfer_recipes.json"
+"""Longer or larger trials of the transfer recipes (``benchmarks/transfer_recipes.py``), in ``results/``."""
+
+
+def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd.DataFrame:
+    """``family``'s chapter run (its record) beside the trials of ``benchmarks/transfer_recipes.py``: per row
+    the image size, phase-3 epochs, the best validation accuracy of phase 3, the minutes to its end (the
+    features included) and the validation images, with the day it was measured. The chapter's run comes
+    first; no trials, one row."""
+    folder = _results_dir(directory)
+    rows = []
+    rec_path = folder / f"transfer_{family}.json"
+    if rec_path.exists():
+        rec = json.loads(rec_path.read_text())
+        path = phase_path(rec)
+        rows.append({"trial": "the chapter's run", "image px": int(rec["image_size"]),
+                     "phase-3 epochs": int((rec.get("end_to_end") or {}).get("max_epochs", 0)),
+                     "best val accuracy": float(path["val accuracy"].iloc[-1]),
+                     "minutes": float(path["minutes"].iloc[-1]), "val images": int(rec["n_used"]["val"]),
+                     "measured": str(rec["created"])[:10]})
+    trials = json.loads((folder / PILOTS).read_text()) if (folder / PILOTS).exists() else {}
+    for e in trials.values():
+        if e.get("family") != family:
+            continue
+        label = (f"phase 3 × {e['epochs'] // max(rows[0]['phase-3 epochs'], 1)}" if "recipe" in e and rows
+                 else f"{e['image_size']} px, no phase 2, untuned head")
+        rows.append({"trial": label, "image px": int(e["image_size"]), "phase-3 epochs": int(e["epochs"]),
+                     "best val accuracy": max(e["e2e_val_accuracy"]),
+                     "minutes": float(e["minutes_after_epoch"][-1]), "val images": int(e["val_images"]),
+                     "measured": str(e["created"])[:10]})
+    return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
+
+
+def beyond_noise(gain: float, n_val: int, accuracy: float, seed_half: float | None = None) -> tuple[bool, str]:
+    """Whether a validation gain (a fraction) exceeds the noise of one run, and the comparison in words: two
+    standard errors of an accuracy near ``accuracy`` on ``n_val`` images, and the recipe's seed half-range
+    where one was measured; the gain must exceed both."""
+    two_se = 2 * (accuracy * (1 - accuracy) / n_val) ** 0.5
+
+    def side(noise: float) -> str:
+        return "beyond" if abs(gain) > noise else "within"
+
+    words = (f"{100 * gain:+.2f} points, {side(two_se)} two standard errors of a validation accuracy on "
+             f"{n_val:,} cells (±{100 * two_se:.1f} points)")
+    if seed_half is not None:
+        words += f", {side(seed_half)} the seed spread (±{100 * seed_half:.1f})"
+    beyond = abs(gain) > two_se and (seed_half is None or abs(gain) > seed_half)
+    return beyond, words

@@ -437,8 +437,8 @@ def fine_tune_end_to_end(model, base, data, *, image_size: int, epochs: int = 6,
     if _replicas(wrapper) > 1:  # validation runs outside the strategy already (helpers.train.EpochEnd)
         train_ds = _even_batches(train_ds, len(data.paths("train")), batch_size, _replicas(wrapper))
     val_ds = make_dataset(data.paths("val"), data.labels("val"), image_size, 64)
-    log.info("phase 3: %d trainable weight tensors (from %s), lr %g, %s augmentation", n,
-             first_layer or "the first layer", lr, "with" if augment else "without")
+    log.info("phase 3: %d weight tensors train from %s, lr %g%s", n, first_layer or "the input", lr,
+             ", augmented" if augment else "")
     try:
         res = fit(wrapper, train_ds, val_ds, epochs=epochs, learning_rate=lr, schedule=schedule,
                   patience=patience, min_delta=0.001, run_name=run_name, resume=resume, time_budget=time_budget)
@@ -1105,6 +1105,7 @@ def literature_table(run: TransferRun | None = None, test_accuracy: float | None
     """The published reference points, with this chapter's run (``test_accuracy``) as the last row."""
     names = {"acevedo2019recognition": "Acevedo et al. 2019", "doerrich2024medmnistplus": "MedMNIST+ 2025"}
     table = pd.DataFrame([dict(r, work=names[r["work"]]) for r in LITERATURE])
+    table["px"] = table["px"].astype("Int64")  # a whole number, or <NA> where the work does not say
     if run is not None and test_accuracy is not None:
         how = "phases 1-3" if run.end_to_end else "phases 1-2, cached activations"
         table.loc[len(table)] = {"work": label or "this chapter", "data": "PBC (the book's split)",

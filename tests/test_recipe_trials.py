@@ -1,0 +1,66 @@
+"""helpers.results.recipe_trials and beyond_noise: a transfer chapter's run beside the trials of
+benchmarks/transfer_recipes.py, and whether a trial's gain can be told from noise."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers.results import PILOTS, beyond_noise, recipe_trials
+
+
+def _record(tmp_path, family="mobilenetv2"):
+    rec = {"model": f"transfer_{family}", "image_size": 96, "created": "2026-12-06T10:00:00",
+           "end_to_end": {"max_epochs": 6}, "n_used": {"train": 900, "val": 2430},
+           "phase_val_accuracy": {"phase 1: head": 0.86, "phase 3: end-to-end": 0.9774},
+           "phase_seconds": {"extract_train": 60.0, "phase1_head": 30.0, "phase3_end_to_end": 600.0}}
+    (tmp_path / f"transfer_{family}.json").write_text(json.dumps(rec))
+
+
+def _trials(tmp_path, entries):
+    (tmp_path / PILOTS).parent.mkdir(parents=True)
+    (tmp_path / PILOTS).write_text(json.dumps(entries))
+
+
+def test_the_chapters_run_comes_first_then_its_families_trials(tmp_path):
+    _record(tmp_path)
+    _trials(tmp_path, {
+        "mobilenetv2_recipe_x2": {"family": "mobilenetv2", "recipe": {"e2e_epochs": 12}, "image_size": 96,
+                                  "epochs": 12, "e2e_val_accuracy": [0.95, 0.979, 0.978],
+                                  "minutes_after_epoch": [5.0, 20.0, 25.5], "val_images": 2430,
+                                  "created": "2026-12-06 14:00:00"},
+        "mobilenetv2_128_e2e": {"family": "mobilenetv2", "image_size": 128, "epochs": 6,
+                                "e2e_val_accuracy": [0.94, 0.9819], "minutes_after_epoch": [9.6, 35.5],
+                                "val_images": 2430, "created": "2026-12-02 00:17:00"},
+        "vgg19_recipe_x2": {"family": "vgg19", "recipe": {}, "image_size": 64, "epochs": 8,
+                            "e2e_val_accuracy": [0.9], "minutes_after_epoch": [1.0], "val_images": 2430,
+                            "created": "2026-12-06 15:00:00"}})
+    t = recipe_trials("mobilenetv2", tmp_path)
+    assert list(t.index) == ["the chapter's run", "phase 3 × 2", "128 px, no phase 2, untuned head"]
+    assert t.loc["the chapter's run", "best val accuracy"] == pytest.approx(0.9774)
+    assert t.loc["the chapter's run", "minutes"] == pytest.approx(11.5)  # features, head, phase 3
+    assert t.loc["phase 3 × 2", "best val accuracy"] == pytest.approx(0.979)  # the best epoch, not the last
+    assert t.loc["phase 3 × 2", "minutes"] == pytest.approx(25.5)  # to the end of the schedule
+    assert t["val images"].tolist() == [2430, 2430, 2430]
+
+
+def test_without_trials_only_the_chapters_run(tmp_path):
+    _record(tmp_path)
+    assert list(recipe_trials("mobilenetv2", tmp_path).index) == ["the chapter's run"]
+    assert recipe_trials("resnet50", tmp_path).empty
+
+
+@pytest.mark.parametrize("gain, paid, words", [
+    (0.0045, False, "within two standard errors"),
+    (0.010, False, "beyond two standard errors of a validation accuracy on 2,430 cells (±0.6 points), within"),
+    (0.0245, True, "beyond the seed spread (±1.8)"),
+    (-0.0245, True, "-2.45 points"),
+])
+def test_a_gain_must_exceed_both_noises(gain, paid, words):
+    beyond, text = beyond_noise(gain, 2430, 0.977, 0.0175)
+    assert beyond is paid and words in text
+
+
+def test_without_a_seed_spread_two_standard_errors_decide():
+    assert beyond_noise(0.010, 2430, 0.977) == (
+        True, "+1.00 points, beyond two standard errors of a validation accuracy on 2,430 cells (±0.6 points)")
