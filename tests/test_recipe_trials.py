@@ -64,3 +64,45 @@ def test_a_gain_must_exceed_both_noises(gain, paid, words):
 def test_without_a_seed_spread_two_standard_errors_decide():
     assert beyond_noise(0.010, 2430, 0.977) == (
         True, "+1.00 points, beyond two standard errors of a validation accuracy on 2,430 cells (±0.6 points)")
+
+
+def test_a_size_table_goes_into_the_record_and_comes_back(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from helpers.results import add_tables, record_table
+
+    path = tmp_path / "transfer_x.json"
+    path.write_text(json.dumps({"model": "transfer_x", "val": {"accuracy": 0.9}}))
+    probe = pd.DataFrame({"probe val accuracy": np.array([0.45, 0.48]), "img/s (incl. start-up)": [66.3, 36.0]},
+                         index=pd.Index(np.array([48, 64]), name="image_size"))
+    rec = add_tables(path, probe=probe)
+    assert rec["val"] == {"accuracy": 0.9}  # the rest of the record kept
+    back = record_table(json.loads(path.read_text()), "probe")
+    pd.testing.assert_frame_equal(back[probe.columns], probe, check_dtype=False)
+    assert record_table(rec, "speed") is None
+
+
+def test_trial_verdicts_say_each_gain_and_what_the_chapter_does(tmp_path):
+    import pandas as pd
+
+    from helpers.results import trial_verdicts
+
+    t = pd.DataFrame({"best val accuracy": [0.9774, 0.9852, 0.9819], "minutes": [14.6, 24.0, 35.5],
+                      "val images": [2430] * 3},
+                     index=["the chapter's run", "phase 3 × 2", "128 px, no phase 2, untuned head"])
+    v = trial_verdicts(t, 0.0175)
+    assert v["longer"].startswith("+0.78 points, beyond two standard errors") and v["longer"].endswith("+9 min")
+    assert "within the seed spread (±1.8)" in v["longer"] and v["larger"].endswith("+21 min")
+    assert v["lesson"].startswith("Neither trial")
+    v = trial_verdicts(t, None)  # no seed spread: two standard errors decide, and the longer schedule pays
+    assert v["lesson"].startswith("The longer trial pays")
+    assert trial_verdicts(t.iloc[:1])["longer"] == "not measured"
+
+
+@pytest.mark.parametrize("a, b, words", [(0.9795, 0.9788, "0.07 points above"), (0.95, 0.9804, "3.04 points below"),
+                                         (0.98, 0.98, "level with"), (0.98, float("nan"), "not comparable with")])
+def test_points_versus(a, b, words):
+    from helpers.results import points_versus
+
+    assert points_versus(a, b) == words

@@ -403,3 +403,51 @@ def beyond_noise(gain: float, n_val: int, accuracy: float, seed_half: float | No
         words += f", {side(seed_half)} the seed spread (±{100 * seed_half:.1f})"
     beyond = abs(gain) > two_se and (seed_half is None or abs(gain) > seed_half)
     return beyond, words
+
+
+def add_tables(record_path: str | os.PathLike, **tables: pd.DataFrame) -> dict[str, Any]:
+    """Write each of ``tables`` (indexed by image size, e.g. :func:`helpers.transfer.resolution_probe`'s and
+    :func:`helpers.transfer.speed_table`'s) into the record at ``record_path`` under its name, as columns of
+    lists; atomically. Returns the record. :func:`record_table` reads one back."""
+    path = Path(record_path)
+    rec = json.loads(path.read_text())
+    for name, table in tables.items():
+        flat = table.reset_index()
+        rec[name] = {str(col): [v.item() if hasattr(v, "item") else v for v in flat[col]] for col in flat}
+    atomic_write_json(path, rec)
+    return rec
+
+
+def record_table(rec: Mapping[str, Any], name: str) -> pd.DataFrame | None:
+    """A table :func:`add_tables` wrote into ``rec``, indexed by ``image_size``; None when it holds none."""
+    block = rec.get(name)
+    return pd.DataFrame(block).set_index("image_size") if block else None
+
+
+def trial_verdicts(trials: pd.DataFrame, seed_half: float | None = None) -> dict[str, str]:
+    """In words, for :func:`recipe_trials`' table: each trial's gain over the chapter's run (first row) with its
+    extra minutes (``"longer"``: phase 3 × k; ``"larger"``: another image size; ``"not measured"`` without
+    one), judged by :func:`beyond_noise`; and ``"lesson"``: what the chapter does about them."""
+    run, pays, out = trials.iloc[0], [], {}
+    for kind, key in (("longer", "phase 3 ×"), ("larger", "px, no phase 2")):
+        rows = trials[trials.index.str.contains(key, regex=False)]
+        out[kind] = "not measured"
+        if len(rows):
+            row = rows.iloc[-1]
+            paid, words = beyond_noise(row["best val accuracy"] - run["best val accuracy"], int(run["val images"]),
+                                       run["best val accuracy"], seed_half)
+            out[kind] = f"{words}, for {row['minutes'] - run['minutes']:+.0f} min"
+            pays += [kind] if paid else []
+    out["lesson"] = ("Neither trial moves the result by more than one run can tell from noise, so the chapter "
+                     "keeps its schedule and its image size" if not pays else
+                     f"The {' and the '.join(pays)} trial pays beyond the noise: a chapter with more time "
+                     "should take it")
+    return out
+
+
+def points_versus(accuracy: float, other: float) -> str:
+    """``accuracy`` against ``other`` in words: "0.07 points above", "1.20 points below" or "level with"."""
+    d = 100 * (accuracy - other)
+    if np.isnan(d):
+        return "not comparable with"
+    return "level with" if round(abs(d), 2) == 0 else f"{abs(d):.2f} points {'above' if d > 0 else 'below'}"
