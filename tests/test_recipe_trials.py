@@ -98,6 +98,9 @@ def test_trial_verdicts_say_each_gain_and_what_the_chapter_does(tmp_path):
     v = trial_verdicts(t, None)  # no seed spread: two standard errors decide, and the longer schedule pays
     assert v["lesson"].startswith("The longer trial pays")
     assert trial_verdicts(t.iloc[:1])["longer"] == "not measured"
+    assert trial_verdicts(t.iloc[:2], 0.0175)["lesson"] == (
+        "The longer trial does not move the result by more than one run can tell from noise, so the chapter "
+        "keeps its schedule")
 
 
 @pytest.mark.parametrize("a, b, words", [(0.9795, 0.9788, "0.07 points above"), (0.95, 0.9804, "3.04 points below"),

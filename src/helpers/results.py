@@ -428,20 +428,27 @@ def trial_verdicts(trials: pd.DataFrame, seed_half: float | None = None) -> dict
     """In words, for :func:`recipe_trials`' table: each trial's gain over the chapter's run (first row) with its
     extra minutes (``"longer"``: phase 3 × k; ``"larger"``: another image size; ``"not measured"`` without
     one), judged by :func:`beyond_noise`; and ``"lesson"``: what the chapter does about them."""
-    run, pays, out = trials.iloc[0], [], {}
+    run, pays, tried, out = trials.iloc[0], [], [], {}
     for kind, key in (("longer", "phase 3 ×"), ("larger", "px, no phase 2")):
         rows = trials[trials.index.str.contains(key, regex=False)]
         out[kind] = "not measured"
         if len(rows):
+            tried.append(kind)
             row = rows.iloc[-1]
             paid, words = beyond_noise(row["best val accuracy"] - run["best val accuracy"], int(run["val images"]),
                                        run["best val accuracy"], seed_half)
             out[kind] = f"{words}, for {row['minutes'] - run['minutes']:+.0f} min"
             pays += [kind] if paid else []
-    out["lesson"] = ("Neither trial moves the result by more than one run can tell from noise, so the chapter "
-                     "keeps its schedule and its image size" if not pays else
-                     f"The {' and the '.join(pays)} trial pays beyond the noise: a chapter with more time "
-                     "should take it")
+    keeps = {"longer": "its schedule", "larger": "its image size"}
+    if pays:
+        out["lesson"] = (f"The {' and the '.join(pays)} trial pays beyond the noise: a chapter with more time "
+                         "should take it")
+    elif tried:
+        which = "Neither trial moves" if len(tried) > 1 else f"The {tried[0]} trial does not move"
+        out["lesson"] = (f"{which} the result by more than one run can tell from noise, so the chapter keeps "
+                         + " and ".join(keeps[k] for k in tried))
+    else:
+        out["lesson"] = "No trial was run"
     return out
 
 
