@@ -82,7 +82,7 @@ def test_cross_class_group_is_excluded_and_logged(helpers_log):
     assert sorted(excl["path"]) == ["eosinophil/EO_0003.jpg", "neutrophil/NE_0007.jpg"]
     assert set(excl["group"]) == {"eosinophil/EO_0003.jpg"}
     for p in excl["path"]:
-        assert len(log_lines(helpers_log, f"excluded {p}: identical image appears under different labels")) == 1
+        assert len(log_lines(helpers_log, f"excluded {p}: the same image is filed under two labels")) == 1
     assert (man["split"] != EXCLUDED).sum() == 18
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 
 class _PageFormatter(logging.Formatter):
-    """An INFO line is the message alone (it fits the page); anything louder says what it is and where from."""
+    """An INFO line is the message alone (it fits the page); anything louder says what it is."""
 
     def __init__(self) -> None:
-        super().__init__("%(levelname)s %(name)s: %(message)s")
+        super().__init__("%(levelname)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         return record.getMessage() if record.levelno == logging.INFO else super().format(record)

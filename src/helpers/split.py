@@ -53,7 +53,7 @@ def _groups(files: pd.DataFrame, fractions: tuple[float, float, float], dup_key:
     df["group"] = first.where(size > 1, "")
     mixed = df.groupby(first)["label"].transform("nunique") > 1
     for path in df.loc[mixed, "path"]:
-        log.warning("excluded %s: identical image appears under different labels", path)
+        log.warning("excluded %s: the same image is filed under two labels", path)
     return df, first, mixed
 
 

@@ -186,7 +186,7 @@ def resolve_weights(family: str, weights: str | os.PathLike | None = None, *, al
 
 def _found(kind: str, family: str, path: Path, where: str) -> dict[str, Any]:
     rec = _record(kind, family, path.resolve(), f"{FAMILY_NOTES[family]}; found via {where}")
-    log.info("%s weights: %s (%s), sha256 %s…", family, path.name, kind, rec["sha256"][:12])
+    log.info("%s weights: %s, sha256 %s…", family, path.name, rec["sha256"][:8])
     return rec
 
 
