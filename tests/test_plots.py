@@ -286,3 +286,20 @@ def test_phase_paths_accumulate_minutes_phase_by_phase():
     assert len(fig.axes[0].lines) == 1
     with pytest.raises(ValueError):
         phase_paths_plot({"net": phase_path({})})
+
+
+def test_size_tables_plot_draws_a_line_per_network_in_each_panel():
+    import pandas as pd
+
+    from helpers.plots import size_tables_plot
+
+    idx = pd.Index([64, 96, 128], name="image_size")
+    probes = {"vgg19": pd.DataFrame({"probe val accuracy": [0.45, 0.51, 0.45]}, index=idx),
+              "resnet50": pd.DataFrame({"probe val accuracy": [0.6, 0.7, 0.75]}, index=idx)}
+    speeds = {"vgg19": pd.DataFrame({"img/s": [38.0, 21.0, 12.0]}, index=idx)}
+    fig = size_tables_plot(probes, speeds)
+    left, right = fig.axes
+    assert len(left.lines) == 2 and len(right.lines) == 1 and right.get_yscale() == "log"
+    assert list(left.lines[1].get_ydata()) == [0.6, 0.7, 0.75]
+    with pytest.raises(ValueError):
+        size_tables_plot({}, {})

@@ -711,3 +711,31 @@ def phase_paths_plot(paths: Mapping[str, pd.DataFrame], title: str = "What each 
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title)
     return fig
+
+
+def size_tables_plot(probes: Mapping[str, pd.DataFrame], speeds: Mapping[str, pd.DataFrame],
+                     title: str = "The frozen features and the forward pass, by image size") -> Figure:
+    """Two panels across the networks, one line each, against the image size: the frozen features' probe
+    accuracy (:func:`helpers.transfer.resolution_probe`'s ``probe val accuracy``) and the forward speed
+    (:func:`helpers.bench.speed_table`'s ``img/s``, log scale), as each chapter's record keeps them
+    (:func:`helpers.results.record_table`)."""
+    if not probes and not speeds:
+        raise ValueError("size_tables_plot needs a probe or a speed table")
+    fig = _figure(8.4, 3.4)
+    left, right = fig.subplots(1, 2)
+    for name, t in probes.items():
+        left.plot(t.index, t["probe val accuracy"], marker="o", label=name)
+    for name, t in speeds.items():
+        right.plot(t.index, t["img/s"], marker="o", label=name)
+    left.set_ylabel("probe accuracy (validation)")
+    left.set_title("frozen features: a linear probe", fontsize=9)
+    right.set_yscale("log")
+    right.set_ylabel("images per second (log scale)")
+    right.set_title("forward pass of the base", fontsize=9)
+    for ax in (left, right):
+        ax.set_xlabel("image size (px)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
