@@ -241,5 +241,5 @@ def load_base(family: str, image_size: int, provenance: dict[str, Any], pooling:
     except (OSError, ValueError) as e:
         raise WeightsNotFoundError(f"Loading the {family} weights from {path} failed: {e}. Is the file complete "
                                    f"and really {family} (include_top=False)?") from e
-    log.info("loaded %s", describe(provenance))
+    log.debug("loaded %s at %d px", describe(provenance), size)  # the chapter prints describe() once
     return base
