@@ -57,13 +57,12 @@ def measure(size: int, per_class: int) -> dict[str, Any]:
     fixed = _rss_mb()
     extract(tl, data)
     after_extract, extract_peak = _rss_mb(), peak_rss_mb()
-    n_images = 0
+    kept = []  # both caches stay alive, as in phase 3
     for split in ("train", "val"):
-        ds = make_dataset(data.paths(split), data.labels(split), size, r.batch_size, cache=True)
-        for _ in ds:  # the first epoch fills the cache
+        kept.append(make_dataset(data.paths(split), data.labels(split), size, r.batch_size, cache=True))
+        for _ in kept[-1]:  # the first epoch fills the cache
             pass
-        n_images += len(data.paths(split))
-        globals().setdefault("_keep", []).append(ds)  # the caches stay alive, as in phase 3
+    n_images = sum(len(data.paths(s)) for s in ("train", "val"))
     cached = _rss_mb()
     pooled_dim = int(next(iter(tl.pooled.values())).shape[1])
     return {"size": size, "images": n_images, "pooled_dim": pooled_dim, "fixed_mb": round(fixed, 1),

@@ -405,17 +405,23 @@ def beyond_noise(gain: float, n_val: int, accuracy: float, seed_half: float | No
     return beyond, words
 
 
+def update_record(record_path: str | os.PathLike, **blocks: Any) -> dict[str, Any]:
+    """Set each of ``blocks`` in the record at ``record_path`` under its name, atomically; returns the record."""
+    path = Path(record_path)
+    rec = {**json.loads(path.read_text()), **blocks}
+    atomic_write_json(path, rec)
+    return rec
+
+
 def add_tables(record_path: str | os.PathLike, **tables: pd.DataFrame) -> dict[str, Any]:
     """Write each of ``tables`` (indexed by image size, e.g. :func:`helpers.transfer.resolution_probe`'s and
     :func:`helpers.transfer.speed_table`'s) into the record at ``record_path`` under its name, as columns of
     lists; atomically. Returns the record. :func:`record_table` reads one back."""
-    path = Path(record_path)
-    rec = json.loads(path.read_text())
+    blocks = {}
     for name, table in tables.items():
         flat = table.reset_index()
-        rec[name] = {str(col): [v.item() if hasattr(v, "item") else v for v in flat[col]] for col in flat}
-    atomic_write_json(path, rec)
-    return rec
+        blocks[name] = {str(col): [v.item() if hasattr(v, "item") else v for v in flat[col]] for col in flat}
+    return update_record(record_path, **blocks)
 
 
 def record_table(rec: Mapping[str, Any], name: str) -> pd.DataFrame | None:

@@ -409,7 +409,6 @@ def spread_block(values, seeds, *, metric: str = "test accuracy", budget: str = 
 
 def add_spread(record_path: str | os.PathLike, block: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``block`` (from :func:`spread_block`) into the record at ``record_path`` as its ``spread``."""
-    path = Path(record_path)
-    rec = {**json.loads(path.read_text()), "spread": dict(block)}
-    atomic_write_json(path, rec)
-    return rec
+    from .results import update_record
+
+    return update_record(record_path, spread=dict(block))
