@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers.results import PILOTS, beyond_noise, recipe_trials
+from helpers.results import PILOTS, beyond_noise, recipe_trials, two_standard_errors
 
 
 def _record(tmp_path, family="mobilenetv2"):
@@ -64,6 +64,13 @@ def test_a_gain_must_exceed_both_noises(gain, paid, words):
 def test_without_a_seed_spread_two_standard_errors_decide():
     assert beyond_noise(0.010, 2430, 0.977) == (
         True, "+1.00 points, beyond two standard errors of a validation accuracy on 2,430 cells (±0.6 points)")
+
+
+def test_two_standard_errors_of_an_accuracy():
+    # 0.977 on 2,430 cells: sqrt(0.977 * 0.023 / 2430) = 0.00304 → ±0.61 points
+    assert two_standard_errors(0.977, 2430) == pytest.approx(0.00608, abs=1e-5)
+    assert two_standard_errors(0.5, 100) == pytest.approx(0.1)
+    assert two_standard_errors(1.0, 50) == 0.0
 
 
 def test_a_size_table_goes_into_the_record_and_comes_back(tmp_path):

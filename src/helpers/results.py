@@ -388,11 +388,16 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
     return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
 
 
+def two_standard_errors(accuracy: float, n: int) -> float:
+    """Two standard errors of an accuracy near ``accuracy`` measured on ``n`` images (a fraction)."""
+    return 2 * (accuracy * (1 - accuracy) / n) ** 0.5
+
+
 def beyond_noise(gain: float, n_val: int, accuracy: float, seed_half: float | None = None) -> tuple[bool, str]:
     """Whether a validation gain (a fraction) exceeds the noise of one run, and the comparison in words: two
     standard errors of an accuracy near ``accuracy`` on ``n_val`` images, and the recipe's seed half-range
     where one was measured; the gain must exceed both."""
-    two_se = 2 * (accuracy * (1 - accuracy) / n_val) ** 0.5
+    two_se = two_standard_errors(accuracy, n_val)
 
     def side(noise: float) -> str:
         return "beyond" if abs(gain) > noise else "within"

@@ -539,7 +539,7 @@ def parts_table(run: TransferRun) -> pd.DataFrame:
     return pd.DataFrame([
         {"part": f"lower (input … {run.split_layer}), frozen, run once", "layers": len(run.lower.layers),
          "params": n(run.lower.weights), "output": str(tuple(run.lower.output.shape[1:]))},
-        {"part": f"top ({top_layers[0].name} … {top_layers[-1].name}), fine-tuned in phase 2",
+        {"part": f"top ({top_layers[0].name} … {top_layers[-1].name}), fine-tuned in phase 2 (if run)",
          "layers": len(run.top.layers), "params": n(run.top.weights), "output": str(tuple(run.top.output.shape[1:]))},
     ]).set_index("part")
 
