@@ -57,3 +57,34 @@ def test_the_check_can_fail():
     nb.cells.append(hidden)
     found = problems(nb)
     assert len(found) == 3 and "cell 2" not in " ".join(found)
+
+
+def page_length(nb) -> tuple[int, int]:
+    """Prose words and visible, non-blank code lines of a chapter, its setup and parameters cells aside (every
+    chapter has the same ones)."""
+    import re
+
+    words = sum(len(re.findall(r"\w+", c.source)) for c in nb.cells if c.cell_type == "markdown")
+    lines = 0
+    for _, cell in _visible_code(nb):
+        tags = set(cell.metadata.get("tags", []))
+        if "parameters" in tags or cell.source.startswith("# Setup:"):
+            continue
+        lines += sum(1 for line in cell.source.splitlines() if line.strip())
+    return words, lines
+
+
+@pytest.mark.parametrize("name", ["05_transfer_resnet50", "06_transfer_mobilenetv2"])
+def test_a_later_transfer_chapter_is_at_most_half_of_chapter_4(name):
+    # chapter 4 teaches the recipe; 5 and 6 show only what differs for their architecture (issue #30.4)
+    read = lambda n: page_length(nbformat.read(ROOT / "notebooks" / f"{n}.ipynb", as_version=4))  # noqa: E731
+    (w4, c4), (w, c) = read("04_transfer_vgg19"), read(name)
+    assert 2 * w <= w4 and 2 * c <= c4, f"{name}: {w} words, {c} code lines against chapter 4's {w4}, {c4}"
+
+
+def test_page_length_counts_what_a_reader_reads():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("Two words"), nbformat.v4.new_code_cell("# Setup: x\nimport a"),
+                nbformat.v4.new_code_cell("a = 1\n\nb = 2"), nbformat.v4.new_code_cell("glue('a', a)")]
+    nb.cells[3].metadata["tags"] = ["remove-cell"]
+    assert page_length(nb) == (2, 2)

@@ -122,7 +122,11 @@ def resolve(name: str, records: Mapping[str, Mapping[str, Any]]) -> list[tuple[s
 
 
 def agrees(text: str, recorded: Any) -> bool:
-    """A glued number equals the recorded one, up to the decimals shown in the glued text."""
+    """A glued number equals the recorded one, up to the decimals shown in the glued text. A recorded table
+    (columns of lists, as ``helpers.results.add_tables`` keeps a probe or speed table) agrees when one of its
+    cells does: the page quotes one row of it."""
+    if isinstance(recorded, Mapping) and recorded and all(isinstance(v, list) for v in recorded.values()):
+        return any(agrees(text, cell) for column in recorded.values() for cell in column)
     m = _NUMBER.match(text.strip())
     if not m or isinstance(recorded, bool) or not isinstance(recorded, (int, float)):
         return False
@@ -302,3 +306,10 @@ def test_bench_check_can_fail():
     assert check_bench_glue({"report_inference_keras_ms": "2.3"}, summary)[0]
     assert check_bench_glue({"report_cpu_model": "'Intel'"}, summary)[0]
     assert "not in the benchmark report" in check_bench_glue({"report_gpu_ms": "1.0"}, summary)[0][0]
+
+
+def test_a_glued_number_agrees_with_a_row_of_a_recorded_table():
+    table = {"image_size": [48, 64, 96], "img/s": [82.1, 46.5, 21.0]}
+    assert agrees("46.5", table) and agrees("82", table)
+    assert not agrees("47.0", table)
+    assert not agrees("46.5", {"img/s": []})
