@@ -23,7 +23,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: ablation transfer-spread weights setup book notebooks site test test-fast lint bench bench-determinism bench-transfer-recipes label-efficiency demo screenshot reproduce clean browser fresh-install-check
+.PHONY: ablation transfer-spread transfer-spread-full weights setup book notebooks site test test-fast lint bench bench-determinism bench-transfer-recipes label-efficiency demo screenshot reproduce clean browser fresh-install-check
 
 setup: $(VENV)/.installed  ## create the virtual environment with the pinned stack
 
@@ -80,6 +80,9 @@ label-efficiency: setup  ## where transfer pays: scratch CNN vs fine-tuned Mobil
 
 transfer-spread: setup  ## chapters 4-6: each transfer recipe from 3 seeds on a capped split (resumable; results/spread/)
 	$(BIN)/python tools/transfer_spread.py $(SPREAD_ARGS)
+
+transfer-spread-full: setup  ## chapter 6's recipe (MobileNetV2) from 3 seeds on the whole split, ~15 min a seed (resumable; results/spread/full/)
+	$(BIN)/python tools/transfer_spread.py --full --families mobilenetv2 $(SPREAD_ARGS)
 
 ablation: setup  ## chapter 3's ablation at the recipe's budget: recipe, - dropout, - augmentation x 3 seeds (resumable; results/ablation/)
 	$(BIN)/python tools/ablation.py $(ABLATION_ARGS)

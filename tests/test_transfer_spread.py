@@ -58,3 +58,21 @@ def test_the_tool_writes_one_record_per_family_and_skips_it_after(tmp_path, monk
     stamp = path.stat().st_mtime_ns
     assert tool.main(argv) == 0  # done before: nothing trained or written again
     assert path.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_the_full_data_spread_keeps_one_record_per_seed_and_resumes(tmp_path, monkeypatch):
+    from synthetic import make_synthetic_pbc
+
+    monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("BLOODCELLS_DATA_DIR", str(make_synthetic_pbc(tmp_path / "pbc", n_per_class=10)))
+    argv = ["--families", "mobilenetv2", "--smoke", "--full", "--results", str(tmp_path / "r")]
+    assert tool.main(argv + ["--seeds", "42"]) == 1  # one seed is no spread: a clear error, nothing lost
+    seed42 = tmp_path / "r" / SPREAD_FOLDER / "full" / "transfer_mobilenetv2_s42.json"
+    stamp = seed42.stat().st_mtime_ns
+    assert tool.main(argv + ["--seeds", "43"]) == 0  # seed 42 is read back, only 43 is trained
+    assert seed42.stat().st_mtime_ns == stamp
+    got = transfer_spread("mobilenetv2", CLASSES, tmp_path / "r", full=True)
+    assert got["seeds"] == [42, 43] and got["budget"].startswith("full data:")
+    assert "the chapter's budget" in got["budget"]
+    assert transfer_spread("mobilenetv2", CLASSES, tmp_path / "r") is None  # the capped one: not measured

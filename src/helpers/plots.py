@@ -730,6 +730,11 @@ def size_tables_plot(probes: Mapping[str, pd.DataFrame], speeds: Mapping[str, pd
     left.set_ylabel("probe accuracy (validation)")
     left.set_title("frozen features: a linear probe", fontsize=9)
     right.set_yscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+
+    right.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 20, 50, 100, 200, …: numbers, not powers of ten
+    right.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    right.yaxis.set_minor_formatter(NullFormatter())
     right.set_ylabel("images per second (log scale)")
     right.set_title("forward pass of the base", fontsize=9)
     for ax in (left, right):

@@ -288,21 +288,24 @@ SPREAD_FOLDER = "spread"
 
 def spread_record(family: str, block: Mapping[str, Any], directory: str | os.PathLike, *, classes,
                   image_size: int, head: Mapping[str, Any] | None, weights: Mapping[str, Any], minutes: float,
-                  mode: str = "book", **extra: Any) -> Path:
+                  mode: str = "book", full: bool = False, **extra: Any) -> Path:
     """Write a transfer recipe's seed spread (a :func:`helpers.train.spread_block`) with its provenance to
-    ``<directory>/transfer_<family>.json``, atomically; return the path."""
+    ``<directory>/transfer_<family>.json`` (``full``: ``transfer_<family>_full.json``, measured on the full
+    data), atomically; return the path."""
     rec = {"schema": SCHEMA_VERSION, "family": family, "mode": mode, "classes": list(classes),
            "image_size": int(image_size), "head_hyperparameters": dict(head or {}),
            "weights_source": {k: v for k, v in dict(weights).items() if k != "path"},
            "minutes": round(float(minutes), 2), **_provenance(), "spread": dict(block), **extra}
-    return atomic_write_json(Path(directory) / f"transfer_{family}.json", rec)
+    return atomic_write_json(Path(directory) / f"transfer_{family}{'_full' if full else ''}.json", rec)
 
 
-def transfer_spread(family: str, classes, directory: str | os.PathLike | None = None) -> dict[str, Any] | None:
+def transfer_spread(family: str, classes, directory: str | os.PathLike | None = None, *,
+                    full: bool = False) -> dict[str, Any] | None:
     """The seed spread of ``family``'s transfer recipe measured by ``tools/transfer_spread.py``
-    (``<results>/spread/transfer_<family>.json``): its spread block, with ``created`` and ``git_commit`` of the
-    measurement added; None (logged) when it was not measured, or measured on other classes than ``classes``."""
-    path = _results_dir(directory) / SPREAD_FOLDER / f"transfer_{family}.json"
+    (``<results>/spread/transfer_<family>.json``; ``full``: the one on the full data, ``…_full.json``): its
+    spread block, with ``created`` and ``git_commit`` of the measurement added; None (logged) when it was not
+    measured, or measured on other classes than ``classes``."""
+    path = _results_dir(directory) / SPREAD_FOLDER / f"transfer_{family}{'_full' if full else ''}.json"
     if not path.exists():
         log.info("no seed spread of %s was measured (%s)", family, path.name)
         return None

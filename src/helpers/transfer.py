@@ -835,41 +835,51 @@ def phase_numbers(run: TransferRun) -> dict[str, float]:
             "e2e_img_s": float(run.speeds.get("end_to_end_train", float("nan")))}
 
 
-def seed_spread(family: str, provenance: Mapping[str, Any], data, r: Recipe, *,
-                head: Mapping[str, Any] | None = None, strategy=None) -> dict[str, Any]:
-    """How much the seed moves the recipe: :func:`run_phases` from each of ``r.spread_seeds`` on ``data``
-    (a capped copy of the split, e.g. ``load_split(max_per_class=r.spread_per_class)``: minutes, not the
-    chapter's budget), the head's hyper-parameters fixed to ``head`` (the chapter's tuned ones). Returns a
-    :func:`helpers.train.spread_block` of the val accuracies, its ``budget`` saying how small the run was."""
+def seed_run(family: str, provenance: Mapping[str, Any], data, r: Recipe, seed: int, *,
+             head: Mapping[str, Any] | None = None, strategy=None, tag: str = "spread") -> tuple[float, int]:
+    """One run of the recipe (:func:`run_phases`) from ``seed`` on ``data``, the head's hyper-parameters fixed to
+    ``head``, without its log on the page: (the validation accuracy it ends with, phase-3 epochs run)."""
     import contextlib
     import io
 
-    from .train import spread_block
+    t0 = time.perf_counter()
+    with _quiet("helpers"), contextlib.redirect_stdout(io.StringIO()):
+        run = start_run(family, r.image_size, provenance, r.split_layer, seed=seed,
+                        batch_size=r.batch_size, profile=r.profile, strategy=strategy,
+                        pooled_only=r.pooled_only, precision=r.precision)
+        extract(run, data)
+        run.best_hp = dict(head or {})
+        run_phases(run, data, r, run_name=f"transfer_{family}_{r.image_size}{_tag(data)}_{tag}_s{seed}")
+    acc = float(list(run.phase_val.values())[-1])
+    log.info("%s, seed %d: val accuracy %.4f (%.1f min)", family, seed, acc, (time.perf_counter() - t0) / 60)
+    return acc, (run.end_to_end.get("epochs_run", 0) if run.end_to_end else 0)
 
+
+def spread_budget(data, r: Recipe, e2e_epochs: int, *, full: bool = False) -> str:
+    """The ``budget`` line of a transfer spread: which data and how many epochs of each phase."""
     def epochs(n: int, phase: str) -> str:
         return f", {n} epoch{'s' if n != 1 else ''} of {phase}"
 
-    accs, e2e_epochs = [], []
-    for seed in r.spread_seeds:
-        t0 = time.perf_counter()
-        # the page shows one line per seed, not every epoch of every seed
-        with _quiet("helpers"), contextlib.redirect_stdout(io.StringIO()):
-            run = start_run(family, r.image_size, provenance, r.split_layer, seed=seed,
-                            batch_size=r.batch_size, profile=r.profile, strategy=strategy,
-                            pooled_only=r.pooled_only, precision=r.precision)
-            extract(run, data)
-            run.best_hp = dict(head or {})
-            run_phases(run, data, r, run_name=f"transfer_{family}_{r.image_size}{_tag(data)}_spread_s{seed}")
-        accs.append(float(list(run.phase_val.values())[-1]))
-        e2e_epochs.append(run.end_to_end.get("epochs_run", 0) if run.end_to_end else 0)
-        log.info("%s, seed %d: val accuracy %.4f (%.1f min)", family, seed, accs[-1],
-                 (time.perf_counter() - t0) / 60)
     n_train, n_val = len(data.paths("train")), len(data.paths("val"))
     phases = "head" + (epochs(r.ft_epochs, "phase 2") if r.ft_epochs else "") + (
-        epochs(max(e2e_epochs), "phase 3") if r.e2e_epochs else "")
-    budget = (f"capped set: {n_train} training and {n_val} validation images ({phases}; the chapter's tuned "
-              "head), not the full data")
-    return spread_block(accs, r.spread_seeds, metric="val accuracy", budget=budget)
+        epochs(e2e_epochs, "phase 3") if r.e2e_epochs else "")
+    what = "full data" if full else "capped set"
+    tail = "the chapter's budget" if full else "not the full data"
+    return (f"{what}: {n_train} training and {n_val} validation images ({phases}; the chapter's tuned head), "
+            f"{tail}")
+
+
+def seed_spread(family: str, provenance: Mapping[str, Any], data, r: Recipe, *,
+                head: Mapping[str, Any] | None = None, strategy=None) -> dict[str, Any]:
+    """How much the seed moves the recipe: :func:`seed_run` from each of ``r.spread_seeds`` on ``data``
+    (a capped copy of the split, e.g. ``load_split(max_per_class=r.spread_per_class)``: minutes, not the
+    chapter's budget), the head's hyper-parameters fixed to ``head`` (the chapter's tuned ones). Returns a
+    :func:`helpers.train.spread_block` of the val accuracies, its ``budget`` saying how small the run was."""
+    from .train import spread_block
+
+    runs = [seed_run(family, provenance, data, r, seed, head=head, strategy=strategy) for seed in r.spread_seeds]
+    budget = spread_budget(data, r, max(e for _, e in runs))
+    return spread_block([a for a, _ in runs], r.spread_seeds, metric="val accuracy", budget=budget)
 
 
 def stratified_subset(labels: np.ndarray, per_class: int, seed: int = 42) -> np.ndarray:
