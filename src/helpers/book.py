@@ -5,15 +5,24 @@ import logging
 import sys
 from typing import Any
 
+PAGE_WIDTH = 80
+"""Characters a line of the page's output box shows without scrolling sideways."""
+
 
 class _PageFormatter(logging.Formatter):
-    """An INFO line is the message alone (it fits the page); anything louder says what it is."""
+    """An INFO line is the message alone; anything louder says what it is. A line longer than the page is
+    wrapped at spaces, its continuation indented, so the output box never scrolls sideways."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = PAGE_WIDTH) -> None:
         super().__init__("%(levelname)s: %(message)s")
+        self.width = width
 
     def format(self, record: logging.LogRecord) -> str:
-        return record.getMessage() if record.levelno == logging.INFO else super().format(record)
+        import textwrap
+
+        text = record.getMessage() if record.levelno == logging.INFO else super().format(record)
+        return "\n".join(textwrap.fill(line, self.width, subsequent_indent="  ", break_long_words=False,
+                                        break_on_hyphens=False) for line in text.splitlines() or [""])
 
 
 def setup_logging(level: int = logging.INFO) -> None:
