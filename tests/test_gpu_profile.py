@@ -78,7 +78,7 @@ def test_pooled_only_extraction_matches_full_extraction_then_pooling(data, prov,
     # the cache holds the pooled features under keys of their own, beside the full activations
     assert len(list((tmp_path / "features").glob("*.npy"))) == 4
     pooled = dict(run.pooled)
-    assert all(h.startswith("loaded from cache") for h in extract(run, data)["how"])
+    assert all(h.startswith("read from the cache") for h in extract(run, data)["how"])
     assert all(np.array_equal(run.pooled[k], pooled[k]) for k in pooled)
 
     with pytest.raises(RuntimeError, match=r"pooled features.*pooled_only=False"):

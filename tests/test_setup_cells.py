@@ -127,11 +127,11 @@ def test_a_log_line_longer_than_the_page_is_wrapped_not_cut():
     from helpers.book import PAGE_WIDTH, _PageFormatter
 
     fmt = _PageFormatter()
-    words = "vgg19 features of train: (9883, 4, 4, 512), loaded from cache in 0.8 s, computed 2026-12-06 11:01"
-    info = logging.LogRecord("helpers.x", logging.INFO, __file__, 1, words + " in 204.3 s", None, None)
+    words = "vgg19 features of train: (9883, 4, 4, 512), read from the cache (computed 2026-12-06 11:01), which"
+    info = logging.LogRecord("helpers.x", logging.INFO, __file__, 1, words + " took 204.3 s", None, None)
     lines = fmt.format(info).splitlines()
     assert len(lines) == 2 and all(len(line) <= PAGE_WIDTH for line in lines)
-    assert lines[1].startswith("  ") and " ".join(x.strip() for x in lines) == words + " in 204.3 s"
+    assert lines[1].startswith("  ") and " ".join(x.strip() for x in lines) == words + " took 204.3 s"
     warn = logging.LogRecord("helpers.x", logging.WARNING, __file__, 1, "short", None, None)
     assert fmt.format(warn) == "WARNING: short"
     path = "/a/" + "b" * 90  # a word longer than the page stays whole: it is never broken inside

@@ -112,7 +112,7 @@ def test_two_phases_record_and_saved_model(small_data, random_provenance, tmp_pa
     assert tl.pooled["val"].shape == (len(small_data.paths("val")), 1280)
     assert list(table["how"]) == ["computed", "computed"]
     again = extract(start_run("mobilenetv2", SIZE, random_provenance, "block_15_add"), small_data)
-    assert all(h.startswith("loaded from cache") for h in again["how"])
+    assert all(h.startswith("read from the cache") for h in again["how"])
     np.testing.assert_array_equal(again["seconds to compute"], table["seconds to compute"])
 
     tuning = tune(tl, max_trials=2, epochs=1, directory=tmp_path / "tuner")
@@ -304,7 +304,7 @@ def test_phase_functions_work_on_plain_arrays_without_a_run(tmp_path):
               folder=tmp_path)
     first = activations(pre, lower, paths, labels, **kw)
     again = activations(pre, lower, paths, labels, **kw)
-    assert first.how == "computed" and again.how.startswith("loaded from cache") and again.seconds == round(
+    assert first.how == "computed" and again.how.startswith("read from the cache") and again.seconds == round(
         first.seconds, 1)
     np.testing.assert_array_equal(again.X, first.X)
     assert first.X.dtype == np.float16 and len(list(tmp_path.glob("*.npy"))) == 1

@@ -35,7 +35,7 @@ class Activations:
 
     X: np.ndarray
     seconds: float
-    how: str  # "computed" or "loaded from cache in … s (computed …)"
+    how: str  # "computed" or "read from the cache (computed <when>)"
 
 
 def cache_key(family: str, image_size: int, split_layer: str, weights_sha256: str | None,
@@ -103,7 +103,7 @@ def activations(preprocess, lower, paths: Sequence[str], labels: np.ndarray, *, 
     if cache and f.is_file() and meta_file.is_file():
         X = np.load(f)
         meta = json.loads(meta_file.read_text())
-        how = f"loaded from cache in {time.perf_counter() - t0:.1f} s (computed {meta['created']})"
+        how = f"read from the cache (computed {meta['created']})"
         return Activations(X, float(meta["seconds"]), how)
     X = run_lower(preprocess, lower, paths, labels, image_size, f"{family} {split}")
     secs = time.perf_counter() - t0

@@ -579,7 +579,7 @@ def extract(run: TransferRun, data, splits: Sequence[str] = ("train", "val"), *,
         rows.append({"split": split, "images": len(paths), "activation shape": str(X.shape[1:]),
                      "MB (float16)": round(X.nbytes / 2**20, 1), "seconds to compute": round(secs, 1),
                      "img/s": round(len(paths) / secs, 1), "how": act.how})
-        log.info("%s features of %s: %s, %s in %.1f s", run.family, split, X.shape, act.how, secs)
+        log.info("%s features of %s: %s, %s, which took %.1f s", run.family, split, X.shape, act.how, secs)
     if not run.pooled_only:
         t0 = time.perf_counter()
         for split, (X, _) in run.features.items():
