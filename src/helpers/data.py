@@ -483,8 +483,8 @@ class SplitData:
 
         parts = ", ".join(f"{s} {int((self.files['split'] == s).sum())}" for s in SPLITS)
         cap = f" (capped at {self.max_per_class} per class and split)" if self.max_per_class else ""
-        return (f"{len(self.files)} of the {self.on_disk} images in {self.root.name}{cap}: {parts}; "
-                f"{len(self.skipped)} skipped;\nsplit {self.split_fingerprint}, data {self.data_fingerprint}")
+        return (f"{len(self.files)} of the {self.on_disk} images in {self.root.name}; {len(self.skipped)} skipped\n"
+                f"{parts}{cap}\nsplit {self.split_fingerprint}, data {self.data_fingerprint}")
 
 
 def _hash_listing(root: Path, paths: Sequence[str], labels: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
