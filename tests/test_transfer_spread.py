@@ -69,6 +69,8 @@ def test_the_full_data_spread_keeps_one_record_per_seed_and_resumes(tmp_path, mo
     argv = ["--families", "mobilenetv2", "--smoke", "--full", "--results", str(tmp_path / "r")]
     assert tool.main(argv + ["--seeds", "42"]) == 1  # one seed is no spread: a clear error, nothing lost
     seed42 = tmp_path / "r" / SPREAD_FOLDER / "full" / "transfer_mobilenetv2_s42.json"
+    rec = json.loads(seed42.read_text())
+    assert rec["seed"] == 42 and rec["git_commit"] and rec["created"] and "path" not in rec["weights_source"]
     stamp = seed42.stat().st_mtime_ns
     assert tool.main(argv + ["--seeds", "43"]) == 0  # seed 42 is read back, only 43 is trained
     assert seed42.stat().st_mtime_ns == stamp

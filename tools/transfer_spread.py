@@ -55,7 +55,7 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
     spread of every seed measured so far. Returns the spread record's path; None (logged) with fewer than two seeds."""
     from helpers.data import load_split
     from helpers.io import atomic_write_json
-    from helpers.results import SCHEMA_VERSION, spread_record, tuned_head
+    from helpers.results import SCHEMA_VERSION, record_provenance, spread_record, tuned_head
     from helpers.train import spread_block
     from helpers.transfer import recipe, seed_run, spread_budget
     from helpers.weights import resolve_weights
@@ -75,7 +75,9 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
             atomic_write_json(path, {"schema": SCHEMA_VERSION, "family": family, "mode": mode, "seed": int(seed),
                                      "classes": list(data.classes), "val_accuracy": acc, "e2e_epochs": int(e2e),
                                      "minutes": round((time.perf_counter() - t0) / 60, 2),
-                                     "budget": spread_budget(data, r, e2e, full=True)})
+                                     "budget": spread_budget(data, r, e2e, full=True),
+                                     "weights_source": {k: v for k, v in provenance.items() if k != "path"},
+                                     **record_provenance()})
         log.info("%s, seed %d: val accuracy %.4f", family, seed, json.loads(path.read_text())["val_accuracy"])
     for path in sorted(folder.glob(f"transfer_{family}_s*.json")):  # every seed measured so far
         rec = json.loads(path.read_text())

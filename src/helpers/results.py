@@ -39,7 +39,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _provenance() -> dict[str, Any]:
+def record_provenance() -> dict[str, Any]:
     """Where and when a record was written: commit, UTC time, machine and library versions."""
     return {"git_commit": git_commit(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -68,7 +68,7 @@ def make_record(model: str, *, image_size: int, epochs: int, train_seconds: floa
         "weights_source": weights_source,
         "data": dict(data),
         "seed": int(seed),
-        **_provenance(),
+        **record_provenance(),
         "val": dict(val),
         "test": dict(test) if test is not None else None,
     }
@@ -295,7 +295,7 @@ def spread_record(family: str, block: Mapping[str, Any], directory: str | os.Pat
     rec = {"schema": SCHEMA_VERSION, "family": family, "mode": mode, "classes": list(classes),
            "image_size": int(image_size), "head_hyperparameters": dict(head or {}),
            "weights_source": {k: v for k, v in dict(weights).items() if k != "path"},
-           "minutes": round(float(minutes), 2), **_provenance(), "spread": dict(block), **extra}
+           "minutes": round(float(minutes), 2), **record_provenance(), "spread": dict(block), **extra}
     return atomic_write_json(Path(directory) / f"transfer_{family}{'_full' if full else ''}.json", rec)
 
 
