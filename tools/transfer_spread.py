@@ -13,7 +13,7 @@ Records go to ``<results>/spread/transfer_<family>.json``; a family whose record
 
 ``--full`` runs the recipe on the whole split instead, at the chapter's own budget (MobileNetV2: about a quarter
 of an hour a seed on two cores): one record per seed in ``<results>/spread/full/`` (resumable: a seed whose
-record exists is not run again), and, once every seed has one, their spread in
+record exists is not run again), and, once two seeds or more have one, their spread in
 ``<results>/spread/transfer_<family>_full.json``.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from helpers.config import results_dir
-    from helpers.results import SPREAD_FOLDER
+    from helpers.results import SPREAD_FOLDER, spread_name
 
     directory = results_dir(args.results) / SPREAD_FOLDER
     if args.full:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = [measure_full(family, directory, args.seeds, mode=mode) for family in args.families]
         return 0 if all(paths) else 1
     for family in args.families:
-        path = directory / f"transfer_{family}.json"
+        path = directory / spread_name(family)
         if path.exists() and not args.again:
             log.info("%s: done before", path.stem)
             continue

@@ -286,6 +286,12 @@ def largest_drop(curve) -> tuple[float, int]:
 SPREAD_FOLDER = "spread"
 
 
+def spread_name(family: str, full: bool = False) -> str:
+    """The file name of ``family``'s transfer spread in ``<results>/spread/``: measured on a capped set, or
+    (``full``) on the whole split."""
+    return f"transfer_{family}{'_full' if full else ''}.json"
+
+
 def spread_record(family: str, block: Mapping[str, Any], directory: str | os.PathLike, *, classes,
                   image_size: int, head: Mapping[str, Any] | None, weights: Mapping[str, Any], minutes: float,
                   mode: str = "book", full: bool = False, **extra: Any) -> Path:
@@ -296,7 +302,7 @@ def spread_record(family: str, block: Mapping[str, Any], directory: str | os.Pat
            "image_size": int(image_size), "head_hyperparameters": dict(head or {}),
            "weights_source": {k: v for k, v in dict(weights).items() if k != "path"},
            "minutes": round(float(minutes), 2), **record_provenance(), "spread": dict(block), **extra}
-    return atomic_write_json(Path(directory) / f"transfer_{family}{'_full' if full else ''}.json", rec)
+    return atomic_write_json(Path(directory) / spread_name(family, full), rec)
 
 
 def transfer_spread(family: str, classes, directory: str | os.PathLike | None = None, *,
@@ -305,7 +311,7 @@ def transfer_spread(family: str, classes, directory: str | os.PathLike | None = 
     (``<results>/spread/transfer_<family>.json``; ``full``: the one on the full data, ``…_full.json``): its
     spread block, with ``created`` and ``git_commit`` of the measurement added; None (logged) when it was not
     measured, or measured on other classes than ``classes``."""
-    path = _results_dir(directory) / SPREAD_FOLDER / f"transfer_{family}{'_full' if full else ''}.json"
+    path = _results_dir(directory) / SPREAD_FOLDER / spread_name(family, full)
     if not path.exists():
         log.info("no seed spread of %s was measured (%s)", family, path.name)
         return None
