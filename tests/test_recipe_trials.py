@@ -36,11 +36,11 @@ def test_the_chapters_run_comes_first_then_its_families_trials(tmp_path):
                             "e2e_val_accuracy": [0.9], "minutes_after_epoch": [1.0], "val_images": 2430,
                             "created": "2026-12-06 15:00:00"}})
     t = recipe_trials("mobilenetv2", tmp_path)
-    assert list(t.index) == ["the chapter's run", "phase 3 × 2", "128 px, no phase 2, untuned head"]
+    assert list(t.index) == ["the chapter's run", "pilot, phase 3 for 12 epochs", "128 px, no phase 2, untuned head"]
     assert t.loc["the chapter's run", "best val accuracy"] == pytest.approx(0.9774)
     assert t.loc["the chapter's run", "minutes"] == pytest.approx(11.5)  # features, head, phase 3
-    assert t.loc["phase 3 × 2", "best val accuracy"] == pytest.approx(0.979)  # the best epoch, not the last
-    assert t.loc["phase 3 × 2", "minutes"] == pytest.approx(25.5)  # to the end of the schedule
+    assert t.loc["pilot, phase 3 for 12 epochs", "best val accuracy"] == pytest.approx(0.979)  # best epoch
+    assert t.loc["pilot, phase 3 for 12 epochs", "minutes"] == pytest.approx(25.5)  # to the end of the schedule
     assert t["val images"].tolist() == [2430, 2430, 2430]
 
 
@@ -53,7 +53,7 @@ def test_without_trials_only_the_chapters_run(tmp_path):
 @pytest.mark.parametrize("gain, paid, words", [
     (0.0045, False, "within two standard errors"),
     (0.010, False, "beyond two standard errors of a validation accuracy on 2,430 cells (±0.6 points), within"),
-    (0.0245, True, "beyond the seed spread (±1.8)"),
+    (0.0245, True, "beyond the seed tolerance (±1.8)"),
     (-0.0245, True, "-2.45 points"),
 ])
 def test_a_gain_must_exceed_both_noises(gain, paid, words):
@@ -96,11 +96,11 @@ def test_trial_verdicts_say_each_gain_and_what_the_chapter_does(tmp_path):
     from helpers.results import trial_verdicts
 
     t = pd.DataFrame({"best val accuracy": [0.9774, 0.9852, 0.9819], "minutes": [14.6, 24.0, 35.5],
-                      "val images": [2430] * 3},
-                     index=["the chapter's run", "phase 3 × 2", "128 px, no phase 2, untuned head"])
+                      "val images": [2430] * 3, "phase-3 epochs": [6, 12, 6], "image px": [96, 96, 128]},
+                     index=["the chapter's run", "pilot, phase 3 for 12 epochs", "128 px, no phase 2, untuned head"])
     v = trial_verdicts(t, 0.0175)
     assert v["longer"].startswith("+0.78 points, beyond two standard errors") and v["longer"].endswith("+9 min")
-    assert "within the seed spread (±1.8)" in v["longer"] and v["larger"].endswith("+21 min")
+    assert "within the seed tolerance (±1.8)" in v["longer"] and v["larger"].endswith("+21 min")
     assert v["lesson"].startswith("Neither trial")
     v = trial_verdicts(t, None)  # no seed spread: two standard errors decide, and the longer schedule pays
     assert v["lesson"].startswith("The longer trial pays")
@@ -108,6 +108,40 @@ def test_trial_verdicts_say_each_gain_and_what_the_chapter_does(tmp_path):
     assert trial_verdicts(t.iloc[:2], 0.0175)["lesson"] == (
         "The longer trial does not move the result by more than one run can tell from noise, so the chapter "
         "keeps its schedule")
+
+
+def _seed_run(tmp_path, epochs, acc, seed=42):
+    from helpers.results import SPREAD_FOLDER, full_seed_name
+
+    folder = tmp_path / SPREAD_FOLDER / "full"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / full_seed_name("mobilenetv2", epochs, seed)).write_text(json.dumps(
+        {"mode": "book", "seed": seed, "e2e_epochs": epochs, "val_accuracy": acc, "minutes": 10.0,
+         "created": "2026-12-05T10:00:00"}))
+
+
+def test_a_schedule_grown_after_its_trial_is_judged_against_the_earlier_one(tmp_path):
+    from helpers.results import trial_verdicts
+
+    _record(tmp_path)
+    rec = json.loads((tmp_path / "transfer_mobilenetv2.json").read_text())
+    rec.update(seed=42, end_to_end={"max_epochs": 12}, mode="book")
+    rec["phase_val_accuracy"]["phase 3: end-to-end"] = 0.985
+    (tmp_path / "transfer_mobilenetv2.json").write_text(json.dumps(rec))
+    _seed_run(tmp_path, 6, 0.9774)
+    _seed_run(tmp_path, 12, 0.9851)  # the grown schedule's own seed run: not an earlier schedule
+    _seed_run(tmp_path, 6, 0.9778, seed=43)  # another seed: not the chapter's
+    _trials(tmp_path, {"mobilenetv2_recipe_x2": {
+        "family": "mobilenetv2", "recipe": {"e2e_epochs": 12}, "image_size": 96, "epochs": 12,
+        "e2e_val_accuracy": [0.95, 0.9852], "minutes_after_epoch": [5.0, 24.0], "val_images": 2430,
+        "created": "2026-12-06 14:00:00"}})
+    t = recipe_trials("mobilenetv2", tmp_path)
+    assert list(t.index) == ["the chapter's run", "earlier schedule, 6 epochs", "pilot, phase 3 for 12 epochs"]
+    assert t["phase-3 epochs"].tolist() == [12, 6, 12] and t["best val accuracy"].iloc[1] == 0.9774
+    v = trial_verdicts(t, 0.0015)
+    assert v["longer"].startswith("+0.78 points, beyond") and v["longer"].endswith("for +14 min")
+    assert v["lesson"] == "The longer trial pays beyond the noise, so the chapter took it: phase 3 now runs 12 epochs"
+    assert trial_verdicts(t, 0.02)["lesson"].startswith("The longer trial does not move")
 
 
 @pytest.mark.parametrize("a, b, words", [(0.9795, 0.9788, "0.07 points above"), (0.95, 0.9804, "3.04 points below"),

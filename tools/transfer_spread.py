@@ -11,9 +11,10 @@ defaults before the chapter has run). Scored on the validation split only.
 Records go to ``<results>/spread/transfer_<family>.json``; a family whose record exists is skipped
 (``--again`` measures it anew).
 
-``--full`` runs the recipe on the whole split instead, at the chapter's own budget (MobileNetV2: about a quarter
-of an hour a seed on two cores): one record per seed in ``<results>/spread/full/`` (resumable: a seed whose
-record exists is not run again), and, once two seeds or more have one, their spread in
+``--full`` runs the recipe on the whole split instead, at the chapter's own budget (MobileNetV2: about twenty
+minutes a seed on two cores): one record per seed and schedule in ``<results>/spread/full/``
+(``transfer_<family>_e<phase-3 epochs>_s<seed>.json``; resumable: a seed whose record exists is not run again),
+and, once two seeds or more of the recipe's schedule have one, their spread in
 ``<results>/spread/transfer_<family>_full.json``.
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
     spread of every seed measured so far. Returns the spread record's path; None (logged) with fewer than two seeds."""
     from helpers.data import load_split
     from helpers.io import atomic_write_json
-    from helpers.results import SCHEMA_VERSION, record_provenance, spread_record, tuned_head
+    from helpers.results import SCHEMA_VERSION, full_seed_name, record_provenance, spread_record, tuned_head
     from helpers.train import spread_block
     from helpers.transfer import recipe, seed_run, spread_budget
     from helpers.weights import resolve_weights
@@ -68,7 +69,7 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
     folder = directory / "full"
     runs = {}
     for seed in seeds:
-        path = folder / f"transfer_{family}_s{seed}.json"
+        path = folder / full_seed_name(family, r.e2e_epochs, seed)
         if not path.exists():
             t0 = time.perf_counter()
             acc, e2e = seed_run(family, provenance, data, r, seed, head=head, tag="spreadfull")
@@ -79,9 +80,9 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
                                      "weights_source": {k: v for k, v in provenance.items() if k != "path"},
                                      **record_provenance()})
         log.info("%s, seed %d: val accuracy %.4f", family, seed, json.loads(path.read_text())["val_accuracy"])
-    for path in sorted(folder.glob(f"transfer_{family}_s*.json")):  # every seed measured so far
+    for path in sorted(folder.glob(full_seed_name(family, r.e2e_epochs, "*"))):  # every seed so far
         rec = json.loads(path.read_text())
-        if rec["mode"] == mode and rec["classes"] == list(data.classes):
+        if rec["mode"] == mode and rec["classes"] == list(data.classes) and rec["e2e_epochs"] == r.e2e_epochs:
             runs[int(rec["seed"])] = rec
     if len(runs) < 2:
         log.error("%s: a spread needs two seeds or more; %s kept, no spread written", family,

@@ -292,6 +292,12 @@ def spread_name(family: str, full: bool = False) -> str:
     return f"transfer_{family}{'_full' if full else ''}.json"
 
 
+def full_seed_name(family: str, e2e_epochs: int, seed: int | str) -> str:
+    """The file of one full-data seed run of ``family``'s recipe in ``<results>/spread/full/``, named by the
+    schedule it ran (phase-3 epochs): a schedule that grows is measured anew, and the earlier one's runs stay."""
+    return f"transfer_{family}_e{e2e_epochs}_s{seed}.json"
+
+
 def spread_record(family: str, block: Mapping[str, Any], directory: str | os.PathLike, *, classes,
                   image_size: int, head: Mapping[str, Any] | None, weights: Mapping[str, Any], minutes: float,
                   mode: str = "book", full: bool = False, **extra: Any) -> Path:
@@ -306,11 +312,12 @@ def spread_record(family: str, block: Mapping[str, Any], directory: str | os.Pat
 
 
 def transfer_spread(family: str, classes, directory: str | os.PathLike | None = None, *,
-                    full: bool = False) -> dict[str, Any] | None:
+                    full: bool = False, e2e_epochs: int | None = None) -> dict[str, Any] | None:
     """The seed spread of ``family``'s transfer recipe measured by ``tools/transfer_spread.py``
     (``<results>/spread/transfer_<family>.json``; ``full``: the one on the full data, ``…_full.json``): its
     spread block, with ``created`` and ``git_commit`` of the measurement added; None (logged) when it was not
-    measured, or measured on other classes than ``classes``."""
+    measured, or measured on other classes than ``classes``, or (``e2e_epochs`` given) with another number of
+    phase-3 epochs than the run it stands beside."""
     path = _results_dir(directory) / SPREAD_FOLDER / spread_name(family, full)
     if not path.exists():
         log.info("no seed spread of %s was measured (%s)", family, path.name)
@@ -318,6 +325,11 @@ def transfer_spread(family: str, classes, directory: str | os.PathLike | None = 
     rec = json.loads(path.read_text())
     if list(rec.get("classes", [])) != list(classes):
         log.info("the seed spread of %s was measured on other classes; not used", family)
+        return None
+    ran = re.search(r"(\d+) epochs? of phase 3", str(rec["spread"].get("budget", "")))
+    if e2e_epochs is not None and int(ran.group(1) if ran else 0) != e2e_epochs:
+        log.info("the seed spread of %s was measured with another schedule (%s); not used", family,
+                 f"{ran.group(1)} epochs of phase 3" if ran else "no phase 3")
         return None
     return {**rec["spread"], "created": rec["created"], "git_commit": rec["git_commit"]}
 
@@ -372,23 +384,31 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
     """``family``'s chapter run (its record) beside the trials of ``benchmarks/transfer_recipes.py``: per row
     the image size, phase-3 epochs, the best validation accuracy of phase 3, the minutes to its end (the
     features included) and the validation images, with the day it was measured. The chapter's run comes
-    first; no trials, one row."""
+    first; then, where its schedule grew after a trial, the earlier schedule's full-data run from the same seed
+    (``spread/full/``); then the trials. No trials, one row."""
     folder = _results_dir(directory)
     rows = []
     rec_path = folder / f"transfer_{family}.json"
     if rec_path.exists():
         rec = json.loads(rec_path.read_text())
         path = phase_path(rec)
-        rows.append({"trial": "the chapter's run", "image px": int(rec["image_size"]),
-                     "phase-3 epochs": int((rec.get("end_to_end") or {}).get("max_epochs", 0)),
+        epochs = int((rec.get("end_to_end") or {}).get("max_epochs", 0))
+        rows.append({"trial": "the chapter's run", "image px": int(rec["image_size"]), "phase-3 epochs": epochs,
                      "best val accuracy": float(path["val accuracy"].iloc[-1]),
                      "minutes": float(path["minutes"].iloc[-1]), "val images": int(rec["n_used"]["val"]),
                      "measured": str(rec["created"])[:10]})
+        for p in sorted((folder / SPREAD_FOLDER / "full").glob(full_seed_name(family, "*", rec.get("seed")))):
+            e = json.loads(p.read_text())
+            if int(e["e2e_epochs"]) != epochs and e.get("mode", "book") == rec.get("mode", "book"):
+                rows.append({"trial": f"earlier schedule, {e['e2e_epochs']} epochs", "image px": rows[0]["image px"],
+                             "phase-3 epochs": int(e["e2e_epochs"]), "best val accuracy": float(e["val_accuracy"]),
+                             "minutes": float(e["minutes"]), "val images": rows[0]["val images"],
+                             "measured": str(e["created"])[:10]})
     trials = json.loads((folder / PILOTS).read_text()) if (folder / PILOTS).exists() else {}
     for e in trials.values():
         if e.get("family") != family:
             continue
-        label = (f"phase 3 × {e['epochs'] // max(rows[0]['phase-3 epochs'], 1)}" if "recipe" in e and rows
+        label = (f"pilot, phase 3 for {e['epochs']} epochs" if "recipe" in e
                  else f"{e['image_size']} px, no phase 2, untuned head")
         rows.append({"trial": label, "image px": int(e["image_size"]), "phase-3 epochs": int(e["epochs"]),
                      "best val accuracy": max(e["e2e_val_accuracy"]),
@@ -402,10 +422,12 @@ def two_standard_errors(accuracy: float, n: int) -> float:
     return 2 * (accuracy * (1 - accuracy) / n) ** 0.5
 
 
-def beyond_noise(gain: float, n_val: int, accuracy: float, seed_half: float | None = None) -> tuple[bool, str]:
+def beyond_noise(gain: float, n_val: int, accuracy: float, seed_tolerance: float | None = None
+                 ) -> tuple[bool, str]:
     """Whether a validation gain (a fraction) exceeds the noise of one run, and the comparison in words: two
-    standard errors of an accuracy near ``accuracy`` on ``n_val`` images, and the recipe's seed half-range
-    where one was measured; the gain must exceed both."""
+    standard errors of an accuracy near ``accuracy`` on ``n_val`` images, and the recipe's seed tolerance (how
+    far a second run may land by the seed alone: :func:`retrain_tolerance`) where one was measured; the gain
+    must exceed both."""
     two_se = two_standard_errors(accuracy, n_val)
 
     def side(noise: float) -> str:
@@ -413,9 +435,9 @@ def beyond_noise(gain: float, n_val: int, accuracy: float, seed_half: float | No
 
     words = (f"{100 * gain:+.2f} points, {side(two_se)} two standard errors of a validation accuracy on "
              f"{n_val:,} cells (±{100 * two_se:.1f} points)")
-    if seed_half is not None:
-        words += f", {side(seed_half)} the seed spread (±{100 * seed_half:.1f})"
-    beyond = abs(gain) > two_se and (seed_half is None or abs(gain) > seed_half)
+    if seed_tolerance is not None:
+        words += f", {side(seed_tolerance)} the seed tolerance (±{100 * seed_tolerance:.1f})"
+    beyond = abs(gain) > two_se and (seed_tolerance is None or abs(gain) > seed_tolerance)
     return beyond, words
 
 
@@ -444,31 +466,42 @@ def record_table(rec: Mapping[str, Any], name: str) -> pd.DataFrame | None:
     return pd.DataFrame(block).set_index("image_size") if block else None
 
 
-def trial_verdicts(trials: pd.DataFrame, seed_half: float | None = None) -> dict[str, str]:
-    """In words, for :func:`recipe_trials`' table: each trial's gain over the chapter's run (first row) with its
-    extra minutes (``"longer"``: phase 3 × k; ``"larger"``: another image size; ``"not measured"`` without
-    one), judged by :func:`beyond_noise`; and ``"lesson"``: what the chapter does about them."""
-    run, pays, tried, out = trials.iloc[0], [], [], {}
-    for kind, key in (("longer", "phase 3 ×"), ("larger", "px, no phase 2")):
+def trial_verdicts(trials: pd.DataFrame, seed_tolerance: float | None = None) -> dict[str, str]:
+    """In words, for :func:`recipe_trials`' table: each trial's gain with its extra minutes (``"longer"``: the
+    pilot with a longer phase 3; ``"larger"``: another image size; ``"not measured"`` without one) over the
+    schedule it was tried against (the earlier schedule where the chapter's grew, else the chapter's run),
+    judged by :func:`beyond_noise`; and ``"lesson"``: what the chapter does about them."""
+    run = trials.iloc[0]
+    earlier = trials[trials.index.str.startswith("earlier schedule")]
+    base = earlier.iloc[0] if len(earlier) else run
+    pays, tried, out = [], [], {}
+    for kind, key in (("longer", "pilot, phase 3"), ("larger", "px, no phase 2")):
         rows = trials[trials.index.str.contains(key, regex=False)]
         out[kind] = "not measured"
         if len(rows):
             tried.append(kind)
             row = rows.iloc[-1]
-            paid, words = beyond_noise(row["best val accuracy"] - run["best val accuracy"], int(run["val images"]),
-                                       run["best val accuracy"], seed_half)
-            out[kind] = f"{words}, for {row['minutes'] - run['minutes']:+.0f} min"
+            paid, words = beyond_noise(row["best val accuracy"] - base["best val accuracy"], int(base["val images"]),
+                                       base["best val accuracy"], seed_tolerance)
+            out[kind] = f"{words}, for {row['minutes'] - base['minutes']:+.0f} min"
             pays += [kind] if paid else []
     keeps = {"longer": "its schedule", "larger": "its image size"}
-    if pays:
-        out["lesson"] = (f"The {' and the '.join(pays)} trial pays beyond the noise: a chapter with more time "
-                         "should take it")
-    elif tried:
-        which = "Neither trial moves" if len(tried) > 1 else f"The {tried[0]} trial does not move"
-        out["lesson"] = (f"{which} the result by more than one run can tell from noise, so the chapter keeps "
-                         + " and ".join(keeps[k] for k in tried))
-    else:
-        out["lesson"] = "No trial was run"
+    taken = {"longer": f"phase 3 now runs {int(run['phase-3 epochs'])} epochs",
+             "larger": f"it now runs at {int(run['image px'])} px"}
+    lessons = []
+    for kind in pays:
+        row = trials[trials.index.str.contains("pilot, phase 3" if kind == "longer" else "px, no phase 2",
+                                               regex=False)].iloc[-1]
+        took = (row["phase-3 epochs"] == run["phase-3 epochs"] if kind == "longer"
+                else row["image px"] == run["image px"])
+        lessons.append(f"The {kind} trial pays beyond the noise, " + (f"so the chapter took it: {taken[kind]}"
+                       if took else "so a chapter with more time should take it"))
+    rest = [k for k in tried if k not in pays]
+    if rest:
+        which = "Neither trial moves" if len(rest) > 1 else f"The {rest[0]} trial does not move"
+        lessons.append(f"{which} the result by more than one run can tell from noise, so the chapter keeps "
+                       + " and ".join(keeps[k] for k in rest))
+    out["lesson"] = ". ".join(lessons) if lessons else "No trial was run"
     return out
 
 
