@@ -81,7 +81,7 @@ label-efficiency: setup  ## where transfer pays: scratch CNN vs fine-tuned Mobil
 transfer-spread: setup  ## chapters 4-6: each transfer recipe from 3 seeds on a capped split (resumable; results/spread/)
 	$(BIN)/python tools/transfer_spread.py $(SPREAD_ARGS)
 
-transfer-spread-full: setup  ## chapter 6's recipe (MobileNetV2) from 3 seeds on the whole split, ~15 min a seed (resumable; results/spread/full/)
+transfer-spread-full: setup  ## chapter 6's recipe (MobileNetV2) from 3 seeds on the whole split, ~25 min a seed (resumable; results/spread/full/)
 	$(BIN)/python tools/transfer_spread.py --full --families mobilenetv2 $(SPREAD_ARGS)
 
 ablation: setup  ## chapter 3's ablation at the recipe's budget: recipe, - dropout, - augmentation x 3 seeds (resumable; results/ablation/)

@@ -115,7 +115,17 @@ def test_allow_random_labels_the_provenance_loudly(no_weights):
     assert prov["kind"] == KIND_RANDOM and prov["path"] is None and prov["sha256"] is None
     assert RANDOM_LABEL.upper() in prov["note"]
     assert not is_pretrained(prov)
-    assert "NOT transfer learning".upper() in describe(prov)
+    assert "NOT transfer learning".upper() in " ".join(describe(prov).split())
+
+
+def test_describe_fits_the_page_and_names_the_file():
+    from helpers.book import PAGE_WIDTH
+
+    prov = {"family": "mobilenetv2", "kind": "imagenet-local-file", "path": "/w/x.h5", "sha256": "d" * 64,
+            "file": "mobilenet_v2_1.00_224_notop.weights.h5"}
+    text = describe(prov)
+    assert all(len(line) <= PAGE_WIDTH for line in text.splitlines()) and "\n" in text
+    assert "mobilenet_v2_1.00_224_notop.weights.h5 (sha256 dddddddddddd…)" in text
 
 
 def test_random_must_be_confirmed():
