@@ -150,3 +150,22 @@ def test_points_versus(a, b, words):
     from helpers.results import points_versus
 
     assert points_versus(a, b) == words
+
+
+def test_two_schedules_compared_across_their_seeds(tmp_path):
+    from helpers.results import schedule_seeds, schedules_compared
+
+    for seed, (short, long) in zip((42, 43, 44), ((0.9774, 0.9848), (0.9778, 0.9794), (0.9778, 0.9805))):
+        _seed_run(tmp_path, 6, short, seed)
+        _seed_run(tmp_path, 12, long, seed)
+    runs = schedule_seeds("mobilenetv2", tmp_path)
+    assert len(runs) == 6 and sorted(runs["phase-3 epochs"].unique()) == [6, 12]
+    words = schedules_compared(runs, 6, 12)
+    # means 0.98157 and 0.97767: +0.39 points; Welch's t with the 6-epoch runs almost constant: p ~ 0.14
+    assert words.startswith("12 epochs of phase 3 end at 0.9816 on average (0.9794 to 0.9848), 6 epochs")
+    assert "+0.39 points, every run of the longer schedule ended above every run of the shorter" in words
+    assert "within what 3 seeds can tell from noise (Welch's t-test, p = 0.1" in words
+    far = runs.assign(**{"val accuracy": runs["val accuracy"] + 0.01 * (runs["phase-3 epochs"] == 12)})
+    assert "beyond what 3 seeds" in schedules_compared(far, 6, 12)
+    assert schedules_compared(runs[runs["seed"] == 42], 6, 12) is None  # one run each: no comparison
+    assert schedule_seeds("vgg19", tmp_path).empty

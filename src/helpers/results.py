@@ -399,7 +399,7 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
                      "measured": str(rec["created"])[:10]})
         for p in sorted((folder / SPREAD_FOLDER / "full").glob(full_seed_name(family, "*", rec.get("seed")))):
             e = json.loads(p.read_text())
-            if int(e["e2e_epochs"]) != epochs and e.get("mode", "book") == rec.get("mode", "book"):
+            if int(e["e2e_epochs"]) < epochs and e.get("mode", "book") == rec.get("mode", "book"):
                 rows.append({"trial": f"earlier schedule, {e['e2e_epochs']} epochs", "image px": rows[0]["image px"],
                              "phase-3 epochs": int(e["e2e_epochs"]), "best val accuracy": float(e["val_accuracy"]),
                              "minutes": float(e["minutes"]), "val images": rows[0]["val images"],
@@ -415,6 +415,40 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
                      "minutes": float(e["minutes_after_epoch"][-1]), "val images": int(e["val_images"]),
                      "measured": str(e["created"])[:10]})
     return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
+
+
+def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode: str = "book") -> pd.DataFrame:
+    """``family``'s full-data seed runs (``spread/full/``), every schedule: one row per run with its phase-3
+    epochs, seed, validation accuracy and minutes; empty when none was run."""
+    rows = []
+    for p in sorted((_results_dir(directory) / SPREAD_FOLDER / "full").glob(full_seed_name(family, "*", "*"))):
+        r = json.loads(p.read_text())
+        if r.get("mode", "book") == mode:
+            rows.append({"phase-3 epochs": int(r["e2e_epochs"]), "seed": int(r["seed"]),
+                         "val accuracy": float(r["val_accuracy"]), "minutes": float(r["minutes"])})
+    return pd.DataFrame(rows, columns=["phase-3 epochs", "seed", "val accuracy", "minutes"])
+
+
+def schedules_compared(runs: pd.DataFrame, shorter: int, longer: int) -> str | None:
+    """In words, :func:`schedule_seeds`' runs of two schedules set against each other: each one's mean and range,
+    the difference of the means, whether every run of the longer ended above every run of the shorter, and
+    Welch's t-test of the means (a p-value below 0.05 says the difference is beyond what the seeds move).
+    None unless both schedules have two runs or more."""
+    from scipy.stats import ttest_ind
+
+    a, b = (runs.loc[runs["phase-3 epochs"] == e, "val accuracy"].to_numpy() for e in (shorter, longer))
+    if len(a) < 2 or len(b) < 2:
+        return None
+    p = float(ttest_ind(b, a, equal_var=False).pvalue)
+
+    def one(x: np.ndarray, e: int) -> str:
+        return f"{e} epochs of phase 3 end at {x.mean():.4f} on average ({x.min():.4f} to {x.max():.4f})"
+
+    order = ("every run of the longer schedule ended above every run of the shorter" if b.min() > a.max()
+             else "the runs of the two schedules overlap")
+    side = "beyond" if p < 0.05 else "within"
+    return (f"{one(b, longer)}, {one(a, shorter)}: {100 * (b.mean() - a.mean()):+.2f} points, {order}; "
+            f"{side} what {min(len(a), len(b))} seeds can tell from noise (Welch's t-test, p = {p:.2f})")
 
 
 def two_standard_errors(accuracy: float, n: int) -> float:
