@@ -115,9 +115,10 @@ def _seed_run(tmp_path, epochs, acc, seed=42):
 
     folder = tmp_path / SPREAD_FOLDER / "full"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / full_seed_name("mobilenetv2", epochs, seed)).write_text(json.dumps(
-        {"mode": "book", "seed": seed, "e2e_epochs": epochs, "val_accuracy": acc, "minutes": 10.0,
-         "created": "2026-12-05T10:00:00"}))
+    rec = {"mode": "book", "seed": seed, "e2e_epochs": epochs, "val_accuracy": acc, "minutes": 10.0}
+    if seed != 42:  # the first full-data runs kept no time of their own
+        rec["created"] = "2026-12-05T10:00:00"
+    (folder / full_seed_name("mobilenetv2", epochs, seed)).write_text(json.dumps(rec))
 
 
 def test_a_schedule_grown_after_its_trial_is_judged_against_the_earlier_one(tmp_path):
@@ -138,6 +139,7 @@ def test_a_schedule_grown_after_its_trial_is_judged_against_the_earlier_one(tmp_
     t = recipe_trials("mobilenetv2", tmp_path)
     assert list(t.index) == ["the chapter's run", "earlier schedule, 6 epochs", "pilot, phase 3 for 12 epochs"]
     assert t["phase-3 epochs"].tolist() == [12, 6, 12] and t["best val accuracy"].iloc[1] == 0.9774
+    assert t["measured"].iloc[1] == ""  # a run that kept no time says none
     v = trial_verdicts(t, 0.0015)
     assert v["longer"].startswith("+0.78 points, beyond") and v["longer"].endswith("for +14 min")
     assert v["lesson"] == "The longer trial pays beyond the noise, so the chapter took it: phase 3 now runs 12 epochs"

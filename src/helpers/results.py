@@ -403,7 +403,7 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
                 rows.append({"trial": f"earlier schedule, {e['e2e_epochs']} epochs", "image px": rows[0]["image px"],
                              "phase-3 epochs": int(e["e2e_epochs"]), "best val accuracy": float(e["val_accuracy"]),
                              "minutes": float(e["minutes"]), "val images": rows[0]["val images"],
-                             "measured": str(e["created"])[:10]})
+                             "measured": str(e.get("created", ""))[:10]})  # not kept by the first runs
     trials = json.loads((folder / PILOTS).read_text()) if (folder / PILOTS).exists() else {}
     for e in trials.values():
         if e.get("family") != family:
