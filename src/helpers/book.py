@@ -9,6 +9,14 @@ PAGE_WIDTH = 80
 """Characters a line of the page's output box shows without scrolling sideways."""
 
 
+def page_fill(text: str, width: int = PAGE_WIDTH) -> str:
+    """``text`` wrapped at spaces to the page's width, each line on its own, continuations indented."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width, subsequent_indent="  ", break_long_words=False,
+                                    break_on_hyphens=False) for line in text.splitlines() or [""])
+
+
 class _PageFormatter(logging.Formatter):
     """An INFO line is the message alone; anything louder says what it is. A line longer than the page is
     wrapped at spaces, its continuation indented, so the output box never scrolls sideways."""
@@ -18,11 +26,8 @@ class _PageFormatter(logging.Formatter):
         self.width = width
 
     def format(self, record: logging.LogRecord) -> str:
-        import textwrap
-
         text = record.getMessage() if record.levelno == logging.INFO else super().format(record)
-        return "\n".join(textwrap.fill(line, self.width, subsequent_indent="  ", break_long_words=False,
-                                        break_on_hyphens=False) for line in text.splitlines() or [""])
+        return page_fill(text, self.width)
 
 
 def setup_logging(level: int = logging.INFO) -> None:

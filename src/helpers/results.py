@@ -397,13 +397,11 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
                      "best val accuracy": float(path["val accuracy"].iloc[-1]),
                      "minutes": float(path["minutes"].iloc[-1]), "val images": int(rec["n_used"]["val"]),
                      "measured": str(rec["created"])[:10]})
-        for p in sorted((folder / SPREAD_FOLDER / "full").glob(full_seed_name(family, "*", rec.get("seed")))):
-            e = json.loads(p.read_text())
-            if int(e["e2e_epochs"]) < epochs and e.get("mode", "book") == rec.get("mode", "book"):
-                rows.append({"trial": f"earlier schedule, {e['e2e_epochs']} epochs", "image px": rows[0]["image px"],
-                             "phase-3 epochs": int(e["e2e_epochs"]), "best val accuracy": float(e["val_accuracy"]),
-                             "minutes": float(e["minutes"]), "val images": rows[0]["val images"],
-                             "measured": str(e.get("created", ""))[:10]})  # not kept by the first runs
+        runs = schedule_seeds(family, folder, mode=rec.get("mode", "book"))
+        for _, e in runs[(runs["seed"] == rec.get("seed")) & (runs["phase-3 epochs"] < epochs)].iterrows():
+            rows.append({"trial": f"earlier schedule, {e['phase-3 epochs']} epochs", "image px": rows[0]["image px"],
+                         "phase-3 epochs": int(e["phase-3 epochs"]), "best val accuracy": e["val accuracy"],
+                         "minutes": e["minutes"], "val images": rows[0]["val images"], "measured": e["measured"]})
     trials = json.loads((folder / PILOTS).read_text()) if (folder / PILOTS).exists() else {}
     for e in trials.values():
         if e.get("family") != family:
@@ -419,14 +417,16 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
 
 def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode: str = "book") -> pd.DataFrame:
     """``family``'s full-data seed runs (``spread/full/``), every schedule: one row per run with its phase-3
-    epochs, seed, validation accuracy and minutes; empty when none was run."""
+    epochs, seed, validation accuracy, minutes and the day it was measured (blank where the run kept none);
+    empty when none was run."""
     rows = []
     for p in sorted((_results_dir(directory) / SPREAD_FOLDER / "full").glob(full_seed_name(family, "*", "*"))):
         r = json.loads(p.read_text())
         if r.get("mode", "book") == mode:
             rows.append({"phase-3 epochs": int(r["e2e_epochs"]), "seed": int(r["seed"]),
-                         "val accuracy": float(r["val_accuracy"]), "minutes": float(r["minutes"])})
-    return pd.DataFrame(rows, columns=["phase-3 epochs", "seed", "val accuracy", "minutes"])
+                         "val accuracy": float(r["val_accuracy"]), "minutes": float(r["minutes"]),
+                         "measured": str(r.get("created", ""))[:10]})
+    return pd.DataFrame(rows, columns=["phase-3 epochs", "seed", "val accuracy", "minutes", "measured"])
 
 
 def schedules_compared(runs: pd.DataFrame, shorter: int, longer: int) -> str | None:
@@ -508,29 +508,25 @@ def trial_verdicts(trials: pd.DataFrame, seed_tolerance: float | None = None) ->
     run = trials.iloc[0]
     earlier = trials[trials.index.str.startswith("earlier schedule")]
     base = earlier.iloc[0] if len(earlier) else run
-    pays, tried, out = [], [], {}
-    for kind, key in (("longer", "pilot, phase 3"), ("larger", "px, no phase 2")):
+    out, lessons, rest = {}, [], []
+    for kind, key, same, taken in (
+            ("longer", "pilot, phase 3", "phase-3 epochs", f"phase 3 now runs {int(run['phase-3 epochs'])} epochs"),
+            ("larger", "px, no phase 2", "image px", f"it now runs at {int(run['image px'])} px")):
         rows = trials[trials.index.str.contains(key, regex=False)]
         out[kind] = "not measured"
-        if len(rows):
-            tried.append(kind)
-            row = rows.iloc[-1]
-            paid, words = beyond_noise(row["best val accuracy"] - base["best val accuracy"], int(base["val images"]),
-                                       base["best val accuracy"], seed_tolerance)
-            out[kind] = f"{words}, for {row['minutes'] - base['minutes']:+.0f} min"
-            pays += [kind] if paid else []
+        if not len(rows):
+            continue
+        row = rows.iloc[-1]
+        paid, words = beyond_noise(row["best val accuracy"] - base["best val accuracy"], int(base["val images"]),
+                                   base["best val accuracy"], seed_tolerance)
+        out[kind] = f"{words}, for {row['minutes'] - base['minutes']:+.0f} min"
+        if not paid:
+            rest.append(kind)
+        elif row[same] == run[same]:
+            lessons.append(f"The {kind} trial pays beyond the noise, so the chapter took it: {taken}")
+        else:
+            lessons.append(f"The {kind} trial pays beyond the noise, so a chapter with more time should take it")
     keeps = {"longer": "its schedule", "larger": "its image size"}
-    taken = {"longer": f"phase 3 now runs {int(run['phase-3 epochs'])} epochs",
-             "larger": f"it now runs at {int(run['image px'])} px"}
-    lessons = []
-    for kind in pays:
-        row = trials[trials.index.str.contains("pilot, phase 3" if kind == "longer" else "px, no phase 2",
-                                               regex=False)].iloc[-1]
-        took = (row["phase-3 epochs"] == run["phase-3 epochs"] if kind == "longer"
-                else row["image px"] == run["image px"])
-        lessons.append(f"The {kind} trial pays beyond the noise, " + (f"so the chapter took it: {taken[kind]}"
-                       if took else "so a chapter with more time should take it"))
-    rest = [k for k in tried if k not in pays]
     if rest:
         which = "Neither trial moves" if len(rest) > 1 else f"The {rest[0]} trial does not move"
         lessons.append(f"{which} the result by more than one run can tell from noise, so the chapter keeps "

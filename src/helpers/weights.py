@@ -225,16 +225,14 @@ def is_pretrained(provenance: dict[str, Any]) -> bool:
 
 def describe(provenance: dict[str, Any]) -> str:
     """What weights a network starts from, for notebooks and logs: wrapped to the page's width."""
-    from textwrap import fill
-
-    from .book import PAGE_WIDTH
+    from .book import page_fill
 
     if not is_pretrained(provenance):
         text = f"{provenance['family']}: {RANDOM_LABEL.upper()} ({provenance['note']})"
     else:
         text = (f"{provenance['family']}: ImageNet weights, {provenance['kind']}: {provenance['file']} "
                 f"(sha256 {provenance['sha256'][:12]}…)")
-    return fill(text, PAGE_WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    return page_fill(text)
 
 
 def load_base(family: str, image_size: int, provenance: dict[str, Any], pooling: str | None = "avg"):
