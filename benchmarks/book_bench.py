@@ -34,7 +34,8 @@ def book_times(timings_path: Path, notebooks: list[str]) -> dict[str, Any]:
 def time_breakdown(results_dir: Path, top: int = 8) -> list[dict[str, Any]]:
     """Where the book's time goes, from the training records: every transfer phase
     (``phase_seconds``) and every from-scratch training run (``train_seconds``, ablations included),
-    largest first (at most ``top``)."""
+    largest first (at most ``top``). A test-time-augmentation record trains nothing: the training it
+    carries is its base model's, counted once, there."""
     rows = []
     for f in sorted(Path(results_dir).rglob("*.json")):
         try:
@@ -44,6 +45,8 @@ def time_breakdown(results_dir: Path, top: int = 8) -> list[dict[str, Any]]:
         if not isinstance(rec, dict) or "model" not in rec or rec.get("mode") != "book":
             continue
         if any(part in NOT_THE_BOOK for part in f.relative_to(results_dir).parts[:-1]):
+            continue
+        if isinstance(rec.get("tta"), dict):  # wraps a trained model: its training is that model's, counted there
             continue
         where = f.parent.name if f.parent != Path(results_dir) else ""
         name = f"{where}/{rec['model']}" if where else rec["model"]

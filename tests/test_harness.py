@@ -231,6 +231,8 @@ def test_book_time_breakdown_reads_the_records(tmp_path, benchmarks_path):
                                                  "phase_seconds": {"extract_train": 50.0, "phase3_end_to_end": 700.0}}))
     (tmp_path / "ablation" / "b.json").write_text(json.dumps({"model": "b", "mode": "book", "train_seconds": 30.0}))
     (tmp_path / "s.json").write_text(json.dumps({"model": "s", "mode": "smoke", "train_seconds": 999.0}))  # not book
+    (tmp_path / "a_tta.json").write_text(json.dumps({"model": "a_tta", "mode": "book", "train_seconds": 100.0,
+                                                     "tta": {"of": "a", "views": 2}}))  # a's training, once
     (tmp_path / "notebook_timings.json").write_text(json.dumps({"01.ipynb": {"seconds": 3}}))  # not a record
     rows = book_bench.time_breakdown(tmp_path, top=3)
     assert [(r["record"], r["part"]) for r in rows] == [("t", "phase3_end_to_end"), ("a", "training"),
