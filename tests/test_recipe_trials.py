@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from helpers.results import PILOTS, beyond_noise, recipe_trials, two_standard_errors
@@ -171,3 +172,36 @@ def test_two_schedules_compared_across_their_seeds(tmp_path):
     assert "beyond what 3 seeds" in schedules_compared(far, 6, 12)
     assert schedules_compared(runs[runs["seed"] == 42], 6, 12) is None  # one run each: no comparison
     assert schedule_seeds("vgg19", tmp_path).empty
+
+
+def test_the_chapter_run_leaves_its_test_accuracy_on_its_schedules_seed_record(tmp_path, caplog):
+    """When a schedule grows, the earlier schedule's test accuracy (read once, by the chapter's run of it) stays
+    on record: on the seed record of that schedule and seed, and only if that record is the same model."""
+    from helpers.results import keep_chapter_test, schedule_seeds, schedule_test
+
+    _seed_run(tmp_path, 6, 0.9774)
+    _seed_run(tmp_path, 12, 0.9848)
+    chapter = {"family": "mobilenetv2", "mode": "book", "seed": 42, "end_to_end": {"max_epochs": 6},
+               "created": "2026-12-06", "git_commit": "abc", "val": {"accuracy": 0.9774},
+               "test": {"accuracy": 0.9795, "macro_f1": 0.978, "n": 3067}}
+
+    def kept(rec):
+        (tmp_path / "transfer_mobilenetv2.json").write_text(json.dumps(rec))
+        return keep_chapter_test(tmp_path / "transfer_mobilenetv2.json")
+
+    other = {**chapter, "end_to_end": {"max_epochs": 12}}
+    with caplog.at_level("WARNING"):  # not the seed record's model: nothing is written
+        assert kept({**other, "val": {"accuracy": 0.9700}}) is None
+        assert kept({**other, "val": {"accuracy": 0.9848}, "mode": "smoke"}) is None
+    assert caplog.text.count("is not the chapter's run") == 2
+    assert kept({**chapter, "seed": 7}) is None  # no seed record of that seed
+    assert kept(chapter).name == "transfer_mobilenetv2_e6_s42.json"
+    runs = schedule_seeds("mobilenetv2", tmp_path)
+    assert runs.set_index("phase-3 epochs")["test accuracy"].loc[6] == 0.9795
+    assert np.isnan(runs.set_index("phase-3 epochs")["test accuracy"].loc[12])
+    words = schedule_test(runs, 6, 12, 0.9801, 3067)
+    assert words == ("On the test split, read once by this chapter's run of each schedule: 97.95% after 6 epochs "
+                     "of phase 3, 98.01% after 12, +0.06 points, within two standard errors of a test accuracy on "
+                     "3,067 cells (±0.5 points)")
+    assert "beyond two standard errors" in schedule_test(runs, 6, 12, 0.9895, 3067)
+    assert schedule_test(runs, 12, 6, 0.9801, 3067) is None  # the longer schedule kept none

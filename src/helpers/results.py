@@ -417,7 +417,8 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
 
 def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode: str = "book") -> pd.DataFrame:
     """``family``'s full-data seed runs (``spread/full/``), every schedule: one row per run with its phase-3
-    epochs, seed, validation accuracy, minutes and the day it was measured (blank where the run kept none);
+    epochs, seed, validation accuracy, minutes, the day it was measured (blank where the run kept none) and the
+    test accuracy of the chapter's run of that schedule and seed (:func:`keep_chapter_test`; NaN elsewhere);
     empty when none was run."""
     rows = []
     for p in sorted((_results_dir(directory) / SPREAD_FOLDER / "full").glob(full_seed_name(family, "*", "*"))):
@@ -425,8 +426,49 @@ def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode
         if r.get("mode", "book") == mode:
             rows.append({"phase-3 epochs": int(r["e2e_epochs"]), "seed": int(r["seed"]),
                          "val accuracy": float(r["val_accuracy"]), "minutes": float(r["minutes"]),
-                         "measured": str(r.get("created", ""))[:10]})
-    return pd.DataFrame(rows, columns=["phase-3 epochs", "seed", "val accuracy", "minutes", "measured"])
+                         "measured": str(r.get("created", ""))[:10],
+                         "test accuracy": float((r.get("chapter_test") or {}).get("accuracy", np.nan))})
+    return pd.DataFrame(rows, columns=["phase-3 epochs", "seed", "val accuracy", "minutes", "measured",
+                                       "test accuracy"])
+
+
+def keep_chapter_test(record_path: str | os.PathLike) -> Path | None:
+    """Leave the test accuracy of a chapter's run (its record at ``record_path``) on the full-data seed record of
+    its own schedule and seed beside it, so that when the schedule grows, the earlier schedule's test accuracy
+    stays on record (the test split was read once, by that run). Only where the seed record is the same model
+    trained twice (the same mode and validation accuracy); otherwise a logged skip. Returns the seed record's
+    path, or None."""
+    record = json.loads(Path(record_path).read_text())
+    e2e, seed = (record.get("end_to_end") or {}).get("max_epochs"), record.get("seed")
+    if e2e is None or seed is None:
+        return None
+    path = Path(record_path).parent / SPREAD_FOLDER / "full" / full_seed_name(record["family"], e2e, seed)
+    if not path.is_file():
+        return None
+    val, test, seeded = record["val"]["accuracy"], record["test"], json.loads(path.read_text())
+    if seeded.get("mode", "book") != record.get("mode") or abs(seeded["val_accuracy"] - val) > 1e-9:
+        log.warning("%s is not the chapter's run (another mode or validation accuracy): its test accuracy is "
+                    "not kept there", path.name)
+        return None
+    update_record(path, chapter_test={"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "n": test["n"],
+                                      "val_accuracy": val, "created": record.get("created"),
+                                      "git_commit": record.get("git_commit")})
+    return path
+
+
+def schedule_test(runs: pd.DataFrame, shorter: int, longer: int, test_accuracy: float, n_test: int) -> str | None:
+    """In words: the test accuracy of the chapter's run of the ``shorter`` schedule (kept by
+    :func:`keep_chapter_test`) against this run's of the ``longer``, with two standard errors of a test accuracy
+    on ``n_test`` cells. None where the shorter schedule's chapter run left no test accuracy."""
+    kept = runs.loc[runs["phase-3 epochs"] == shorter, "test accuracy"].dropna()
+    if kept.empty:
+        return None
+    before = float(kept.iloc[0])
+    noise = two_standard_errors(test_accuracy, n_test)
+    side = "beyond" if abs(test_accuracy - before) > noise else "within"
+    return (f"On the test split, read once by this chapter's run of each schedule: {before:.2%} after {shorter} "
+            f"epochs of phase 3, {test_accuracy:.2%} after {longer}, {100 * (test_accuracy - before):+.2f} points, "
+            f"{side} two standard errors of a test accuracy on {n_test:,} cells (±{100 * noise:.1f} points)")
 
 
 def schedules_compared(runs: pd.DataFrame, shorter: int, longer: int) -> str | None:
