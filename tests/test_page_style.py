@@ -2,7 +2,8 @@
 
 * code a reader sees fits the page's code box (≤ 80 characters a line: no sideways scrolling);
 * no ``glue`` call and no record-keeping in a visible cell (they go into ``remove-cell`` cells);
-* no cell prints more than 25 lines (epoch logs become curves or tables).
+* no cell prints more than 25 lines (epoch logs become curves or tables), and no printed line is wider than the
+  code box (a log line that runs off the page is read by nobody).
 
 Every chapter is on the list.
 """
@@ -27,7 +28,13 @@ def _visible_code(nb):
             yield i, cell
 
 
-def problems(nb) -> list[str]:
+# Chapters whose committed outputs predate the 80-column log, and why they wait. Chapter 3's re-execution
+# re-trains its CNNs (its last two moved the improved CNN's test accuracy by +0.39 and +0.16 points), and
+# chapters 4-8 quote their numbers: it waits for the next re-execution of chapters 3 to 8 together.
+PRINTED_WIDTH_PENDING = {"03_baseline_cnn": "re-executed with chapters 4-8, which quote its numbers"}
+
+
+def problems(nb, printed_width: bool = True) -> list[str]:
     out = []
     for i, cell in _visible_code(nb):
         for line in cell.source.splitlines():
@@ -39,13 +46,28 @@ def problems(nb) -> list[str]:
                       if o.get("output_type") == "stream")
         if printed > MAX_LINES:
             out.append(f"cell {i}: prints {printed} lines")
+    for i, cell in enumerate(nb.cells if printed_width else []):  # shown unless the cell or output is removed
+        if cell.cell_type != "code" or {"remove-cell", "remove-output"} & set(cell.metadata.get("tags", [])):
+            continue
+        for o in cell.get("outputs", []):
+            wide = [line for line in o.get("text", "").splitlines() if len(line) > WIDTH]
+            if o.get("output_type") == "stream" and wide:
+                out.append(f"cell {i}: prints a line of {len(wide[0])} characters: {wide[0][:60]}")
     return out
 
 
 @pytest.mark.parametrize("name", RESTYLED)
 def test_the_page_reads_as_a_page(name):
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    assert not problems(nb), f"{name}: " + "; ".join(problems(nb))
+    found = problems(nb, printed_width=name not in PRINTED_WIDTH_PENDING)
+    assert not found, f"{name}: " + "; ".join(found)
+
+
+@pytest.mark.parametrize("name", sorted(PRINTED_WIDTH_PENDING))
+def test_a_chapter_waits_for_the_80_column_log_only_while_it_needs_to(name):
+    # once the chapter is re-executed, its entry must go (and the full check applies again)
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    assert any("prints a line of" in p for p in problems(nb)), f"{name} no longer prints wide lines: drop it"
 
 
 def test_the_check_can_fail():
@@ -54,9 +76,15 @@ def test_the_check_can_fail():
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="line\n" * 30)]
     hidden = nbformat.v4.new_code_cell('glue("b", 2)  # ' + "z" * 90)
     hidden.metadata["tags"] = ["remove-cell"]
+    hidden.outputs = [nbformat.v4.new_output("stream", name="stdout", text="w" * 90)]
     nb.cells.append(hidden)
+    shown = nbformat.v4.new_code_cell("show()")  # its input hidden, its output on the page
+    shown.metadata["tags"] = ["remove-input"]
+    shown.outputs = [nbformat.v4.new_output("stream", name="stderr", text="short\n" + "v" * 81)]
+    nb.cells.append(shown)
     found = problems(nb)
-    assert len(found) == 3 and "cell 2" not in " ".join(found)
+    assert len(found) == 4 and "cell 2" not in " ".join(found)
+    assert "cell 3: prints a line of 81 characters" in " ".join(found)
 
 
 def page_length(nb) -> tuple[int, int]:
