@@ -466,8 +466,9 @@ def schedule_test(runs: pd.DataFrame, shorter: int, longer: int, test_accuracy: 
     before = float(kept.iloc[0])
     noise = two_standard_errors(test_accuracy, n_test)
     side = "beyond" if abs(test_accuracy - before) > noise else "within"
+    shown = round(100 * test_accuracy, 2) - round(100 * before, 2)  # the difference of the numbers the reader sees
     return (f"On the test split, read once by this chapter's run of each schedule: {before:.2%} after {shorter} "
-            f"epochs of phase 3, {test_accuracy:.2%} after {longer}, {100 * (test_accuracy - before):+.2f} points, "
+            f"epochs of phase 3, {test_accuracy:.2%} after {longer}, {shown:+.2f} points, "
             f"{side} two standard errors of a test accuracy on {n_test:,} cells (±{100 * noise:.1f} points)")
 
 
