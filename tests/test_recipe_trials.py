@@ -195,6 +195,7 @@ def test_the_chapter_run_leaves_its_test_accuracy_on_its_schedules_seed_record(t
         assert kept({**other, "val": {"accuracy": 0.9848}, "mode": "smoke"}) is None
     assert caplog.text.count("is not the chapter's run") == 2
     assert kept({**chapter, "seed": 7}) is None  # no seed record of that seed
+    assert kept({k: v for k, v in chapter.items() if k != "test"}) is None  # no test read: nothing to keep
     assert kept(chapter).name == "transfer_mobilenetv2_e6_s42.json"
     runs = schedule_seeds("mobilenetv2", tmp_path)
     assert runs.set_index("phase-3 epochs")["test accuracy"].loc[6] == 0.9795

@@ -440,8 +440,8 @@ def keep_chapter_test(record_path: str | os.PathLike) -> Path | None:
     path, or None."""
     record = json.loads(Path(record_path).read_text())
     e2e, seed = (record.get("end_to_end") or {}).get("max_epochs"), record.get("seed")
-    if e2e is None or seed is None:
-        return None
+    if e2e is None or seed is None or "family" not in record or "test" not in record:
+        return None  # not a transfer run with a test read: nothing to keep
     path = Path(record_path).parent / SPREAD_FOLDER / "full" / full_seed_name(record["family"], e2e, seed)
     if not path.is_file():
         return None
