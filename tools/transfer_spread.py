@@ -56,7 +56,7 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
     spread of every seed measured so far. Returns the spread record's path; None (logged) with fewer than two seeds."""
     from helpers.data import load_split
     from helpers.io import atomic_write_json
-    from helpers.results import SCHEMA_VERSION, full_seed_name, record_provenance, spread_record, tuned_head
+    from helpers.results import SCHEMA_VERSION, full_seed_path, record_provenance, spread_record, tuned_head
     from helpers.train import spread_block
     from helpers.transfer import recipe, seed_run, spread_budget
     from helpers.weights import resolve_weights
@@ -66,10 +66,9 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
     head = tuned_head(family, directory.parent) or None
     provenance = resolve_weights(family, None, allow_download=False, allow_random=mode == "smoke")
     data = load_split(max_per_class=r.max_per_class, seed=42, progress=False)
-    folder = directory / "full"
     runs = {}
     for seed in seeds:
-        path = folder / full_seed_name(family, r.e2e_epochs, seed)
+        path = full_seed_path(family, r.e2e_epochs, seed, directory.parent)
         if not path.exists():
             t0 = time.perf_counter()
             acc, e2e = seed_run(family, provenance, data, r, seed, head=head, tag="spreadfull")
@@ -80,7 +79,8 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
                                      "weights_source": {k: v for k, v in provenance.items() if k != "path"},
                                      **record_provenance()})
         log.info("%s, seed %d: val accuracy %.4f", family, seed, json.loads(path.read_text())["val_accuracy"])
-    for path in sorted(folder.glob(full_seed_name(family, r.e2e_epochs, "*"))):  # every seed so far
+    every = full_seed_path(family, r.e2e_epochs, "*", directory.parent)
+    for path in sorted(every.parent.glob(every.name)):  # every seed so far
         rec = json.loads(path.read_text())
         if rec["mode"] == mode and rec["classes"] == list(data.classes) and rec["e2e_epochs"] == r.e2e_epochs:
             runs[int(rec["seed"])] = rec

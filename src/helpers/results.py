@@ -298,6 +298,12 @@ def full_seed_name(family: str, e2e_epochs: int, seed: int | str) -> str:
     return f"transfer_{family}_e{e2e_epochs}_s{seed}.json"
 
 
+def full_seed_path(family: str, e2e_epochs: int | str, seed: int | str,
+                   directory: str | os.PathLike | None = None) -> Path:
+    """Where :func:`full_seed_name`'s file lives in the results folder ``directory`` ("*" for a glob pattern)."""
+    return _results_dir(directory) / SPREAD_FOLDER / "full" / full_seed_name(family, e2e_epochs, seed)
+
+
 def spread_record(family: str, block: Mapping[str, Any], directory: str | os.PathLike, *, classes,
                   image_size: int, head: Mapping[str, Any] | None, weights: Mapping[str, Any], minutes: float,
                   mode: str = "book", full: bool = False, **extra: Any) -> Path:
@@ -421,7 +427,8 @@ def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode
     test accuracy of the chapter's run of that schedule and seed (:func:`keep_chapter_test`; NaN elsewhere);
     empty when none was run."""
     rows = []
-    for p in sorted((_results_dir(directory) / SPREAD_FOLDER / "full").glob(full_seed_name(family, "*", "*"))):
+    pattern = full_seed_path(family, "*", "*", directory)
+    for p in sorted(pattern.parent.glob(pattern.name)):
         r = json.loads(p.read_text())
         if r.get("mode", "book") == mode:
             rows.append({"phase-3 epochs": int(r["e2e_epochs"]), "seed": int(r["seed"]),
@@ -442,7 +449,7 @@ def keep_chapter_test(record_path: str | os.PathLike) -> Path | None:
     e2e, seed = (record.get("end_to_end") or {}).get("max_epochs"), record.get("seed")
     if e2e is None or seed is None or "family" not in record or "test" not in record:
         return None  # not a transfer run with a test read: nothing to keep
-    path = Path(record_path).parent / SPREAD_FOLDER / "full" / full_seed_name(record["family"], e2e, seed)
+    path = full_seed_path(record["family"], e2e, seed, Path(record_path).parent)
     if not path.is_file():
         return None
     val, test, seeded = record["val"]["accuracy"], record["test"], json.loads(path.read_text())
