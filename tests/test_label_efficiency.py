@@ -1,4 +1,5 @@
-"""tools/label_efficiency.py: nested subsets, equal steps, one record per point (tiny runs on synthetic data)."""
+"""tools/label_efficiency.py and helpers.budgets: nested subsets, equal steps, one record per point (tiny runs on
+synthetic data)."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.budgets import nested_subset, steps_for
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("label_efficiency", ROOT / "tools" / "label_efficiency.py")
 le = importlib.util.module_from_spec(spec)
@@ -16,15 +19,15 @@ spec.loader.exec_module(le)
 
 def test_subsets_are_nested_per_seed_and_differ_between_seeds():
     labels = np.repeat(np.arange(8), [30, 12, 40, 25, 25, 25, 25, 25])
-    small, mid, big = (set(le.nested_subset(labels, n, 42)) for n in (3, 10, 20))
+    small, mid, big = (set(nested_subset(labels, n, 42)) for n in (3, 10, 20))
     assert small < mid < big
     assert [int((labels[list(mid)] == c).sum()) for c in range(8)] == [10] * 8
     assert int((labels[list(big)] == 1).sum()) == 12  # a class smaller than the budget gives all it has
-    assert set(le.nested_subset(labels, 10, 43)) != mid
+    assert set(nested_subset(labels, 10, 43)) != mid
 
 
 def test_steps_scale_with_the_subset_between_a_floor_and_a_cap():
-    assert [le.steps_for(8 * n) for n in (10, 50, 250, 500)] == [600, 600, 1250, 1600]
+    assert [steps_for(8 * n) for n in (10, 50, 250, 500)] == [600, 600, 1250, 1600]
 
 
 @pytest.mark.slow

@@ -8,7 +8,15 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from helpers import CLASSES  # noqa: E402
-from helpers.models import MODELS, RECIPE, build_model, count_params, improved_cnn, improved_cnn_variant  # noqa: E402
+from helpers.models import (  # noqa: E402
+    MODELS,
+    RECIPE,
+    build_model,
+    count_params,
+    improved_cnn,
+    improved_cnn_variant,
+    layer_table,
+)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -130,3 +138,21 @@ def test_a_seeded_build_repeats_its_initial_weights():
     b = build_model("improved_cnn", 32, widths=(4,), seed=3).get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert build_model("bloodcells_cnn", 32, seed=5).get_layer("flip").seed == 5
+
+
+def test_a_block_is_set_beside_the_network_layer_by_layer():
+    # chapters 5 and 6 write a block on the page and hold it against Keras' own network
+    def block(x):
+        y = keras.layers.Conv2D(4, 3, padding="same", name="b1_conv")(x)
+        return keras.layers.Add(name="b1_add")([x, keras.layers.ReLU(name="b1_relu")(y)])
+
+    x = keras.Input((None, None, 4))
+    net = keras.Model(x, keras.layers.Dense(2, name="top")(block(x)), name="net")
+    mine = keras.Input((None, None, 4))
+    ours = keras.Model(mine, block(mine))
+    t = layer_table(ours, net, prefix="b1_")
+    assert list(t["Keras' layer"]) == ["b1_conv", "b1_relu", "b1_add"]
+    assert list(t["our layer"]) == ["Conv2D", "ReLU", "Add"]
+    assert list(t["weights"]) == list(t["our weights"]) == [3 * 3 * 4 * 4 + 4, 0, 0]
+    with pytest.raises(ValueError, match="our block has 3 layers, net's top\\* has 1"):
+        layer_table(ours, net, prefix="top")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import CLASSES
-from helpers.results import SPREAD_FOLDER, spread_record, transfer_spread
+from helpers.results import SPREAD_FOLDER, seed_table, spread_record, transfer_spread
 from helpers.train import spread_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,3 +100,12 @@ def test_the_full_data_spread_keeps_one_record_per_seed_and_resumes(tmp_path, mo
     assert transfer_spread("mobilenetv2", CLASSES, tmp_path / "r", full=True, e2e_epochs=1)["seeds"] == [42, 43]
     assert transfer_spread("mobilenetv2", CLASSES, tmp_path / "r", full=True, e2e_epochs=12) is None  # another
     # schedule: a run of 12 epochs of phase 3 does not borrow the spread of 1
+
+
+def test_a_spread_is_shown_as_its_budget_and_a_table_by_seed(capsys):
+    table = seed_table({"budget": "word " * 30, "seeds": [42, 43], "values": [0.91, 0.93]}, width=40)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) > 1 and max(map(len, printed)) <= 40
+    assert table.index.name == "seed" and list(table.index) == [42, 43]
+    assert list(table["val accuracy"]) == [0.91, 0.93]
+    assert seed_table(None) is None and capsys.readouterr().out == ""

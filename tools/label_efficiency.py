@@ -5,7 +5,7 @@
 
 Both arms train on the same nested subsets of the training split (per seed, the 10 cells of a class are the
 first 10 of the 50, which are the first 50 of the 250 …), for the same number of optimizer steps at each budget
-(:func:`steps_for`: scaled with the subset, between a floor and a cap), each schedule run to its end, no
+(:func:`helpers.budgets.steps_for`: scaled with the subset, between a floor and a cap), each schedule run to its end, no
 validation pass while training and no tuner, and each is scored once on the whole test split (and once on val).
 
 * ``scratch``: chapter 3's improved CNN at 64 px with its in-model augmentation (flips, quarter turns, mild
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import math
 import os
 import sys
 import time
@@ -39,24 +38,10 @@ FOLDER = "label_efficiency"
 PER_CLASS = (10, 50, 250, 500)
 SEEDS = (42, 43, 44)
 ARMS = ("scratch", "transfer")
-STEP_FLOOR, STEP_CAP, EPOCHS_EQUIVALENT = 600, 1600, 40
 SCRATCH = {"image_size": 64, "batch_size": 64, "lr": 1e-3, "warmup_share": 1 / 15}
 """Chapter 3's improved CNN (``helpers.models.RECIPE``, its switches) as trained on a subset."""
 TRANSFER = {"family": "mobilenetv2", "image_size": 96, "batch_size": 32, "head_units": 128, "head_dropout": 0.2,
             "head_lr": 1e-3, "head_epochs": 30, "lr": 3e-4}
-
-
-def nested_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Indices of ``per_class`` training images of every class (all of a smaller class), sorted. For one seed the
-    subsets are nested: each class's images are taken in one seeded order, whatever ``per_class`` is."""
-    keep = [np.random.default_rng([seed, int(c)]).permutation(np.flatnonzero(labels == c))[:per_class]
-            for c in np.unique(labels)]
-    return np.sort(np.concatenate(keep))
-
-
-def steps_for(n_images: int, batch_size: int = 64) -> int:
-    """Optimizer steps for a training set of ``n_images``: 40 passes at batch 64, within [600, 1600]."""
-    return int(min(STEP_CAP, max(STEP_FLOOR, math.ceil(EPOCHS_EQUIVALENT * n_images / batch_size))))
 
 
 def _schedule(lr: float, steps: int, warmup: int = 0):
@@ -127,6 +112,7 @@ def train_transfer(paths, labels, steps: int, seed: int, n_classes: int, provena
 def run_point(data, arm: str, per_class: int, seed: int, provenance: dict | None, directory: Path,
               steps: int | None = None) -> Path:
     """Train one arm on one subset, score it once on val and test, write its record; returns the record."""
+    from helpers.budgets import nested_subset, steps_for
     from helpers.predictions import predict_split
     from helpers.results import make_record, write_record
     from helpers.runs import FROM_SCRATCH

@@ -35,7 +35,8 @@ def metrics_block(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequenc
 # --------------------------------------------------------------------------------------------
 # Uncertainty of a metric, ROC curves, paired model comparison, errors by sub-type (chapter 7)
 # --------------------------------------------------------------------------------------------
-def _as_pred(y_pred) -> np.ndarray:
+def as_classes(y_pred) -> np.ndarray:
+    """Class indices from class indices or from (N, C) probabilities."""
     y_pred = np.asarray(y_pred)
     return y_pred.argmax(axis=1) if y_pred.ndim == 2 else y_pred.astype(int)
 
@@ -76,7 +77,7 @@ def bootstrap_ci(y_true: Sequence[int], y_pred, n_classes: int = len(CLASSES), *
     resample and never predicted counts as F1 = 0.
     """
     y_true = np.asarray(y_true).astype(int)
-    y_pred = _as_pred(y_pred)
+    y_pred = as_classes(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
         raise ValueError(f"need equally many true and predicted labels (got {y_true.shape} and {y_pred.shape})")
     if n_boot < 1 or not 0 < alpha < 1:
@@ -114,38 +115,43 @@ def roc_per_class(y_true: Sequence[int], probs, classes: Sequence[str] = CLASSES
 
 
 def mcnemar(y_true: Sequence[int], pred_a, pred_b) -> dict[str, float]:
-    """McNemar's test: do two models, scored on the *same* items, differ in accuracy?
+    """McNemar's test: do two models, scored on the same items, differ?
 
-    Only discordant items count: ``b`` = A right & B wrong, ``c`` = A wrong & B right. Under the null
-    hypothesis each discordant item is a fair coin, so the exact p-value is a two-sided binomial
-    test of ``b`` successes in ``b + c`` trials; the classic chi² statistic with continuity
-    correction, ``(|b − c| − 1)² / (b + c)``, is reported too.
+    Only discordant items count: ``b`` = A right & B wrong, ``c`` = A wrong &
+    B right. If the models were equally accurate each would be a fair coin, so
+    the exact p-value is a two-sided binomial test of ``b`` successes in
+    ``b + c`` trials; the chi² statistic with continuity correction,
+    ``(|b − c| − 1)² / (b + c)``, is given too.
     """
     from scipy.stats import binomtest, chi2
 
     y_true = np.asarray(y_true).astype(int)
-    a, b_ = _as_pred(pred_a), _as_pred(pred_b)
+    a, b_ = as_classes(pred_a), as_classes(pred_b)
     if not (y_true.shape == a.shape == b_.shape):
-        raise ValueError(f"McNemar needs predictions on the same items: shapes {y_true.shape}, {a.shape}, "
-                         f"{b_.shape}")
+        raise ValueError(f"McNemar needs predictions on the same items: "
+                         f"shapes {y_true.shape}, {a.shape}, {b_.shape}")
     ra, rb = a == y_true, b_ == y_true
     b = int(np.sum(ra & ~rb))
     c = int(np.sum(~ra & rb))
     diff = paired_difference(b, c, len(y_true))
     if b + c == 0:
-        return {"b": 0, "c": 0, "p_exact": 1.0, "chi2": 0.0, "p_chi2": 1.0, **diff}
+        return {"b": 0, "c": 0, "p_exact": 1.0, "chi2": 0.0, "p_chi2": 1.0,
+                **diff}
     stat = (abs(b - c) - 1) ** 2 / (b + c)
     return {"b": b, "c": c, "p_exact": float(binomtest(b, b + c, 0.5).pvalue),
             "chi2": float(stat), "p_chi2": float(chi2.sf(stat, df=1)), **diff}
 
 
-def paired_difference(b: int, c: int, n: int, z: float = 1.959964) -> dict[str, float]:
-    """Accuracy of A minus accuracy of B on the same ``n`` items, ``(b − c) / n``, with its 95 % Wald interval
-    for paired proportions (variance ``((b + c) − (b − c)² / n) / n²``): the size of a difference, which the
+def paired_difference(b: int, c: int, n: int,
+                      z: float = 1.959964) -> dict[str, float]:
+    """Accuracy of A minus that of B on the same ``n`` items, ``(b − c) / n``,
+    with its 95 % Wald interval for paired proportions (variance
+    ``((b + c) − (b − c)² / n) / n²``): the size of a difference, which a
     p-value alone does not give."""
     d = (b - c) / n if n else 0.0
     half = z * np.sqrt(max((b + c) - (b - c) ** 2 / n, 0.0)) / n if n else 0.0
-    return {"diff": float(d), "diff_low": float(d - half), "diff_high": float(d + half)}
+    return {"diff": float(d), "diff_low": float(d - half),
+            "diff_high": float(d + half)}
 
 
 def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str, str]],
@@ -168,8 +174,8 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
     rows = []
     for a, b in pairs:
         m = mcnemar(y, probs[a], probs[b])
-        row = {"model A": a, "model B": b, "accuracy A": float(np.mean(_as_pred(probs[a]) == y)),
-               "accuracy B": float(np.mean(_as_pred(probs[b]) == y)), "b (A right, B wrong)": m["b"],
+        row = {"model A": a, "model B": b, "accuracy A": float(np.mean(as_classes(probs[a]) == y)),
+               "accuracy B": float(np.mean(as_classes(probs[b]) == y)), "b (A right, B wrong)": m["b"],
                "c (A wrong, B right)": m["c"], "A − B (points)": 100 * m["diff"],
                "95 % CI (points)": f"{100 * m['diff_low']:+.1f} to {100 * m['diff_high']:+.1f}",
                "p exact": m["p_exact"], "p chi²": m["p_chi2"]}
@@ -196,7 +202,7 @@ def errors_by_subtype(paths: Sequence[str], y_true: Sequence[int], y_pred, class
     from .data import subtype_of
 
     y_true = np.asarray(y_true).astype(int)
-    y_pred = _as_pred(y_pred)
+    y_pred = as_classes(y_pred)
     if not (len(paths) == len(y_true) == len(y_pred)):
         raise ValueError(f"{len(paths)} paths, {len(y_true)} labels and {len(y_pred)} predictions differ in length")
     df = pd.DataFrame({"cls": [classes[i] for i in y_true], "subtype": [subtype_of(str(p)) for p in paths],

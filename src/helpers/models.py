@@ -211,3 +211,18 @@ def count_params(model) -> dict[str, int]:
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     non = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
     return {"trainable": trainable, "non_trainable": non, "total": trainable + non}
+
+
+def layer_table(block, network, prefix: str):
+    """A block we built beside the layers of ``network`` whose names start with ``prefix`` (a block of Keras'
+    own network): names, types and weights, row by row. A clear error when the two differ in length."""
+    import pandas as pd
+
+    ours = block.layers[1:]  # the input aside
+    theirs = [layer for layer in network.layers if layer.name.startswith(prefix)]
+    if len(ours) != len(theirs):
+        raise ValueError(f"our block has {len(ours)} layers, {network.name}'s {prefix}* has {len(theirs)}")
+    return pd.DataFrame({"Keras' layer": [t.name for t in theirs],
+                         "weights": [t.count_params() for t in theirs],
+                         "our layer": [type(o).__name__ for o in ours],
+                         "our weights": [o.count_params() for o in ours]})

@@ -340,6 +340,17 @@ def transfer_spread(family: str, classes, directory: str | os.PathLike | None = 
     return {**rec["spread"], "created": rec["created"], "git_commit": rec["git_commit"]}
 
 
+def seed_table(spread: Mapping[str, Any] | None, width: int = 78) -> pd.DataFrame | None:
+    """A seed spread as a page shows it: its budget line printed (wrapped to ``width``), its validation
+    accuracies by seed returned as a table; None for no spread."""
+    import textwrap
+
+    if spread is None:
+        return None
+    print(textwrap.fill(str(spread["budget"]), width))
+    return pd.DataFrame({"val accuracy": spread["values"]}, index=pd.Index(spread["seeds"], name="seed"))
+
+
 SERVED = "served"
 """The record the benchmark writes for the served configuration of the final model (a copy, not a model)."""
 
