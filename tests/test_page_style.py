@@ -28,13 +28,7 @@ def _visible_code(nb):
             yield i, cell
 
 
-# Chapters whose committed outputs predate the 80-column log, and why they wait. Chapter 3's re-execution
-# re-trains its CNNs (its last two moved the improved CNN's test accuracy by +0.39 and +0.16 points), and
-# chapters 4-8 quote their numbers: it waits for the next re-execution of chapters 3 to 8 together.
-PRINTED_WIDTH_PENDING = {"03_baseline_cnn": "re-executed with chapters 4-8, which quote its numbers"}
-
-
-def problems(nb, printed_width: bool = True) -> list[str]:
+def problems(nb) -> list[str]:
     out = []
     for i, cell in _visible_code(nb):
         for line in cell.source.splitlines():
@@ -46,7 +40,7 @@ def problems(nb, printed_width: bool = True) -> list[str]:
                       if o.get("output_type") == "stream")
         if printed > MAX_LINES:
             out.append(f"cell {i}: prints {printed} lines")
-    for i, cell in enumerate(nb.cells if printed_width else []):  # shown unless the cell or output is removed
+    for i, cell in enumerate(nb.cells):  # shown unless the cell or output is removed
         if cell.cell_type != "code" or {"remove-cell", "remove-output"} & set(cell.metadata.get("tags", [])):
             continue
         for o in cell.get("outputs", []):
@@ -59,15 +53,8 @@ def problems(nb, printed_width: bool = True) -> list[str]:
 @pytest.mark.parametrize("name", RESTYLED)
 def test_the_page_reads_as_a_page(name):
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    found = problems(nb, printed_width=name not in PRINTED_WIDTH_PENDING)
+    found = problems(nb)
     assert not found, f"{name}: " + "; ".join(found)
-
-
-@pytest.mark.parametrize("name", sorted(PRINTED_WIDTH_PENDING))
-def test_a_chapter_waits_for_the_80_column_log_only_while_it_needs_to(name):
-    # once the chapter is re-executed, its entry must go (and the full check applies again)
-    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    assert any("prints a line of" in p for p in problems(nb)), f"{name} no longer prints wide lines: drop it"
 
 
 def test_the_check_can_fail():
