@@ -97,7 +97,8 @@ def test_trial_verdicts_say_each_gain_and_what_the_chapter_does(tmp_path):
     from helpers.results import trial_verdicts
 
     t = pd.DataFrame({"best val accuracy": [0.9774, 0.9852, 0.9819], "minutes": [14.6, 24.0, 35.5],
-                      "val images": [2430] * 3, "phase-3 epochs": [6, 12, 6], "image px": [96, 96, 128]},
+                      "val images": [2430] * 3, "phase-3 epochs": [6, 12, 6], "image px": [96, 96, 128],
+                      "CPU": ["AMD EPYC"] * 3},
                      index=["the chapter's run", "pilot, phase 3 for 12 epochs", "128 px, no phase 2, untuned head"])
     v = trial_verdicts(t, 0.0175)
     assert v["longer"].startswith("+0.78 points, beyond two standard errors") and v["longer"].endswith("+9 min")
@@ -106,6 +107,11 @@ def test_trial_verdicts_say_each_gain_and_what_the_chapter_does(tmp_path):
     v = trial_verdicts(t, None)  # no seed spread: two standard errors decide, and the longer schedule pays
     assert v["lesson"].startswith("The longer trial pays")
     assert trial_verdicts(t.iloc[:1])["longer"] == "not measured"
+    # minutes timed on different CPUs (or on a CPU the record does not name) are not set against each other
+    for other in ("Intel(R) Xeon(R) Processor", ""):
+        v = trial_verdicts(t.assign(CPU=[other, "AMD EPYC", "AMD EPYC"]), 0.0175)
+        assert v["longer"].startswith("+0.78 points") and "+9 min" not in v["longer"]
+        assert v["longer"].endswith("timed on different CPUs, so their minutes do not compare")
     assert trial_verdicts(t.iloc[:2], 0.0175)["lesson"] == (
         "The longer trial does not move the result by more than one run can tell from noise, so the chapter "
         "keeps its schedule")
@@ -116,7 +122,8 @@ def _seed_run(tmp_path, epochs, acc, seed=42):
 
     folder = tmp_path / SPREAD_FOLDER / "full"
     folder.mkdir(parents=True, exist_ok=True)
-    rec = {"mode": "book", "seed": seed, "e2e_epochs": epochs, "val_accuracy": acc, "minutes": 10.0}
+    rec = {"mode": "book", "seed": seed, "e2e_epochs": epochs, "val_accuracy": acc, "minutes": 10.0,
+           "machine": {"cpu": "AMD EPYC"}}
     if seed != 42:  # the first full-data runs kept no time of their own
         rec["created"] = "2026-12-05T10:00:00"
     (folder / full_seed_name("mobilenetv2", epochs, seed)).write_text(json.dumps(rec))
@@ -136,11 +143,12 @@ def test_a_schedule_grown_after_its_trial_is_judged_against_the_earlier_one(tmp_
     _trials(tmp_path, {"mobilenetv2_recipe_x2": {
         "family": "mobilenetv2", "recipe": {"e2e_epochs": 12}, "image_size": 96, "epochs": 12,
         "e2e_val_accuracy": [0.95, 0.9852], "minutes_after_epoch": [5.0, 24.0], "val_images": 2430,
-        "created": "2026-12-06 14:00:00"}})
+        "created": "2026-12-06 14:00:00", "cpu": "AMD EPYC"}})
     t = recipe_trials("mobilenetv2", tmp_path)
     assert list(t.index) == ["the chapter's run", "earlier schedule, 6 epochs", "pilot, phase 3 for 12 epochs"]
     assert t["phase-3 epochs"].tolist() == [12, 6, 12] and t["best val accuracy"].iloc[1] == 0.9774
     assert t["measured"].iloc[1] == ""  # a run that kept no time says none
+    assert t["CPU"].tolist() == ["", "AMD EPYC", "AMD EPYC"]  # the chapter's record names none here
     v = trial_verdicts(t, 0.0015)
     assert v["longer"].startswith("+0.78 points, beyond") and v["longer"].endswith("for +14 min")
     assert v["lesson"] == "The longer trial pays beyond the noise, so the chapter took it: phase 3 now runs 12 epochs"

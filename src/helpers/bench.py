@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .io import cpu_model
 from .pipeline import AUTOTUNE, decode_resize, make_dataset, validate_image_size
 
 if TYPE_CHECKING:
@@ -371,18 +372,6 @@ def speed_table(family: str, sizes: Sequence[int], n_images: int, n_train: int |
 # --------------------------------------------------------------------------------------------
 # Where the numbers were taken
 # --------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else :func:`platform.processor`."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def library_versions(names: Sequence[str] = ("tensorflow", "keras", "numpy", "pillow", "scikit-learn")) -> dict:
     """Installed versions of ``names`` (``None`` for a missing one)."""
     from importlib.metadata import PackageNotFoundError, version

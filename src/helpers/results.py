@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .config import results_dir as _results_dir
-from .io import atomic_write_json, git_commit
+from .io import atomic_write_json, cpu_model, git_commit
 
 log = logging.getLogger("helpers.results")
 
@@ -43,7 +43,7 @@ def record_provenance() -> dict[str, Any]:
     """Where and when a record was written: commit, UTC time, machine and library versions."""
     return {"git_commit": git_commit(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_model()},
             "versions": _versions()}
 
 
@@ -400,7 +400,8 @@ PILOTS = "pilots/transfer_recipes.json"
 def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd.DataFrame:
     """``family``'s chapter run (its record) beside the trials of ``benchmarks/transfer_recipes.py``: per row
     the image size, phase-3 epochs, the best validation accuracy of phase 3, the minutes to its end (the
-    features included) and the validation images, with the day it was measured. The chapter's run comes
+    features included) and the validation images, with the day it was measured and the CPU that timed it
+    (blank where the record does not say). The chapter's run comes
     first; then, where its schedule grew after a trial, the earlier schedule's full-data run from the same seed
     (``spread/full/``); then the trials. No trials, one row."""
     folder = _results_dir(directory)
@@ -413,12 +414,13 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
         rows.append({"trial": "the chapter's run", "image px": int(rec["image_size"]), "phase-3 epochs": epochs,
                      "best val accuracy": float(path["val accuracy"].iloc[-1]),
                      "minutes": float(path["minutes"].iloc[-1]), "val images": int(rec["n_used"]["val"]),
-                     "measured": str(rec["created"])[:10]})
+                     "measured": str(rec["created"])[:10], "CPU": _cpu(rec)})
         runs = schedule_seeds(family, folder, mode=rec.get("mode", "book"))
         for _, e in runs[(runs["seed"] == rec.get("seed")) & (runs["phase-3 epochs"] < epochs)].iterrows():
             rows.append({"trial": f"earlier schedule, {e['phase-3 epochs']} epochs", "image px": rows[0]["image px"],
                          "phase-3 epochs": int(e["phase-3 epochs"]), "best val accuracy": e["val accuracy"],
-                         "minutes": e["minutes"], "val images": rows[0]["val images"], "measured": e["measured"]})
+                         "minutes": e["minutes"], "val images": rows[0]["val images"], "measured": e["measured"],
+                         "CPU": e["CPU"]})
     trials = json.loads((folder / PILOTS).read_text()) if (folder / PILOTS).exists() else {}
     for e in trials.values():
         if e.get("family") != family:
@@ -428,15 +430,20 @@ def recipe_trials(family: str, directory: str | os.PathLike | None = None) -> pd
         rows.append({"trial": label, "image px": int(e["image_size"]), "phase-3 epochs": int(e["epochs"]),
                      "best val accuracy": max(e["e2e_val_accuracy"]),
                      "minutes": float(e["minutes_after_epoch"][-1]), "val images": int(e["val_images"]),
-                     "measured": str(e["created"])[:10]})
+                     "measured": str(e["created"])[:10], "CPU": str(e.get("cpu", ""))})
     return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
+
+
+def _cpu(rec: Mapping[str, Any]) -> str:
+    """The CPU a record was timed on (``machine.cpu``), blank where it does not say."""
+    return str((rec.get("machine") or {}).get("cpu", ""))
 
 
 def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode: str = "book") -> pd.DataFrame:
     """``family``'s full-data seed runs (``spread/full/``), every schedule: one row per run with its phase-3
-    epochs, seed, validation accuracy, minutes, the day it was measured (blank where the run kept none) and the
-    test accuracy of the chapter's run of that schedule and seed (:func:`keep_chapter_test`; NaN elsewhere);
-    empty when none was run."""
+    epochs, seed, validation accuracy, minutes, the day it was measured (blank where the run kept none), the
+    test accuracy of the chapter's run of that schedule and seed (:func:`keep_chapter_test`; NaN elsewhere)
+    and the CPU that timed it (blank where the record does not say); empty when none was run."""
     rows = []
     pattern = full_seed_path(family, "*", "*", directory)
     for p in sorted(pattern.parent.glob(pattern.name)):
@@ -445,9 +452,10 @@ def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode
             rows.append({"phase-3 epochs": int(r["e2e_epochs"]), "seed": int(r["seed"]),
                          "val accuracy": float(r["val_accuracy"]), "minutes": float(r["minutes"]),
                          "measured": str(r.get("created", ""))[:10],
-                         "test accuracy": float((r.get("chapter_test") or {}).get("accuracy", np.nan))})
+                         "test accuracy": float((r.get("chapter_test") or {}).get("accuracy", np.nan)),
+                         "CPU": _cpu(r)})
     return pd.DataFrame(rows, columns=["phase-3 epochs", "seed", "val accuracy", "minutes", "measured",
-                                       "test accuracy"])
+                                       "test accuracy", "CPU"])
 
 
 def keep_chapter_test(record_path: str | os.PathLike) -> Path | None:
@@ -562,7 +570,8 @@ def record_table(rec: Mapping[str, Any], name: str) -> pd.DataFrame | None:
 
 
 def trial_verdicts(trials: pd.DataFrame, seed_tolerance: float | None = None) -> dict[str, str]:
-    """In words, for :func:`recipe_trials`' table: each trial's gain with its extra minutes (``"longer"``: the
+    """In words, for :func:`recipe_trials`' table: each trial's gain with its extra minutes where both were timed
+    on one CPU (``"longer"``: the
     pilot with a longer phase 3; ``"larger"``: another image size; ``"not measured"`` without one) over the
     schedule it was tried against (the earlier schedule where the chapter's grew, else the chapter's run),
     judged by :func:`beyond_noise`; and ``"lesson"``: what the chapter does about them."""
@@ -580,7 +589,9 @@ def trial_verdicts(trials: pd.DataFrame, seed_tolerance: float | None = None) ->
         row = rows.iloc[-1]
         paid, words = beyond_noise(row["best val accuracy"] - base["best val accuracy"], int(base["val images"]),
                                    base["best val accuracy"], seed_tolerance)
-        out[kind] = f"{words}, for {row['minutes'] - base['minutes']:+.0f} min"
+        same_cpu = bool(row.get("CPU")) and row.get("CPU") == base.get("CPU")
+        out[kind] = (f"{words}, for {row['minutes'] - base['minutes']:+.0f} min" if same_cpu else
+                     f"{words}; the two runs were timed on different CPUs, so their minutes do not compare")
         if not paid:
             rest.append(kind)
         elif row[same] == run[same]:
