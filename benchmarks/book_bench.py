@@ -110,7 +110,8 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     t = book_times(path, notebooks)
     df = pd.DataFrame([{"notebook": r["notebook"],
                         "minutes": r["seconds"] / 60 if r["seconds"] is not None else float("nan"),
-                        "finished": r["finished"] or "**not run in book mode yet**", "note": r.get("note", "")}
+                        "finished": r["finished"] or "**not run in book mode yet**", "CPU": r.get("cpu") or "",
+                        "note": r.get("note", "")}
                        for r in t["rows"]])
     total_min = t["total_seconds"] / 60
     over = [r["notebook"] for r in t["rows"] if r["notebook"] in notebooks and r["seconds"] is not None
