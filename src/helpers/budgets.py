@@ -11,11 +11,11 @@ import numpy as np
 
 
 def nested_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``per_class`` images per class (all of a smaller one).
+    """Sorted indices of ``per_class`` images of each class (or all it has).
 
-    Each class is shuffled once per seed, whatever ``per_class`` is, and its
-    first ``per_class`` are taken: for one seed the 10 are inside the 50, the 50
-    inside the 250.
+    Each class is shuffled once per seed, whatever ``per_class`` is, and
+    its first ``per_class`` are taken: for one seed the 10 are inside the
+    50, the 50 inside the 250.
     """
     keep = [np.random.default_rng([seed, int(c)])
             .permutation(np.flatnonzero(labels == c))[:per_class]
