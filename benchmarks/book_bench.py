@@ -12,7 +12,7 @@ from typing import Any
 
 TITLE = "The whole book: wall time per notebook (book mode), and where transfer learning pays"
 CHAPTER_TARGET_MIN = 45.0   # each chapter in book mode, on the machine that runs it (with its tests, one session)
-NOT_THE_BOOK = ("label_efficiency",)  # result folders of experiments run outside the chapters
+NOT_THE_BOOK = ("label_efficiency", "ablation")  # result folders of experiments run outside the chapters
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,10 +31,58 @@ def book_times(timings_path: Path, notebooks: list[str]) -> dict[str, Any]:
     return {"rows": rows, "total_seconds": total, "missing": missing, "complete": not missing and bool(current)}
 
 
+RUNNING_PAGE = ROOT / "book" / "running.md"
+TIMES_START = "<!-- chapter-times: written by make bench (benchmarks/book_bench.py); do not edit -->"
+TIMES_END = "<!-- /chapter-times -->"
+
+
+def chapter_title(nb: Path) -> str:
+    """``"3. Title"`` from a chapter's first heading."""
+    first = json.loads(nb.read_text())["cells"][0]["source"]
+    line = ("".join(first) if isinstance(first, list) else first).splitlines()[0]
+    return line.lstrip("# ").strip()
+
+
+def chapter_times_block(notebooks_dir: Path, timings_path: Path, results_dir: Path) -> str:
+    """The reader's table of how long each chapter takes in book mode (from the notebook timings), with the
+    training the label-efficiency chapter draws on (its records' minutes), for ``book/running.md``."""
+    nbs = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    t = book_times(timings_path, [p.name for p in nbs])
+    minutes = {r["notebook"]: r["seconds"] / 60 for r in t["rows"] if r["seconds"] is not None}
+    rows = ["| chapter | minutes on two CPU cores |", "|---|---|"]
+    rows += [f"| {chapter_title(p)} | {minutes[p.name]:.1f} |" if p.name in minutes
+             else f"| {chapter_title(p)} | not timed yet |" for p in nbs]
+    grid = [json.loads(f.read_text()).get("train_seconds", 0.0)
+            for f in sorted((Path(results_dir) / "label_efficiency").glob("*.json"))]
+    lines = [TIMES_START, "", *rows, ""]
+    if grid:
+        lines += [f"The label-efficiency chapter draws the records of its grid of {len(grid)} training runs, "
+                  f"which took {sum(grid) / 60:.0f} minutes of training on two CPU cores when they were run "
+                  "(`make label-efficiency`); the chapter itself trains nothing.", ""]
+    lines += ["On a GPU runtime the transfer chapters switch to their *gpu* profile (224-px images, every layer "
+              "fine-tuned); this version of the book has not timed them there.", "", TIMES_END]
+    return "\n".join(lines)
+
+
+def write_running_times(block: str, page: Path = RUNNING_PAGE) -> bool:
+    """Replace the chapter-times block of the running page with ``block`` (atomically); False where the page
+    has no such block."""
+    text = page.read_text(encoding="utf-8")
+    if TIMES_START not in text or TIMES_END not in text:
+        return False
+    head, rest = text.split(TIMES_START, 1)
+    tail = rest.split(TIMES_END, 1)[1]
+    tmp = page.with_suffix(".md.tmp")
+    tmp.write_text(head + block + tail, encoding="utf-8")
+    tmp.replace(page)
+    return True
+
+
 def time_breakdown(results_dir: Path, top: int = 8) -> list[dict[str, Any]]:
     """Where the book's time goes, from the training records: every transfer phase
-    (``phase_seconds``) and every from-scratch training run (``train_seconds``, ablations included),
-    largest first (at most ``top``). A test-time-augmentation record trains nothing: the training it
+    (``phase_seconds``) and every from-scratch training run (``train_seconds``) of the chapters, largest first
+    (at most ``top``); the experiments run outside the chapters (:data:`NOT_THE_BOOK`: ablation, label
+    efficiency) are not the book's time. A test-time-augmentation record trains nothing: the training it
     carries is its base model's, counted once, there."""
     rows = []
     for f in sorted(Path(results_dir).rglob("*.json")):
@@ -152,6 +200,8 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         md += ["", "**By labelled images per class** (`make label-efficiency`: the improved CNN from scratch "
                "against MobileNetV2 fine-tuned, the same nested subsets and optimizer steps, the whole test "
                "split):", "", harness.markdown_table(pd.DataFrame(le))]
+    if not ctx.get("quick"):
+        write_running_times(chapter_times_block(ROOT / "notebooks", path, ROOT / "results"))
     return {"title": TITLE, "markdown": "\n".join(md), "targets": targets,
             "key": {"total_minutes": total_min, "complete": t["complete"], "missing": t["missing"]},
             "results": {**t, "breakdown": parts, "scratch_vs_transfer": vs, "label_efficiency": le}}

@@ -295,3 +295,81 @@ def test_the_runner_hides_papermills_cell_and_collapses_progress_bars():
     assert params.metadata["tags"] == ["parameters"]
     assert bar.outputs[0]["text"] == "100% done\nnext\n"
     assert not PROGRESS.search(bar.outputs[0]["text"])
+
+
+# --------------------------------------------------------------------------------------------
+# Development residue: what a reader sees (prose, shown outputs, the glued values the prose uses)
+# --------------------------------------------------------------------------------------------
+RESIDUE = re.compile("|".join([
+    r"(?<![\d.,])1 (?:seeds|views|runs|models|epochs|images|cells|samples|pairs|classes|groups|files)\b",
+    r"≥ 0\.0\b",                        # "the last to improve by ≥ 0.0"
+    r"\b0 pairs? involve",              # a template sentence about nothing
+    r"(?<![\d.])(?!0\.)\d+\.0{6}(?!\d)",  # a whole number printed as a float by pandas ("10.000000")
+    r"(?i:load average)", r"\bLinux-\d", r"x86_64",  # platform strings
+    r"(?<![\w.-])(?:nan|NaN)(?![\w.-])",  # a number that is not one
+    r"\b[0-9a-f]{40}\b",                # a commit hash
+    r"`make [a-z-]+`",                  # a make target in a chapter
+]))
+"""What a reader of a chapter never sees: singular counts in the plural, empty template sentences, floats
+standing for counts, platform strings, NaN, commit hashes, make targets."""
+
+RESIDUE_PENDING: dict[str, str] = {
+    "03_baseline_cnn": "its TTA line prints 'chosen on val: 1 views' and its ablation table the epochs as "
+                       "floats; both are fixed at the chapter's next execution (it retrains the models "
+                       "chapters 4-8 quote, so it is re-executed with them)",
+}
+"""Notebook stem → why its committed outputs still show residue; a second test fails once it no longer does."""
+
+GLUE_ROLE = re.compile(r"\{glue:(?:text|md)\}`([A-Za-z0-9_]+)")
+
+
+def seen_texts(nb: dict):
+    """(where, text) for what the page shows: markdown, the outputs of cells not removed, and the glued values
+    that the markdown uses."""
+    used = set(GLUE_ROLE.findall(markdown(nb)))
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "markdown":
+            yield f"cell {i} markdown", src(cell)
+            continue
+        if "remove-cell" not in tags(cell) and "remove-output" not in tags(cell):
+            for where, text in output_texts(cell):
+                yield f"cell {i} {where}", text
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook", {})
+            if meta.get("name") in used:
+                value = out.get("data", {}).get("application/papermill.record/text/plain", "")
+                yield f"cell {i} glue {meta['name']!r}", _join(value)
+
+
+def residue(nb: dict) -> list[str]:
+    found = []
+    for where, text in seen_texts(nb):
+        for m in RESIDUE.finditer(text):
+            found.append(f"{where}: {text[max(0, m.start() - 40):m.end() + 20]!r}")
+    return found
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.skip(reason=RESIDUE_PENDING[p.stem])) if p.stem in RESIDUE_PENDING else p
+    for p in NOTEBOOKS], ids=_nb_id)
+def test_no_development_residue_on_the_page(path):
+    bad = residue(load(path))
+    assert not bad, "development residue a reader would see: " + "; ".join(bad[:8])
+
+
+@pytest.mark.parametrize("stem", sorted(RESIDUE_PENDING))
+def test_a_pending_chapter_still_needs_its_exemption(stem):
+    path = NB_DIR / f"{stem}.ipynb"
+    if not path.exists():
+        pytest.skip(f"{stem} is not among the notebooks checked here")
+    assert residue(load(path)), f"{stem} shows no residue any more: remove it from RESIDUE_PENDING"
+
+
+def test_the_residue_pattern_catches_what_it_should():
+    for bad in ("chosen on val: 1 views", "on 1 seeds", "improve by ≥ 0.0 points", "0 pairs involve it",
+                "<td>10.000000</td>", "load average 1.5", "Linux-6.18.44-fc", "accuracy nan", "| NaN |",
+                "run `make bench`", "commit 0123456789abcdef0123456789abcdef01234567"):
+        assert RESIDUE.search(bad), bad
+    for good in ("0.1 views", "+0.1 points", "21 views", "1 view", "11 seeds", "10.0000001", "0.000000",
+                 "a nan-safe mean", "NaN-free", "make the head cheap", "finance"):
+        assert not RESIDUE.search(good), good

@@ -67,3 +67,32 @@ def test_the_final_model_is_chosen_on_validation_among_scored_runs():
             {"model": "served", "scores": {"file": "s.npz"}, "val": {"macro_f1": 0.98}}]  # a copy of "b"
     assert final_model(recs) == "b"
     assert final_model(recs[2:]) is None
+
+
+def test_the_running_page_gives_each_chapters_time_as_last_run():
+    """``book/running.md`` tells a reader how long each chapter takes: the block ``make bench`` writes from the
+    notebook timings, the same numbers as the timings now hold."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import book_bench
+
+    page = (ROOT / "book" / "running.md").read_text(encoding="utf-8")
+    assert book_bench.TIMES_START in page and book_bench.TIMES_END in page
+    shown = book_bench.TIMES_START + page.split(book_bench.TIMES_START, 1)[1].split(book_bench.TIMES_END, 1)[0]
+    expected = book_bench.chapter_times_block(ROOT / "notebooks", RESULTS / "notebook_timings.json", RESULTS)
+    assert shown + book_bench.TIMES_END == expected, "re-run the benchmark's book section (make bench)"
+
+
+def test_the_chapter_times_block_replaces_only_itself(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import book_bench
+
+    page = tmp_path / "running.md"
+    page.write_text(f"before\n{book_bench.TIMES_START}\nold\n{book_bench.TIMES_END}\nafter\n")
+    assert book_bench.write_running_times(f"{book_bench.TIMES_START}\nnew\n{book_bench.TIMES_END}", page)
+    assert page.read_text() == f"before\n{book_bench.TIMES_START}\nnew\n{book_bench.TIMES_END}\nafter\n"
+    page.write_text("no block\n")
+    assert not book_bench.write_running_times("x", page) and page.read_text() == "no block\n"

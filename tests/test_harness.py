@@ -237,7 +237,8 @@ def test_book_time_breakdown_reads_the_records(tmp_path, benchmarks_path):
     rows = book_bench.time_breakdown(tmp_path, top=3)
     assert [(r["record"], r["part"]) for r in rows] == [("t", "phase3_end_to_end"), ("a", "training"),
                                                          ("t", "extract_train")]
-    assert book_bench.time_breakdown(tmp_path)[-1] == {"record": "ablation/b", "part": "training", "seconds": 30.0}
+    assert len(book_bench.time_breakdown(tmp_path)) == 3  # ablation/b ran outside the chapters
+    assert not any(r["record"].startswith("ablation") for r in book_bench.time_breakdown(tmp_path))  # make ablation
 
 
 def test_scratch_against_transfer_and_label_efficiency_read_the_records(tmp_path, benchmarks_path):

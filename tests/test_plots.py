@@ -253,6 +253,14 @@ def test_accuracy_vs_latency_one_point_per_model():
     assert ax.get_xscale() == "log" and [t.get_text() for t in ax.texts] == ["a", "b"]
     with pytest.raises(ValueError, match="one value per model"):
         accuracy_vs_latency(["a"], [0.9, 0.8], [0.8], [0.95], [1.0])
+    # two models on one point (a TTA model that chose one view) share a label; the axis reads 2, 5, 10, 20
+    fig = accuracy_vs_latency(["a", "a_tta", "b"], [0.9, 0.9, 0.95], [0.88, 0.88, 0.94], [0.92, 0.92, 0.96],
+                              [2.0, 2.0, 20.0])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["a, a_tta", "b"]
+    fig.canvas.draw()
+    shown = {t.get_text() for t in ax.get_xticklabels() if t.get_text()}
+    assert {"2", "5", "10", "20"} <= shown
 
 
 def test_heatmap_confusion_grid_and_coverage_plot_draw():

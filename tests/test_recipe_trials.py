@@ -216,3 +216,11 @@ def test_the_chapter_run_leaves_its_test_accuracy_on_its_schedules_seed_record(t
     # the difference is that of the two accuracies as shown: 97.95 % and 98.01 % differ by 0.06, not 0.07
     assert "98.01% after 12, +0.06 points" in schedule_test(runs.replace(0.9795, 0.979459), 6, 12, 0.980111, 3067)
     assert schedule_test(runs, 12, 6, 0.9801, 3067) is None  # the longer schedule kept none
+    # the chapter run that left the shorter schedule's accuracy names its CPU: another CPU now is said
+    assert kept({**chapter, "machine": {"cpu": "AMD EPYC"}}).name == "transfer_mobilenetv2_e6_s42.json"
+    runs = schedule_seeds("mobilenetv2", tmp_path)
+    assert runs.set_index("phase-3 epochs")["test CPU"].loc[6] == "AMD EPYC"
+    assert schedule_test(runs, 6, 12, 0.9801, 3067, cpu="AMD EPYC") == words
+    assert schedule_test(runs, 6, 12, 0.9801, 3067, cpu="Intel(R) Xeon(R) Processor") == (
+        words + "; the two runs ran on different CPUs, whose arithmetic moves a run as a seed does, so part of "
+        "the difference may be the machine's")

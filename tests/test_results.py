@@ -132,11 +132,13 @@ def test_label_efficiency_records_table_and_plot(tmp_path):
                               ("scratch", 50, 42, 0.90), ("transfer", 50, 42, 0.93)):
         (folder / f"{arm}_{n}pc_s{seed}.json").write_text(json.dumps({
             "model": f"{arm}_{n}pc_s{seed}", "seed": seed, "train_seconds": 120.0,
-            "label_efficiency": {"arm": arm, "per_class": n, "steps": 600},
+            "label_efficiency": {"arm": arm, "per_class": n, "steps": 600,
+                                 "batch_size": 64 if arm == "scratch" else 32},
             "test": {"accuracy": acc, "macro_f1": acc - 0.01,
                      "per_class": {"basophil": {"recall": acc - 0.1}, "ig": {"recall": acc - 0.2}}}}))
     points = label_efficiency_records(tmp_path)
     assert len(points) == 5 and points["minutes"].eq(2.0).all()
+    assert points.groupby("arm")["batch_size"].first().to_dict() == {"scratch": 64, "transfer": 32}
     assert points.loc[points["arm"].eq("transfer") & points["per_class"].eq(10), "recall ig"].item() == \
         pytest.approx(0.67)
     table = label_efficiency_table(points)

@@ -313,3 +313,16 @@ def test_a_glued_number_agrees_with_a_row_of_a_recorded_table():
     assert agrees("46.5", table) and agrees("82", table)
     assert not agrees("47.0", table)
     assert not agrees("46.5", {"img/s": []})
+
+
+def test_chapter_1_gives_the_fingerprints_every_record_stores():
+    """Chapter 1 tells the reader which data and split fingerprints the records carry: they must be those."""
+    nb_path = next((ROOT / "notebooks").glob("01_*.ipynb"))
+    glued = glued_values(nbformat.read(nb_path, as_version=4))
+    full = [r for r in load_records(ROOT / "results").values()
+            if r.get("mode") == "book" and (r.get("data") or {}).get("max_per_class") is None]
+    assert full, "no full-data book record to compare with"
+    data_fps = {r["data"]["data_fingerprint"] for r in full}
+    split_fps = {r["data"]["split_fingerprint"] for r in full}
+    assert data_fps == {glued["used_fp"].strip("'")}, f"records {data_fps}, chapter 1 {glued['used_fp']}"
+    assert split_fps == {glued["split_fp"].strip("'")}, f"records {split_fps}, chapter 1 {glued['split_fp']}"

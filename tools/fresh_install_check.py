@@ -1,9 +1,10 @@
 """A reader's first run, checked: a fresh venv, the helpers installed by the setup cell itself, no data.
 
-    python tools/fresh_install_check.py [--chapters 01 03 06 07 08] [--oldest] [--keep DIR]  # make fresh-install-check
+    python tools/fresh_install_check.py [--chapters 01 03 06 07 08] [--latest] [--keep DIR]  # make fresh-install-check
 
 1. ``python -m venv`` in a scratch folder with only the Jupyter parts a platform already has (``papermill``,
-   ``ipykernel``; with ``--oldest`` also the oldest TensorFlow and Keras that ``pyproject.toml`` declares).
+   ``ipykernel``) and the oldest TensorFlow and Keras that ``pyproject.toml`` declares (``--latest``: whatever
+   pip resolves instead).
    The committed checkout is cloned and tagged ``v<version>`` (what is committed is what is installed); the
    chapters' setup cells, pointed at that clone instead of the public repository, install the helpers from
    the tag themselves. No ``requirements.txt``: the package's own dependencies must be enough.
@@ -11,15 +12,19 @@
    junk) is served on 127.0.0.1; ``$BLOODCELLS_PBC_URL`` points the download at it. No ``BLOODCELLS_DATA_DIR``,
    no ``../shared``, no local weights: Keras' own ``weights="imagenet"`` download runs, its requests for the
    official files routed (by a ``sitecustomize`` in the venv) to 127.0.0.1, which serves MobileNetV2's
-   224-px no-top file in Keras' layout, made from ``$KERAS_WEIGHTS_DIR``'s copy (chapter 6 is left out, with
-   a reason, where there is none).
-3. The chapters are copied into a folder outside the checkout and executed there in smoke mode, as a reader
-   on Colab would open them one by one. Each must run to its end; chapter 1 must report the downloaded
+   224-px no-top file in Keras' layout, made from ``$KERAS_WEIGHTS_DIR``'s copy (without one, chapter 6 cannot
+   be checked: the check fails unless ``--chapters`` leaves it out).
+3. The training chapters are copied into a folder outside the checkout and executed there in smoke mode, as a
+   reader on Colab would open them one by one. Each must run to its end; chapter 1 must report the downloaded
    images, the records must carry the zip's SHA-256, and chapter 6's record must name the downloaded file.
    Chapter 3 reads the ablation records of the book's tag: the tag's ``results/`` is served as GitHub serves
    the archive of a tag (``$BLOODCELLS_RESULTS_URL``).
+4. Chapters 7 and 8, which train nothing, each run alone in an empty folder of their own and in **book mode**,
+   from the results of the book's tag (downloaded, as on a fresh Colab machine where no training chapter ran
+   before): every value they glue into their prose must equal the committed notebook's (numbers to 1e-9).
 
-Prints one line per step and a summary; exit code 0 when every chapter ran. Needs the package registry.
+Prints one line per step and a summary; exit code 0 when every chapter ran and agreed, within ``--budget``
+minutes (15). Needs the package registry.
 """
 from __future__ import annotations
 
@@ -156,6 +161,44 @@ def oldest_stack() -> list[str]:
     return out
 
 
+GLUE_MIME = "application/papermill.record/text/plain"
+
+
+def glued(nb_path: Path) -> dict[str, str]:
+    """Name → the ``text/plain`` of every value a notebook glues (hidden or shown)."""
+    out = {}
+    for cell in json.loads(nb_path.read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            data = o.get("data", {})
+            text = data.get(GLUE_MIME, data.get("text/plain"))
+            if name and text is not None:
+                out[name] = "".join(text) if isinstance(text, list) else str(text)
+    return out
+
+
+def glue_differences(committed: dict[str, str], fresh: dict[str, str], tol: float = 1e-9) -> list[str]:
+    """Where a fresh run glues another value than the committed notebook (numbers within ``tol``), or glues
+    a value the committed notebook does not, or misses one."""
+    import ast
+
+    def value(text: str):
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+    out = [f"{n}: not glued by the fresh run" for n in sorted(set(committed) - set(fresh))]
+    out += [f"{n}: glued only by the fresh run" for n in sorted(set(fresh) - set(committed))]
+    for n in sorted(set(committed) & set(fresh)):
+        a, b = value(committed[n]), value(fresh[n])
+        same = (abs(a - b) <= tol * max(1.0, abs(a)) if isinstance(a, (int, float)) and isinstance(b, (int, float))
+                and not isinstance(a, bool) else a == b)
+        if not same:
+            out.append(f"{n}: committed {committed[n][:80]!r}, fresh {fresh[n][:80]!r}")
+    return out
+
+
 def reader_copy(nb: Path, dest: Path, repo: str) -> None:
     """The chapter as a reader gets it, its setup cell installing from ``repo`` instead of the public one."""
     cells = json.loads(nb.read_text())
@@ -171,9 +214,12 @@ def reader_copy(nb: Path, dest: Path, repo: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chapters", nargs="+", default=["01", "03", "06", "07", "08"])
-    ap.add_argument("--oldest", action="store_true", help="the oldest TensorFlow and Keras the package declares")
+    ap.add_argument("--latest", action="store_true",
+                    help="whatever TensorFlow and Keras pip resolves (default: the oldest the package declares)")
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary folder, removed)")
+    ap.add_argument("--budget", type=float, default=15.0, help="minutes the whole check may take")
     args = ap.parse_args(argv)
+    started = time.perf_counter()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="fresh-install-"))
     work.mkdir(parents=True, exist_ok=True)
     venv, book, repo = work / "venv", work / "reader", work / "repo"
@@ -187,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # a kept venv: the setup cell must install the helpers again, from the current commit
             step("remove the helpers installed by an earlier check",
                  [str(py), "-m", "pip", "uninstall", "--quiet", "-y", "bloodcells-helpers"])
-        stack = oldest_stack() if args.oldest else []
+        stack = [] if args.latest else oldest_stack()
         times["install"] = step(f"pip install papermill, ipykernel {' '.join(stack)} (what a platform has)",
                                 [str(py), "-m", "pip", "install", "--quiet", "papermill", "ipykernel", *stack])
         site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -202,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         mobilenet = mobilenet_file()
         chapters = list(args.chapters)
         if mobilenet is None and "06" in chapters:
-            print("  chapter 06 left out: no MobileNetV2 file in $KERAS_WEIGHTS_DIR to serve as Keras' download")
-            chapters.remove("06")
-        elif mobilenet is not None:
+            raise SystemExit("FAILED: chapter 06 cannot be checked: no MobileNetV2 file in $KERAS_WEIGHTS_DIR to "
+                             "serve as Keras' download (set it, or leave 06 out of --chapters)")
+        if mobilenet is not None:
             files[MOBILENET_FILE] = mobilenet
         files["book-results.tar.gz"] = subprocess.run(  # the tag's results/, as GitHub's archive of the tag
             ["git", "-C", str(repo), "archive", "--format=tar.gz", f"--prefix=bloodcells-book-{tag}/", tag,
@@ -222,14 +268,26 @@ def main(argv: list[str] | None = None) -> int:
                    BLOODCELLS_CHECK_KERAS_ORIGIN=base, KERAS_HOME=str(work / "keras_home"),
                    PYTHONPATH="", VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
         shutil.rmtree(work / "keras_home", ignore_errors=True)
+        disagree: dict[str, list[str]] = {}
         for chapter in chapters:
             nb = next((ROOT / "notebooks").glob(f"{chapter}_*.ipynb"))
-            reader_copy(nb, book / nb.name, str(repo))
+            alone = chapter in DATA_FREE  # in a folder of its own: nothing a training chapter wrote is there
+            where = work / f"reader-{chapter}" if alone else book
+            if alone:
+                shutil.rmtree(where, ignore_errors=True)
+                where.mkdir()
+            reader_copy(nb, where / nb.name, str(repo))
+            mode = "book" if alone else "smoke"
             download = ["-p", "ALLOW_DOWNLOAD", "True"] if chapter in ("04", "05", "06") else []
-            times[chapter] = step(f"chapter {nb.stem} in smoke mode, alone, outside the checkout",
+            times[chapter] = step(f"chapter {nb.stem} in {mode} mode, alone, outside the checkout",
                                   [str(py), "-m", "papermill", nb.name, f"executed_{nb.name}", "-p", "MODE",
-                                   "smoke", *download, "--kernel", "python3", "--no-progress-bar"], cwd=book,
-                                  env=env)
+                                   mode, *download, "--kernel", "python3", "--no-progress-bar"], cwd=where,
+                                  env={**env, "BLOODCELLS_MODE": mode})
+            if alone:
+                committed, fresh = glued(nb), glued(where / f"executed_{nb.name}")
+                disagree[chapter] = glue_differences(committed, fresh)
+                print(f"  chapter {chapter}: {len(set(committed) & set(fresh))} glued values compared with the "
+                      f"committed notebook, {len(disagree[chapter])} differ")
         httpd.shutdown()
         installed = subprocess.run([str(py), "-m", "pip", "show", "bloodcells-helpers"], capture_output=True,
                                    text=True).stdout
@@ -252,7 +310,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  chapter 6's weights: {src['kind']}, {src['file']}")
             if src["kind"] != "imagenet-download" or src["file"] != MOBILENET_FILE:
                 raise SystemExit("FAILED: chapter 6 did not train on the weights Keras downloaded")
-        print("fresh install check passed: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+        for chapter, diffs in disagree.items():
+            if diffs:
+                raise SystemExit(f"FAILED: chapter {chapter} alone, from the book's results, does not give the "
+                                 "committed numbers:\n  " + "\n  ".join(diffs[:20]))
+        minutes = (time.perf_counter() - started) / 60
+        print("fresh install check passed: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
+              + f"; {minutes:.1f} min in all (budget {args.budget:.0f} min)")
+        if minutes > args.budget:
+            raise SystemExit(f"FAILED: the check took {minutes:.1f} min, more than its {args.budget:.0f} min")
         return 0
     finally:
         if not args.keep:

@@ -25,8 +25,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-VALUE_RANGE = (0.0, 255.0)
-
 
 def _keras():
     import keras  # imported only when an augmenter is built (class_weights needs no TensorFlow)
@@ -34,75 +32,59 @@ def _keras():
     return keras
 
 
-def _clip_layer(value_range: tuple[float, float] = VALUE_RANGE, name: str = "clip"):
-    """A layer that clips to ``value_range`` (the saturation layer can leave it)."""
-    from .layers import ClipToRange
+def flip_rotate_layers(flip_seed: int | None, rotation_seed: int | None,
+                       rotation: float = 0.4,
+                       names: tuple[str | None, str | None] = (None, None)
+                       ) -> list:
+    """RandomFlip on both axes, then RandomRotation by up to ±rotation of a
+    turn (the corners it uncovers filled by reflection)."""
+    import keras
 
-    return ClipToRange(*value_range, name=name)
-
-
-def flip_rotate_layers(flip_seed: int | None, rotation_seed: int | None, rotation: float = 0.4,
-                       names: tuple[str | None, str | None] = (None, None)) -> list:
-    """The BloodCells project's geometric augmentation as two layers: ``RandomFlip("horizontal_and_vertical")``,
-    then ``RandomRotation(rotation)`` (corners filled by reflection, Keras' default).
-
-    ``names=(None, None)`` lets Keras name them. The project's model seeded both layers with the same
-    seed (:func:`helpers.models.bloodcells_cnn` keeps that); :func:`flip_rotate_augmentation` seeds the rotation with
-    ``seed + 1``. Both are kept as they are: the recorded results depend on them.
-    """
-    keras = _keras()
-    return [keras.layers.RandomFlip("horizontal_and_vertical", seed=flip_seed, name=names[0]),
-            keras.layers.RandomRotation(rotation, seed=rotation_seed, name=names[1])]
+    return [keras.layers.RandomFlip("horizontal_and_vertical",
+                                    seed=flip_seed, name=names[0]),
+            keras.layers.RandomRotation(rotation, seed=rotation_seed,
+                                        name=names[1])]
 
 
 def flip_rotate_augmentation(seed: int | None = 42, rotation: float = 0.4):
-    """The BloodCells project's augmentation: random horizontal+vertical flips and rotations.
+    """The BloodCells project's augmentation: flips and free rotations."""
+    import keras
 
-    ``RandomRotation(0.4)`` rotates by up to ±0.4 × 360° = ±144°. A blood cell has no "up":
-    a rotated or mirrored cell is still the same cell type, so these are label-preserving.
-    The corners that a rotation uncovers are filled by reflection (Keras' default).
-    """
-    keras = _keras()
-    return keras.Sequential(flip_rotate_layers(seed, None if seed is None else seed + 1, rotation),
-                            name="flip_rotate_augmentation")
+    rotation_seed = None if seed is None else seed + 1
+    return keras.Sequential(
+        flip_rotate_layers(seed, rotation_seed, rotation),
+        name="flip_rotate_augmentation")
 
 
-def stain_augmentation(brightness: float = 0.1, contrast: float = 0.2, saturation: float = 0.15,
-                       hue: float = 0.04, seed: int | None = 42):
-    """Colour jitter that mimics stain and illumination differences between smears and labs.
+def stain_augmentation(brightness: float = 0.1, contrast: float = 0.2,
+                       saturation: float = 0.15, hue: float = 0.04,
+                       seed: int | None = 42):
+    """Colour jitter for stain and lamp: brightness, contrast, saturation
+    and hue (0 switches one off), then clipped back to [0, 255]."""
+    import keras
 
-    May–Grünwald–Giemsa staining varies with stain batch, staining time, smear thickness and
-    the microscope's lamp and camera. Each image gets, independently:
+    from .layers import ClipToRange
 
-    * ``brightness`` — a shift of up to ± ``brightness`` × 255 grey levels;
-    * ``contrast``   — a contrast factor in ``[1 - contrast, 1 + contrast]``;
-    * ``saturation`` — saturation multiplied by a factor between ``(0.5-s)/(0.5+s)`` and
-      ``(0.5+s)/(0.5-s)`` (Keras' parametrisation: 0.5 is "no change");
-    * ``hue``        — the hue rotated by up to ± ``hue``/2 of the colour circle (0.04 → ±7°).
-
-    The result is clipped back to ``[0, 255]``. Values of 0 switch a component off.
-    """
-    keras = _keras()
-    for name, v, hi in (("brightness", brightness, 1.0), ("contrast", contrast, 1.0),
-                        ("saturation", saturation, 0.49), ("hue", hue, 1.0)):
-        if not isinstance(v, (int, float)) or not 0.0 <= v <= hi:
-            raise ValueError(f"stain_augmentation: {name} must be a number between 0 and {hi}, got {v!r}")
-    s0 = 0 if seed is None else seed
+    limits = {"brightness": (brightness, 1), "contrast": (contrast, 1),
+              "saturation": (saturation, 0.49), "hue": (hue, 1)}
+    for name, (v, top) in limits.items():
+        if not isinstance(v, (int, float)) or not 0 <= v <= top:
+            raise ValueError(f"stain_augmentation: {name} must be a "
+                             f"number between 0 and {top}, got {v!r}")
+    s = [None] * 4 if seed is None else [seed + k for k in (10, 11, 12, 13)]
+    L, r = keras.layers, (0.0, 255.0)  # r: the images' value range
     layers = []
     if brightness:
-        layers.append(keras.layers.RandomBrightness(brightness, value_range=VALUE_RANGE,
-                                                    seed=None if seed is None else s0 + 10))
+        layers.append(L.RandomBrightness(brightness, value_range=r,
+                                         seed=s[0]))
     if contrast:
-        layers.append(keras.layers.RandomContrast(contrast, value_range=VALUE_RANGE,
-                                                  seed=None if seed is None else s0 + 11))
-    if saturation:
-        layers.append(keras.layers.RandomSaturation((0.5 - saturation, 0.5 + saturation),
-                                                    value_range=VALUE_RANGE,
-                                                    seed=None if seed is None else s0 + 12))
-    if hue:
-        layers.append(keras.layers.RandomHue(hue, value_range=VALUE_RANGE,
-                                             seed=None if seed is None else s0 + 13))
-    layers.append(_clip_layer())
+        layers.append(L.RandomContrast(contrast, value_range=r, seed=s[1]))
+    if saturation:  # Keras' factor: 0.5 is no change
+        layers.append(L.RandomSaturation(
+            (0.5 - saturation, 0.5 + saturation), value_range=r, seed=s[2]))
+    if hue:  # 0.04: the hue turned by up to ±0.02 of the colour circle
+        layers.append(L.RandomHue(hue, value_range=r, seed=s[3]))
+    layers.append(ClipToRange(0.0, 255.0, name="clip"))
     return keras.Sequential(layers, name="stain_augmentation")
 
 

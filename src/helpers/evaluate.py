@@ -168,7 +168,7 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
     """
     import pandas as pd
 
-    from .results import retrain_tolerance
+    from .results import NO_SPREAD, retrain_tolerance
 
     y = np.asarray(y_true).astype(int)
     rows = []
@@ -184,7 +184,7 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
             tol = retrain_tolerance(records.get(a), records.get(b), own_budget=True)
             gap = abs(row["accuracy A"] - row["accuracy B"])
             row["seed tolerance (95 %)"] = np.nan if tol is None else tol
-            row["beyond seed noise"] = ("not measured" if measured is None else "no spread at this budget"
+            row["beyond seed noise"] = ("not measured" if measured is None else NO_SPREAD
                                         if tol is None else "yes" if gap > tol else "no")
         rows.append(row)
     return pd.DataFrame(rows)

@@ -591,16 +591,25 @@ def accuracy_vs_latency(names: Sequence[str], accuracy: Sequence[float], low: Se
                         high: Sequence[float], ms: Sequence[float], title: str | None = None,
                         xlabel: str = "latency per image, batch 1 (ms, log scale)") -> Figure:
     """Test accuracy (with its interval as an error bar) against a cost (``ms``: latency per image, or e.g.
-    training minutes with ``xlabel``), one point per model, log x axis."""
+    training minutes with ``xlabel``), one point per model, log x axis labelled in plain numbers (1, 2, 5, 10,
+    …). Models that fall on the same point share one label."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     acc, lo, hi, ms = (np.asarray(a, dtype=float) for a in (accuracy, low, high, ms))
     if not (len(names) == len(acc) == len(lo) == len(hi) == len(ms)) or not len(names):
         raise ValueError("names, accuracy, low, high and ms need one value per model (at least one)")
     fig = _figure(6.4, 3.8)
     ax = fig.subplots()
     ax.errorbar(ms, acc, yerr=[acc - lo, hi - acc], fmt="o", capsize=3, color=SPLIT_COLOURS["test"])
+    points: dict[tuple[float, float], list[str]] = {}
     for n, x, y in zip(names, ms, acc):
-        ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        points.setdefault((round(float(x), 9), round(float(y), 9)), []).append(str(n))
+    for (x, y), ns in points.items():
+        ax.annotate(", ".join(ns), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (95 % CI)")
     ax.grid(alpha=0.3, which="both")

@@ -156,6 +156,10 @@ def smaller_budget(budget: str | None) -> bool:
     return SMALLER_BUDGET in str(budget or "")
 
 
+NO_SPREAD = "no spread at this budget"
+"""What a table says where a seed spread exists only for a smaller budget than the model's."""
+
+
 def retrain_tolerance(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None = None,
                       level: float = 0.95, *, own_budget: bool = False) -> float | None:
     """How far apart two single training runs may land by the seed alone, ``level`` of the time.
@@ -190,16 +194,20 @@ def _short_budget(block: Mapping[str, Any]) -> str:
 
 
 def retrain_table(records: Mapping[str, Mapping[str, Any] | None], names: list[str], split: str = "test",
-                  level: float = 0.95) -> pd.DataFrame:
+                  level: float = 0.95, *, own_budget: bool = False) -> pd.DataFrame:
     """One row per model of ``names``: its accuracy on ``split``, the seeds its record's spread was measured
     from, their standard deviation and on what budget, and the :func:`retrain_tolerance` — how far a second
-    run of the same recipe may land from this one, ``level`` of the time (NaN where no spread was measured)."""
+    run of the same recipe may land from this one, ``level`` of the time (NaN where no spread was measured).
+    ``own_budget=True`` gives no tolerance for a spread measured on a smaller budget than the model's but the
+    words ``"no spread at this budget"`` (a capped set's scatter would stand in many times too wide)."""
     rows = []
     for n in names:
         rec = records.get(n) or {}
         block = rec.get("spread") or {}
         sd, seeds = seed_sd(rec)
         tol = retrain_tolerance(rec, level=level)
+        if own_budget and tol is not None and smaller_budget(block.get("budget")):
+            tol = NO_SPREAD
         rows.append({"model": n, "accuracy": (rec.get(split) or {}).get("accuracy"), "seeds": seeds,
                      "seed sd": sd, "spread measured on": _short_budget(block),
                      f"retrain tolerance ({level:.0%})": tol})
@@ -233,7 +241,7 @@ def comparison_table(records: list[Mapping[str, Any]], split: str = "test") -> p
 def label_efficiency_records(directory: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per point of the label-efficiency grid (``<results>/label_efficiency/``, written by
     ``tools/label_efficiency.py``): arm, images per class, seed, test accuracy and macro-F1, the recall of
-    every class, steps and minutes."""
+    every class, steps, batch size and minutes."""
     rows = []
     for f in sorted((_results_dir(directory) / "label_efficiency").glob("*.json")):
         rec = json.loads(f.read_text())
@@ -241,7 +249,8 @@ def label_efficiency_records(directory: str | os.PathLike | None = None) -> pd.D
         rows.append({"arm": le["arm"], "per_class": le["per_class"], "seed": rec["seed"],
                      "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
                      **{f"recall {c}": v["recall"] for c, v in test["per_class"].items()},
-                     "n_train": le.get("n_train"), "steps": le["steps"], "minutes": rec["train_seconds"] / 60})
+                     "n_train": le.get("n_train"), "steps": le["steps"], "batch_size": le.get("batch_size"),
+                     "minutes": rec["train_seconds"] / 60})
     return pd.DataFrame(rows)
 
 
@@ -442,8 +451,9 @@ def _cpu(rec: Mapping[str, Any]) -> str:
 def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode: str = "book") -> pd.DataFrame:
     """``family``'s full-data seed runs (``spread/full/``), every schedule: one row per run with its phase-3
     epochs, seed, validation accuracy, minutes, the day it was measured (blank where the run kept none), the
-    test accuracy of the chapter's run of that schedule and seed (:func:`keep_chapter_test`; NaN elsewhere)
-    and the CPU that timed it (blank where the record does not say); empty when none was run."""
+    test accuracy of the chapter's run of that schedule and seed (:func:`keep_chapter_test`; NaN elsewhere),
+    the CPU that timed the seed run and the one that ran that chapter run (blank where a record does not say);
+    empty when none was run."""
     rows = []
     pattern = full_seed_path(family, "*", "*", directory)
     for p in sorted(pattern.parent.glob(pattern.name)):
@@ -453,9 +463,9 @@ def schedule_seeds(family: str, directory: str | os.PathLike | None = None, mode
                          "val accuracy": float(r["val_accuracy"]), "minutes": float(r["minutes"]),
                          "measured": str(r.get("created", ""))[:10],
                          "test accuracy": float((r.get("chapter_test") or {}).get("accuracy", np.nan)),
-                         "CPU": _cpu(r)})
+                         "CPU": _cpu(r), "test CPU": str((r.get("chapter_test") or {}).get("cpu", ""))})
     return pd.DataFrame(rows, columns=["phase-3 epochs", "seed", "val accuracy", "minutes", "measured",
-                                       "test accuracy", "CPU"])
+                                       "test accuracy", "CPU", "test CPU"])
 
 
 def keep_chapter_test(record_path: str | os.PathLike) -> Path | None:
@@ -478,24 +488,32 @@ def keep_chapter_test(record_path: str | os.PathLike) -> Path | None:
         return None
     update_record(path, chapter_test={"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "n": test["n"],
                                       "val_accuracy": val, "created": record.get("created"),
-                                      "git_commit": record.get("git_commit")})
+                                      "git_commit": record.get("git_commit"), "cpu": _cpu(record)})
     return path
 
 
-def schedule_test(runs: pd.DataFrame, shorter: int, longer: int, test_accuracy: float, n_test: int) -> str | None:
+def schedule_test(runs: pd.DataFrame, shorter: int, longer: int, test_accuracy: float, n_test: int,
+                  cpu: str | None = None) -> str | None:
     """In words: the test accuracy of the chapter's run of the ``shorter`` schedule (kept by
     :func:`keep_chapter_test`) against this run's of the ``longer``, with two standard errors of a test accuracy
-    on ``n_test`` cells. None where the shorter schedule's chapter run left no test accuracy."""
-    kept = runs.loc[runs["phase-3 epochs"] == shorter, "test accuracy"].dropna()
-    if kept.empty:
+    on ``n_test`` cells, and whether the two runs ran on different CPUs (``cpu``: this run's, by default the
+    machine's). None where the shorter schedule's chapter run left no test accuracy."""
+    shorter_runs = runs[(runs["phase-3 epochs"] == shorter) & runs["test accuracy"].notna()]
+    if shorter_runs.empty:
         return None
-    before = float(kept.iloc[0])
+    before = float(shorter_runs["test accuracy"].iloc[0])
     noise = two_standard_errors(test_accuracy, n_test)
     side = "beyond" if abs(test_accuracy - before) > noise else "within"
     shown = round(100 * test_accuracy, 2) - round(100 * before, 2)  # the difference of the numbers the reader sees
-    return (f"On the test split, read once by this chapter's run of each schedule: {before:.2%} after {shorter} "
-            f"epochs of phase 3, {test_accuracy:.2%} after {longer}, {shown:+.2f} points, "
-            f"{side} two standard errors of a test accuracy on {n_test:,} cells (±{100 * noise:.1f} points)")
+    words = (f"On the test split, read once by this chapter's run of each schedule: {before:.2%} after {shorter} "
+             f"epochs of phase 3, {test_accuracy:.2%} after {longer}, {shown:+.2f} points, "
+             f"{side} two standard errors of a test accuracy on {n_test:,} cells (±{100 * noise:.1f} points)")
+    then = str(shorter_runs["test CPU"].iloc[0]) if "test CPU" in shorter_runs else ""
+    now = cpu_model() if cpu is None else cpu
+    if then and now and then != now:
+        words += ("; the two runs ran on different CPUs, whose arithmetic moves a run as a seed does, so part of "
+                  "the difference may be the machine's")
+    return words
 
 
 def schedules_compared(runs: pd.DataFrame, shorter: int, longer: int) -> str | None:
