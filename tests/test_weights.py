@@ -126,6 +126,7 @@ def test_describe_fits_the_page_and_names_the_file():
     text = describe(prov)
     assert all(len(line) <= PAGE_WIDTH for line in text.splitlines()) and "\n" in text
     assert "mobilenet_v2_1.00_224_notop.weights.h5 (sha256 dddddddddddd…)" in text
+    assert "from a local file" in " ".join(text.split()) and "imagenet-local-file" not in text
 
 
 def test_random_must_be_confirmed():

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 DATA_FREE = {"07", "08"}
 """Chapters that read only the book's committed results (downloaded from the tag), never the images."""
+MYST_NB = "myst-nb>=1,<2"  # what jupyter-book 1.x brings; with it, helpers.book.glue records its values
 
 
 def official_zip() -> bytes:
@@ -236,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         stack = [] if args.latest else oldest_stack()
         times["install"] = step(f"pip install papermill, ipykernel {' '.join(stack)} (what a platform has)",
                                 [str(py), "-m", "pip", "install", "--quiet", "papermill", "ipykernel", *stack])
+        if set(args.chapters) & DATA_FREE:  # glue() records values only where myst-nb is importable
+            times["myst-nb"] = step("pip install myst-nb (only to read back the values chapters 7 and 8 glue)",
+                                    [str(py), "-m", "pip", "install", "--quiet", MYST_NB])
         site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                               capture_output=True, text=True, check=True).stdout.strip()
         Path(site, "sitecustomize.py").write_text(SITECUSTOMIZE)

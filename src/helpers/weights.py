@@ -30,6 +30,8 @@ log = logging.getLogger("helpers.weights")
 KIND_LOCAL = "imagenet-local-file"
 KIND_CACHE = "imagenet-keras-cache"
 KIND_DOWNLOAD = "imagenet-download"
+KIND_WORDS = {KIND_LOCAL: "from a local file", KIND_CACHE: "from Keras' cache", KIND_DOWNLOAD: "downloaded by Keras"}
+"""How :func:`describe` names where the weights came from, for a reader."""
 KIND_RANDOM = "none (trained from scratch)"
 KINDS = (KIND_LOCAL, KIND_CACHE, KIND_DOWNLOAD, KIND_RANDOM)
 RANDOM_LABEL = "random initialisation — NOT transfer learning"
@@ -186,7 +188,7 @@ def resolve_weights(family: str, weights: str | os.PathLike | None = None, *, al
 
 def _found(kind: str, family: str, path: Path, where: str) -> dict[str, Any]:
     rec = _record(kind, family, path.resolve(), f"{FAMILY_NOTES[family]}; found via {where}")
-    log.info("%s weights: %s, sha256 %s…", family, path.name, rec["sha256"][:8])
+    log.debug("%s weights: %s, sha256 %s…", family, path.name, rec["sha256"][:8])  # the chapter prints describe()
     return rec
 
 
@@ -230,7 +232,8 @@ def describe(provenance: dict[str, Any]) -> str:
     if not is_pretrained(provenance):
         text = f"{provenance['family']}: {RANDOM_LABEL.upper()} ({provenance['note']})"
     else:
-        text = (f"{provenance['family']}: ImageNet weights, {provenance['kind']}: {provenance['file']} "
+        where = KIND_WORDS.get(provenance["kind"], provenance["kind"])
+        text = (f"{provenance['family']}: ImageNet weights, {where}: {provenance['file']} "
                 f"(sha256 {provenance['sha256'][:12]}…)")
     return page_fill(text)
 
