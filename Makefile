@@ -87,7 +87,7 @@ transfer-spread-full: setup  ## chapter 6's recipe (MobileNetV2) from 3 seeds on
 ablation: setup  ## chapter 3's ablation at the recipe's budget: recipe, - dropout, - augmentation x 3 seeds (resumable; results/ablation/)
 	$(BIN)/python tools/ablation.py $(ABLATION_ARGS)
 
-fresh-install-check: setup  ## a reader's first run: fresh venv, the setup cell installs the helpers from a tagged clone, no data or weights (downloads served on 127.0.0.1), chapters 1, 3, 6, 7 and 8 alone in smoke mode (FRESH_ARGS=--oldest: the declared minimum TensorFlow/Keras)
+fresh-install-check: setup  ## a reader's first run: fresh venv with the oldest declared TensorFlow/Keras, the setup cell installs the helpers from a tagged clone, no data or weights (downloads served on 127.0.0.1), chapters 1-6 alone in smoke mode, 7 and 8 alone in book mode from the tag's results (their glued values = the committed ones); <= 15 min (FRESH_ARGS=--latest: the newest stack)
 	$(BIN)/python tools/fresh_install_check.py $(FRESH_ARGS)
 
 CHAPTER ?=

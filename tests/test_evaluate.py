@@ -177,6 +177,12 @@ def test_mcnemar_table_sets_each_difference_against_the_retrain_tolerance():
     assert t.loc[3, "seed tolerance (95 %)"] == pytest.approx(retrain_tolerance(loose, tight))
     assert np.isnan(t.loc[1, "seed tolerance (95 %)"])
     assert "beyond seed noise" not in mcnemar_table(y, probs, pairs).columns
+    # one network scored with and without test-time augmentation: one training run, no seed tolerance
+    from helpers.evaluate import ONE_RUN
+
+    records_tta = {"a": tight, "b": {**tight, "tta": {"of": "a", "views": 2}}}
+    t = mcnemar_table(y, probs, [("b", "a"), ("a", "b")], records=records_tta)
+    assert list(t["beyond seed noise"]) == [ONE_RUN, ONE_RUN] and t["seed tolerance (95 %)"].isna().all()
 
 
 def test_stated_spread_says_where_it_was_measured():

@@ -213,6 +213,10 @@ def test_page_in_browser(doc: str, built_site: Path, site_url: str, browser_cont
         download = page.locator(f"a[href$='{Path(doc).name}.ipynb']").count()
         mjx_errors = page.locator("mjx-merror").count()
         math_src = page.evaluate("[...document.scripts].map(s => s.src).filter(s => /mathjax/i.test(s))")
+        # a code box or printed output that scrolls sideways: its widest line, shortened
+        sideways = page.evaluate("""() => [...document.querySelectorAll('main pre')]
+            .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+            .map(e => e.innerText.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 90))""")
         page.screenshot(path=str(screenshot_dir / f"{doc.replace('/', '__')}.png"), full_page=True)
         h1_visible, h1_text = h1.is_visible(), h1.inner_text().strip()
     finally:
@@ -233,6 +237,7 @@ def test_page_in_browser(doc: str, built_site: Path, site_url: str, browser_cont
     if mjx_errors:
         problems.append(f"{mjx_errors} MathJax error(s) (mjx-merror) in the rendered math")
     problems += [f"broken internal link: {b}" for b in broken_internal_links(hrefs, site_url, built_site)]
+    problems += [f"a code box scrolls sideways (at 1280 px) on the line {line!r}" for line in sideways]
     footer_text = " ".join(footer)
     problems += [f"footer lacks the licence text {t!r}" for t in LICENCE_TEXT if t not in footer_text]
     if is_notebook(doc):

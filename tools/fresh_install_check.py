@@ -1,6 +1,6 @@
 """A reader's first run, checked: a fresh venv, the helpers installed by the setup cell itself, no data.
 
-    python tools/fresh_install_check.py [--chapters 01 03 06 07 08] [--latest] [--keep DIR]  # make fresh-install-check
+    python tools/fresh_install_check.py [--chapters 01 … 08] [--latest] [--keep DIR]  # make fresh-install-check
 
 1. ``python -m venv`` in a scratch folder with only the Jupyter parts a platform already has (``papermill``,
    ``ipykernel``) and the oldest TensorFlow and Keras that ``pyproject.toml`` declares (``--latest``: whatever
@@ -11,12 +11,13 @@
 2. A generated PBC zip with the published image count of every class (17,092 tiny JPEGs, nested, with macOS
    junk) is served on 127.0.0.1; ``$BLOODCELLS_PBC_URL`` points the download at it. No ``BLOODCELLS_DATA_DIR``,
    no ``../shared``, no local weights: Keras' own ``weights="imagenet"`` download runs, its requests for the
-   official files routed (by a ``sitecustomize`` in the venv) to 127.0.0.1, which serves MobileNetV2's
-   224-px no-top file in Keras' layout, made from ``$KERAS_WEIGHTS_DIR``'s copy (without one, chapter 6 cannot
-   be checked: the check fails unless ``--chapters`` leaves it out).
-3. The training chapters are copied into a folder outside the checkout and executed there in smoke mode, as a
-   reader on Colab would open them one by one. Each must run to its end; chapter 1 must report the downloaded
-   images, the records must carry the zip's SHA-256, and chapter 6's record must name the downloaded file.
+   official files routed (by a ``sitecustomize`` in the venv) to 127.0.0.1, which serves VGG19's, ResNet50's
+   and MobileNetV2's 224-px no-top files in Keras' layout, made from the local copies (without one, that
+   network's chapter cannot be checked: the check fails unless ``--chapters`` leaves it out).
+3. Chapters 1-6 are copied into a folder outside the checkout and executed there in smoke mode, as a reader
+   on Colab would open them one by one. Each must run to its end; chapter 1 must report the downloaded
+   images, the records must carry the zip's SHA-256, and each transfer chapter's record must name the file
+   Keras downloaded.
    Chapter 3 reads the ablation records of the book's tag: the tag's ``results/`` is served as GitHub serves
    the archive of a tag (``$BLOODCELLS_RESULTS_URL``).
 4. Chapters 7 and 8, which train nothing, each run alone in an empty folder of their own and in **book mode**,
@@ -73,7 +74,12 @@ def official_zip() -> bytes:
     return out.getvalue()
 
 
-MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+KERAS_FILES = {  # the official file Keras' weights="imagenet" fetches for each network, 224 px, no top
+    "vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "mobilenetv2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+}
+CHAPTER_FAMILY = {"04": "vgg19", "05": "resnet50", "06": "mobilenetv2"}
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"
 SITECUSTOMIZE = f'''"""Fresh-install check only: Keras' weight downloads go to the stand-in server on 127.0.0.1."""
 import os
@@ -93,21 +99,20 @@ if _origin:
 '''
 
 
-def mobilenet_file() -> bytes | None:
-    """MobileNetV2 1.0/224 without its top, in the layout of Keras' official file, from the local copy of
-    ``$KERAS_WEIGHTS_DIR`` (the weights a reader downloads are Google's; these load the same way)."""
+def keras_file(family: str) -> bytes | None:
+    """``family``'s ImageNet weights without the top, in the layout of Keras' official file, from the local copy
+    (``$KERAS_WEIGHTS_DIR`` or Keras' cache; the weights a reader downloads are Google's, these load the same
+    way), or None where there is none."""
     import h5py
-    import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    from helpers.config import weights_dir
-    from helpers.weights import FILE_NAMES
+    from helpers.weights import WeightsNotFoundError, application, resolve_weights
 
-    folder = weights_dir()
-    local = next((folder / n for n in FILE_NAMES["mobilenetv2"] if folder and (folder / n).is_file()), None)
-    if local is None:
+    try:
+        local = resolve_weights(family, allow_download=False)["path"]
+    except WeightsNotFoundError:
         return None
-    model = keras.applications.MobileNetV2(include_top=False, weights=str(local), input_shape=(224, 224, 3))
+    model = application(family)(include_top=False, weights=str(local), input_shape=(224, 224, 3))
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
@@ -214,7 +219,7 @@ def reader_copy(nb: Path, dest: Path, repo: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--chapters", nargs="+", default=["01", "03", "06", "07", "08"])
+    ap.add_argument("--chapters", nargs="+", default=["01", "02", "03", "04", "05", "06", "07", "08"])
     ap.add_argument("--latest", action="store_true",
                     help="whatever TensorFlow and Keras pip resolves (default: the oldest the package declares)")
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary folder, removed)")
@@ -249,13 +254,15 @@ def main(argv: list[str] | None = None) -> int:
              ["git", "clone", "--quiet", str(ROOT), str(repo)])
         step(f"tag {tag}", ["git", "-C", str(repo), "tag", tag])
         files = {"PBC_dataset_normal_DIB.zip": official_zip()}
-        mobilenet = mobilenet_file()
         chapters = list(args.chapters)
-        if mobilenet is None and "06" in chapters:
-            raise SystemExit("FAILED: chapter 06 cannot be checked: no MobileNetV2 file in $KERAS_WEIGHTS_DIR to "
-                             "serve as Keras' download (set it, or leave 06 out of --chapters)")
-        if mobilenet is not None:
-            files[MOBILENET_FILE] = mobilenet
+        for chapter, family in CHAPTER_FAMILY.items():
+            if chapter in chapters:
+                weights = keras_file(family)
+                if weights is None:
+                    raise SystemExit(f"FAILED: chapter {chapter} cannot be checked: no local {family} file "
+                                     "($KERAS_WEIGHTS_DIR or Keras' cache) to serve as Keras' download (set it, or "
+                                     f"leave {chapter} out of --chapters)")
+                files[KERAS_FILES[family]] = weights
         files["book-results.tar.gz"] = subprocess.run(  # the tag's results/, as GitHub's archive of the tag
             ["git", "-C", str(repo), "archive", "--format=tar.gz", f"--prefix=bloodcells-book-{tag}/", tag,
              "results"], capture_output=True, check=True).stdout
@@ -308,12 +315,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("FAILED: the chapters did not download and verify the 17,092-image zip once")
         if records and shas != {sha}:
             raise SystemExit("FAILED: the records do not carry the downloaded zip's SHA-256")
-        if "06" in chapters:
-            rec = json.loads((book / "results" / "transfer_mobilenetv2.json").read_text())
+        for chapter, family in CHAPTER_FAMILY.items():
+            if chapter not in chapters:
+                continue
+            rec = json.loads((book / "results" / f"transfer_{family}.json").read_text())
             src = rec["weights_source"]
-            print(f"  chapter 6's weights: {src['kind']}, {src['file']}")
-            if src["kind"] != "imagenet-download" or src["file"] != MOBILENET_FILE:
-                raise SystemExit("FAILED: chapter 6 did not train on the weights Keras downloaded")
+            print(f"  chapter {chapter}'s weights: {src['kind']}, {src['file']}")
+            if src["kind"] != "imagenet-download" or src["file"] != KERAS_FILES[family]:
+                raise SystemExit(f"FAILED: chapter {chapter} did not train on the weights Keras downloaded")
         for chapter, diffs in disagree.items():
             if diffs:
                 raise SystemExit(f"FAILED: chapter {chapter} alone, from the book's results, does not give the "

@@ -154,6 +154,17 @@ def paired_difference(b: int, c: int, n: int,
             "diff_high": float(d + half)}
 
 
+ONE_RUN = "one training run"
+"""What :func:`mcnemar_table` says of a pair that is one trained network scored two ways (with and without
+test-time augmentation): retraining cannot separate them, so no seed tolerance applies."""
+
+
+def _tta_of(record: Mapping | None) -> str | None:
+    """The model a test-time-augmentation record wraps (``tta.of``), else None."""
+    tta = (record or {}).get("tta")
+    return tta.get("of") if isinstance(tta, Mapping) else None
+
+
 def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str, str]],
                   records: Mapping[str, Mapping | None] | None = None):
     """McNemar's test for each ``(a, b)`` of ``pairs`` (names of ``probs``): a DataFrame with the
@@ -163,8 +174,9 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
     ``records`` (name → the model's record, ``None`` where there is none) adds whether the accuracy difference
     is more than retraining alone would make: the 95 % retrain tolerance of the two records' seed spreads at
     the models' own budgets (:func:`helpers.results.retrain_tolerance`), and ``"yes"`` when the difference
-    exceeds it, ``"no"`` when not, ``"not measured"`` when a record states no spread and ``"no spread at this
-    budget"`` when a spread was measured only on a smaller one.
+    exceeds it, ``"no"`` when not, ``"not measured"`` when a record states no spread, ``"no spread at this
+    budget"`` when a spread was measured only on a smaller one, and :data:`ONE_RUN` when one model is the other
+    scored with test-time augmentation (one training run: no retraining separates them).
     """
     import pandas as pd
 
@@ -183,8 +195,9 @@ def mcnemar_table(y_true: Sequence[int], probs: dict, pairs: Sequence[tuple[str,
             measured = retrain_tolerance(records.get(a), records.get(b))
             tol = retrain_tolerance(records.get(a), records.get(b), own_budget=True)
             gap = abs(row["accuracy A"] - row["accuracy B"])
-            row["seed tolerance (95 %)"] = np.nan if tol is None else tol
-            row["beyond seed noise"] = ("not measured" if measured is None else NO_SPREAD
+            one_run = _tta_of(records.get(a)) == b or _tta_of(records.get(b)) == a
+            row["seed tolerance (95 %)"] = np.nan if tol is None or one_run else tol
+            row["beyond seed noise"] = (ONE_RUN if one_run else "not measured" if measured is None else NO_SPREAD
                                         if tol is None else "yes" if gap > tol else "no")
         rows.append(row)
     return pd.DataFrame(rows)
