@@ -165,6 +165,14 @@ def test_toc_lists_pages():
 # ---------------------------------------------------------------------------------------------
 # One test per page of the book
 # ---------------------------------------------------------------------------------------------
+WIDE_PENDING = {
+    "notebooks/03_baseline_cnn": "two tables wider than the column (the confusion counts with the class names as "
+                                 "columns; the comparison table): narrowed at the chapter's next execution, which "
+                                 "retrains the models chapters 4-8 quote",
+}
+"""Pages whose executed outputs still scroll sideways, with the reason; the test fails once one no longer does."""
+
+
 @pytest.mark.parametrize("doc", PAGES)
 def test_page_in_browser(doc: str, built_site: Path, site_url: str, browser_context, screenshot_dir: Path):
     html_file = built_site / f"{doc}.html"
@@ -217,6 +225,10 @@ def test_page_in_browser(doc: str, built_site: Path, site_url: str, browser_cont
         sideways = page.evaluate("""() => [...document.querySelectorAll('main pre')]
             .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
             .map(e => e.innerText.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 90))""")
+        # an executed output (a table) wider than the column: its first line, shortened
+        wide = page.evaluate("""() => [...document.querySelectorAll('main div.cell_output > div')]
+            .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+            .map(e => e.innerText.trim().split('\\n')[0].slice(0, 90))""")
         page.screenshot(path=str(screenshot_dir / f"{doc.replace('/', '__')}.png"), full_page=True)
         h1_visible, h1_text = h1.is_visible(), h1.inner_text().strip()
     finally:
@@ -238,6 +250,10 @@ def test_page_in_browser(doc: str, built_site: Path, site_url: str, browser_cont
         problems.append(f"{mjx_errors} MathJax error(s) (mjx-merror) in the rendered math")
     problems += [f"broken internal link: {b}" for b in broken_internal_links(hrefs, site_url, built_site)]
     problems += [f"a code box scrolls sideways (at 1280 px) on the line {line!r}" for line in sideways]
+    if doc in WIDE_PENDING:  # its tables predate this check: the chapter's next run narrows them
+        problems += [] if wide else [f"no output scrolls sideways any more: remove {doc} from WIDE_PENDING"]
+    else:
+        problems += [f"an output scrolls sideways (at 1280 px): {first!r}" for first in wide]
     footer_text = " ".join(footer)
     problems += [f"footer lacks the licence text {t!r}" for t in LICENCE_TEXT if t not in footer_text]
     if is_notebook(doc):

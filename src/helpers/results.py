@@ -186,10 +186,10 @@ def retrain_tolerance(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None =
 
 
 def _short_budget(block: Mapping[str, Any]) -> str:
-    """``"<metric>, <budget>"`` without the budget's details in brackets or after a semicolon."""
+    """``"<metric>, <budget>"`` without the budget's details (in brackets, after a colon or a semicolon)."""
     if not block:
         return "not measured"
-    budget = re.split(r" \(|;", str(block.get("budget") or "budget not stated"))[0]
+    budget = re.split(r" \(|;|:", str(block.get("budget") or "budget not stated"))[0]
     return f"{block.get('metric', '')}, {budget}"
 
 
