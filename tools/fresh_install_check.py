@@ -11,13 +11,16 @@
 2. A generated PBC zip with the published image count of every class (17,092 tiny JPEGs, nested, with macOS
    junk) is served on 127.0.0.1; ``$BLOODCELLS_PBC_URL`` points the download at it. No ``BLOODCELLS_DATA_DIR``,
    no ``../shared``, no local weights: Keras' own ``weights="imagenet"`` download runs, its requests for the
-   official files routed (by a ``sitecustomize`` in the venv) to 127.0.0.1, which serves VGG19's, ResNet50's
-   and MobileNetV2's 224-px no-top files in Keras' layout, made from the local copies (without one, that
-   network's chapter cannot be checked: the check fails unless ``--chapters`` leaves it out).
+   official files routed (by a ``sitecustomize`` in the venv) to 127.0.0.1, which serves VGG19's official file
+   (Keras' cache holds it) and MobileNetV2's 224-px no-top weights in Keras' layout. Keras verifies ResNet50's
+   download against the official file's hash, and the local ResNet50 weights are a conversion with other
+   bytes, so chapter 5 reads that local file (``WEIGHTS``), as an air-gapped lab would; its download path is
+   tested in ``tests/test_weights.py`` with Keras' download stubbed. Without a local copy of a network, its
+   chapter cannot be checked: the check fails unless ``--chapters`` leaves it out.
 3. Chapters 1-6 are copied into a folder outside the checkout and executed there in smoke mode, as a reader
    on Colab would open them one by one. Each must run to its end; chapter 1 must report the downloaded
    images, the records must carry the zip's SHA-256, and each transfer chapter's record must name the file
-   Keras downloaded.
+   Keras downloaded (chapter 5: the local file it read).
    Chapter 3 reads the ablation records of the book's tag: the tag's ``results/`` is served as GitHub serves
    the archive of a tag (``$BLOODCELLS_RESULTS_URL``).
 4. Chapters 7 and 8, which train nothing, each run alone in an empty folder of their own and in **book mode**,
@@ -99,24 +102,34 @@ if _origin:
 '''
 
 
-def keras_file(family: str) -> bytes | None:
-    """``family``'s ImageNet weights without the top, in the layout of Keras' official file, from the local copy
-    (``$KERAS_WEIGHTS_DIR`` or Keras' cache; the weights a reader downloads are Google's, these load the same
-    way), or None where there is none."""
+KERAS_CHECKS_HASH = {"vgg19", "resnet50"}
+"""Networks whose download Keras verifies against the official file's hash: only the official bytes pass."""
+
+
+def keras_file(family: str) -> tuple[bytes | None, Path | None]:
+    """What stands in for Keras' download of ``family``'s ImageNet file (224 px, no top), from the local copy
+    (``$KERAS_WEIGHTS_DIR`` or Keras' cache): the file's own bytes where it is Keras' official file; for a
+    network whose download Keras does not verify, the local weights re-saved in the official file's layout;
+    otherwise no bytes, and the local file (the chapter then reads it, as an air-gapped lab would). ``(None,
+    None)`` where there is no local copy."""
     import h5py
     from keras.src.legacy.saving import legacy_h5_format
 
     from helpers.weights import WeightsNotFoundError, application, resolve_weights
 
     try:
-        local = resolve_weights(family, allow_download=False)["path"]
+        local = Path(resolve_weights(family, allow_download=False)["path"])
     except WeightsNotFoundError:
-        return None
+        return None, None
+    if local.name == KERAS_FILES[family]:
+        return local.read_bytes(), local
+    if family in KERAS_CHECKS_HASH:
+        return None, local
     model = application(family)(include_top=False, weights=str(local), input_shape=(224, 224, 3))
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
-    return buf.getvalue()
+    return buf.getvalue(), local
 
 
 def serve(files: dict[str, bytes]) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -255,14 +268,20 @@ def main(argv: list[str] | None = None) -> int:
         step(f"tag {tag}", ["git", "-C", str(repo), "tag", tag])
         files = {"PBC_dataset_normal_DIB.zip": official_zip()}
         chapters = list(args.chapters)
+        local_weights: dict[str, Path] = {}  # chapter → the local file it reads instead of a download
         for chapter, family in CHAPTER_FAMILY.items():
             if chapter in chapters:
-                weights = keras_file(family)
-                if weights is None:
+                weights, local = keras_file(family)
+                if local is None:
                     raise SystemExit(f"FAILED: chapter {chapter} cannot be checked: no local {family} file "
                                      "($KERAS_WEIGHTS_DIR or Keras' cache) to serve as Keras' download (set it, or "
                                      f"leave {chapter} out of --chapters)")
-                files[KERAS_FILES[family]] = weights
+                if weights is None:
+                    local_weights[chapter] = local
+                    print(f"  chapter {chapter} reads the local {local.name}: Keras verifies {family}'s download "
+                          "against the official file, of which there is no copy here")
+                else:
+                    files[KERAS_FILES[family]] = weights
         files["book-results.tar.gz"] = subprocess.run(  # the tag's results/, as GitHub's archive of the tag
             ["git", "-C", str(repo), "archive", "--format=tar.gz", f"--prefix=bloodcells-book-{tag}/", tag,
              "results"], capture_output=True, check=True).stdout
@@ -270,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         url = f"{base}/PBC_dataset_normal_DIB.zip"
         sha = hashlib.sha256(files["PBC_dataset_normal_DIB.zip"]).hexdigest()
         print(f"  serving a generated {len(files['PBC_dataset_normal_DIB.zip']) / 2**20:.1f} MB zip (17,092 images) "
-              f"and {len(files) - 1} weight file(s) at {base}")
+              f"and {sum(n in KERAS_FILES.values() for n in files)} weight file(s) at {base}")
         shutil.rmtree(book, ignore_errors=True)
         book.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOODCELLS_", "KERAS_"))}
@@ -289,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                 where.mkdir()
             reader_copy(nb, where / nb.name, str(repo))
             mode = "book" if alone else "smoke"
-            download = ["-p", "ALLOW_DOWNLOAD", "True"] if chapter in ("04", "05", "06") else []
+            download = ["-p", "ALLOW_DOWNLOAD", "True"] if chapter in CHAPTER_FAMILY else []
+            if chapter in local_weights:
+                download = ["-p", "WEIGHTS", str(local_weights[chapter])]
             times[chapter] = step(f"chapter {nb.stem} in {mode} mode, alone, outside the checkout",
                                   [str(py), "-m", "papermill", nb.name, f"executed_{nb.name}", "-p", "MODE",
                                    mode, *download, "--kernel", "python3", "--no-progress-bar"], cwd=where,
@@ -321,8 +342,10 @@ def main(argv: list[str] | None = None) -> int:
             rec = json.loads((book / "results" / f"transfer_{family}.json").read_text())
             src = rec["weights_source"]
             print(f"  chapter {chapter}'s weights: {src['kind']}, {src['file']}")
-            if src["kind"] != "imagenet-download" or src["file"] != KERAS_FILES[family]:
-                raise SystemExit(f"FAILED: chapter {chapter} did not train on the weights Keras downloaded")
+            want = (("imagenet-local-file", local_weights[chapter].name) if chapter in local_weights
+                    else ("imagenet-download", KERAS_FILES[family]))
+            if (src["kind"], src["file"]) != want:
+                raise SystemExit(f"FAILED: chapter {chapter} did not train on {want[1]} ({want[0]})")
         for chapter, diffs in disagree.items():
             if diffs:
                 raise SystemExit(f"FAILED: chapter {chapter} alone, from the book's results, does not give the "
