@@ -50,6 +50,8 @@ def flip_rotate_augmentation(seed: int | None = 42, rotation: float = 0.4):
     """The BloodCells project's augmentation: flips and free rotations."""
     import keras
 
+    # the rotation's seed is seed + 1 here, while bloodcells_cnn seeds both of its layers with one seed, as the
+    # project did: each is kept as it is, because the recorded results depend on it
     rotation_seed = None if seed is None else seed + 1
     return keras.Sequential(
         flip_rotate_layers(seed, rotation_seed, rotation),
