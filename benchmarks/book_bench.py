@@ -72,9 +72,9 @@ def write_running_times(block: str, page: Path = RUNNING_PAGE) -> bool:
         return False
     head, rest = text.split(TIMES_START, 1)
     tail = rest.split(TIMES_END, 1)[1]
-    tmp = page.with_suffix(".md.tmp")
-    tmp.write_text(head + block + tail, encoding="utf-8")
-    tmp.replace(page)
+    from helpers.io import atomic_write_text
+
+    atomic_write_text(page, head + block + tail)
     return True
 
 

@@ -326,19 +326,17 @@ GLUE_ROLE = re.compile(r"\{glue:(?:text|md)\}`([A-Za-z0-9_]+)")
 def seen_texts(nb: dict):
     """(where, text) for what the page shows: markdown, the outputs of cells not removed, and the glued values
     that the markdown uses."""
-    used = set(GLUE_ROLE.findall(markdown(nb)))
+    from helpers.book import glued_values
+
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "markdown":
             yield f"cell {i} markdown", src(cell)
-            continue
-        if "remove-cell" not in tags(cell) and "remove-output" not in tags(cell):
+        elif "remove-cell" not in tags(cell) and "remove-output" not in tags(cell):
             for where, text in output_texts(cell):
                 yield f"cell {i} {where}", text
-        for out in cell.get("outputs", []):
-            meta = out.get("metadata", {}).get("scrapbook", {})
-            if meta.get("name") in used:
-                value = out.get("data", {}).get("application/papermill.record/text/plain", "")
-                yield f"cell {i} glue {meta['name']!r}", _join(value)
+    glued, used = glued_values(nb), set(GLUE_ROLE.findall(markdown(nb)))
+    for name in sorted(used & set(glued)):
+        yield f"glue {name!r}", glued[name]
 
 
 def residue(nb: dict) -> list[str]:

@@ -29,9 +29,11 @@ def _notebook(path: Path, values: dict[str, str]) -> Path:
 
 
 def test_glued_values_are_read_back_and_compared(tmp_path):
+    from helpers.book import glued_values
+
     tool = _tool()
-    committed = tool.glued(_notebook(tmp_path / "a.ipynb", {"acc": "0.9843495272253016", "n": "3067",
-                                                             "best": "'transfer_mobilenetv2_tta'"}))
+    committed = glued_values(_notebook(tmp_path / "a.ipynb", {"acc": "0.9843495272253016", "n": "3067",
+                                                               "best": "'transfer_mobilenetv2_tta'"}))
     assert committed == {"acc": "0.9843495272253016", "n": "3067", "best": "'transfer_mobilenetv2_tta'"}
     same = {"acc": "0.98434952722530161", "n": "3067", "best": "'transfer_mobilenetv2_tta'"}
     assert tool.glue_differences(committed, same) == []  # equal within 1e-9

@@ -27,11 +27,12 @@ from typing import Any
 import nbformat
 import pytest
 
+from helpers.book import GLUE_PREFIX
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
-GLUE_PREFIX = "application/papermill.record/"
 BLOCK_ALIASES = {"acc": "accuracy", "f1": "macro_f1"}
 LOOKS_LIKE_RESULT = re.compile(r"(^|_)(val|test)_(acc|accuracy|f1|macro_f1|weighted_f1)$")
 _NUMBER = re.compile(r"^(?:np\.(?:float|int|uint)\d*\()?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)?$")
@@ -47,23 +48,10 @@ def parse_number(text: str) -> float | None:
 
 
 def glued_values(nb: nbformat.NotebookNode) -> dict[str, str]:
-    """``{glue name: text/plain}`` of every glued value in an executed notebook."""
-    out: dict[str, str] = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {}).get("scrapbook")
-            if not meta or "name" not in meta:
-                continue
-            data = {k[len(GLUE_PREFIX):] if k.startswith(GLUE_PREFIX) else k: v
-                    for k, v in output.get("data", {}).items()}
-            text = data.get("text/plain")
-            if isinstance(text, list):
-                text = "".join(text)
-            if text is not None:
-                out[meta["name"]] = text
-    return out
+    """``{glue name: text/plain}`` of every glued value in an executed notebook (:func:`helpers.book.glued_values`)."""
+    from helpers.book import glued_values as read
+
+    return read(nb)
 
 
 def load_records(directory: Path) -> dict[str, dict[str, Any]]:

@@ -180,22 +180,6 @@ def oldest_stack() -> list[str]:
     return out
 
 
-GLUE_MIME = "application/papermill.record/text/plain"
-
-
-def glued(nb_path: Path) -> dict[str, str]:
-    """Name → the ``text/plain`` of every value a notebook glues (hidden or shown)."""
-    out = {}
-    for cell in json.loads(nb_path.read_text())["cells"]:
-        for o in cell.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            data = o.get("data", {})
-            text = data.get(GLUE_MIME, data.get("text/plain"))
-            if name and text is not None:
-                out[name] = "".join(text) if isinstance(text, list) else str(text)
-    return out
-
-
 def glue_differences(committed: dict[str, str], fresh: dict[str, str], tol: float = 1e-9) -> list[str]:
     """Where a fresh run glues another value than the committed notebook (numbers within ``tol``), or glues
     a value the committed notebook does not, or misses one."""
@@ -231,6 +215,8 @@ def reader_copy(nb: Path, dest: Path, repo: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from helpers.book import glued_values
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chapters", nargs="+", default=["01", "02", "03", "04", "05", "06", "07", "08"])
     ap.add_argument("--latest", action="store_true",
@@ -316,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                                    mode, *download, "--kernel", "python3", "--no-progress-bar"], cwd=where,
                                   env={**env, "BLOODCELLS_MODE": mode})
             if alone:
-                committed, fresh = glued(nb), glued(where / f"executed_{nb.name}")
+                committed, fresh = glued_values(nb), glued_values(where / f"executed_{nb.name}")
                 disagree[chapter] = glue_differences(committed, fresh)
                 print(f"  chapter {chapter}: {len(set(committed) & set(fresh))} glued values compared with the "
                       f"committed notebook, {len(disagree[chapter])} differ")

@@ -82,17 +82,14 @@ def _record_numbers(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _glued(nb_path: Path) -> dict[str, Any]:
-    nb = json.loads(nb_path.read_text())
+    from helpers.book import glued_values
+
     out: dict[str, Any] = {}
-    for cell in nb.get("cells", []):
-        for o in cell.get("outputs", []):
-            name = (o.get("metadata") or {}).get("scrapbook", {}).get("name")
-            if name:
-                text = "".join((o.get("data") or {}).get("text/plain", ""))
-                try:
-                    out[name] = float(text)
-                except ValueError:
-                    out[name] = text
+    for name, text in glued_values(nb_path).items():
+        try:
+            out[name] = float(text)
+        except ValueError:
+            out[name] = text
     return out
 
 

@@ -1,7 +1,9 @@
 """Notebook conveniences: logging that shows skipped files, and ``glue`` for numbers in prose."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -62,3 +64,25 @@ def _plain(value: Any) -> Any:
     if callable(item) and getattr(value, "shape", None) == ():
         return item()
     return value
+
+
+GLUE_PREFIX = "application/papermill.record/"
+"""How papermill stores a value glued without display: its mimetypes carry this prefix."""
+
+
+def glued_values(notebook: str | os.PathLike | dict) -> dict[str, str]:
+    """``{name: text/plain}`` of every value an executed notebook (a path, or the notebook already read) glued,
+    shown or not, read from its outputs: an output whose ``metadata.scrapbook.name`` names it."""
+    out: dict[str, str] = {}
+    if not isinstance(notebook, dict):
+        with open(notebook, encoding="utf-8") as fh:
+            notebook = json.load(fh)
+    cells = notebook.get("cells", [])
+    for cell in cells:
+        for o in cell.get("outputs", []):
+            name = ((o.get("metadata") or {}).get("scrapbook") or {}).get("name")
+            data = {k.removeprefix(GLUE_PREFIX): v for k, v in (o.get("data") or {}).items()}
+            text = data.get("text/plain")
+            if name and text is not None:
+                out[name] = "".join(text) if isinstance(text, list) else str(text)
+    return out
