@@ -56,8 +56,9 @@ test: setup browser lint  ## lint, unit tests, a smoke run of every notebook (nb
 test-fast: setup lint  ## lint and the unit tests that train nothing (no notebooks, no book build)
 	$(BIN)/python -m pytest tests -m "not slow" --ignore=tests/test_site.py --ignore=tests/test_book.py -p no:cacheprovider
 
-lint: setup  ## ruff (configured in pyproject.toml) over the helpers, tests, benchmarks and tools
+lint: setup  ## ruff over the helpers, tests, benchmarks and tools (pyproject.toml), and the chapters at 80 columns (notebooks/ruff.toml)
 	$(BIN)/ruff check src tests benchmarks tools conftest.py
+	$(BIN)/ruff check notebooks
 
 browser:  ## install Debian's chromium for the browser test of the site (tests/test_site.py), where we can
 	@if [ -x /usr/bin/chromium ]; then :; \

@@ -320,28 +320,56 @@ RESIDUE_PENDING: dict[str, str] = {
 }
 """Notebook stem → why its committed outputs still show residue; a second test fails once it no longer does."""
 
-GLUE_ROLE = re.compile(r"\{glue:(?:text|md)\}`([A-Za-z0-9_]+)")
+GLUE_ROLE = re.compile(r"\{glue:(?:text|md)\}`(?:([\w.-]+\.ipynb)::)?([A-Za-z0-9_]+)")
+"""A glue role in the prose: the notebook it pastes from (another chapter's, or None for its own) and the name."""
 
 
-def seen_texts(nb: dict):
-    """(where, text) for what the page shows: markdown, the outputs of cells not removed, and the glued values
-    that the markdown uses."""
+@functools.cache
+def _glued(path: Path) -> dict[str, str]:
     from helpers.book import glued_values
 
+    return glued_values(load(path))
+
+
+def pasted(nb_path: Path) -> list[tuple[str | None, str, dict[str, str] | None]]:
+    """``(other notebook or None, name, that notebook's glued values or None when it does not exist)`` for every
+    glue role of a chapter's prose."""
+    out = []
+    for other, name in GLUE_ROLE.findall(markdown(load(nb_path))):
+        path = NB_DIR / other if other else nb_path
+        out.append((other or None, name, _glued(path) if path.is_file() else None))
+    return out
+
+
+def seen_texts(nb_path: Path):
+    """(where, text) for what the page shows: markdown, the outputs of cells not removed, and the glued values
+    that the markdown uses (its own, and those it pastes from other chapters)."""
+    nb = load(nb_path)
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "markdown":
             yield f"cell {i} markdown", src(cell)
         elif "remove-cell" not in tags(cell) and "remove-output" not in tags(cell):
             for where, text in output_texts(cell):
                 yield f"cell {i} {where}", text
-    glued, used = glued_values(nb), set(GLUE_ROLE.findall(markdown(nb)))
-    for name in sorted(used & set(glued)):
-        yield f"glue {name!r}", glued[name]
+    seen = set()
+    for other, name, glued in pasted(nb_path):
+        if glued and name in glued and (other, name) not in seen:
+            seen.add((other, name))
+            yield f"glue {(other + '::' if other else '') + name!r}", glued[name]
 
 
-def residue(nb: dict) -> list[str]:
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_nb_id)
+def test_every_value_pasted_from_another_chapter_is_glued_there(path):
+    """A chapter that quotes another chapter's number pastes it from that chapter (one source for each number);
+    the book build warns about a name that is missing, this says which before any build."""
+    bad = [f"{other}::{name}" + ("" if glued is not None else " (no such notebook)")
+           for other, name, glued in pasted(path) if other and (glued is None or name not in glued)]
+    assert not bad, f"{path.name} pastes values no chapter glued: {bad}"
+
+
+def residue(path: Path) -> list[str]:
     found = []
-    for where, text in seen_texts(nb):
+    for where, text in seen_texts(path):
         for m in RESIDUE.finditer(text):
             found.append(f"{where}: {text[max(0, m.start() - 40):m.end() + 20]!r}")
     return found
@@ -351,7 +379,7 @@ def residue(nb: dict) -> list[str]:
     pytest.param(p, marks=pytest.mark.skip(reason=RESIDUE_PENDING[p.stem])) if p.stem in RESIDUE_PENDING else p
     for p in NOTEBOOKS], ids=_nb_id)
 def test_no_development_residue_on_the_page(path):
-    bad = residue(load(path))
+    bad = residue(path)
     assert not bad, "development residue a reader would see: " + "; ".join(bad[:8])
 
 
@@ -360,7 +388,7 @@ def test_a_pending_chapter_still_needs_its_exemption(stem):
     path = NB_DIR / f"{stem}.ipynb"
     if not path.exists():
         pytest.skip(f"{stem} is not among the notebooks checked here")
-    assert residue(load(path)), f"{stem} shows no residue any more: remove it from RESIDUE_PENDING"
+    assert residue(path), f"{stem} shows no residue any more: remove it from RESIDUE_PENDING"
 
 
 def test_the_residue_pattern_catches_what_it_should():

@@ -245,6 +245,15 @@ def test_phase_curves_puts_the_phases_end_to_end():
         phase_curves({"a": {}})
 
 
+def test_phase_histories_name_the_phases_that_ran_in_training_order():
+    from types import SimpleNamespace
+
+    from helpers.transfer import phase_histories
+
+    run = SimpleNamespace(histories={"phase3": {"loss": [1.0]}, "phase1": {"loss": [2.0]}, "tuner": {"x": [0]}})
+    assert phase_histories(run) == {"1: head": {"loss": [2.0]}, "3: end to end": {"loss": [1.0]}}
+
+
 def test_accuracy_vs_latency_one_point_per_model():
     from helpers.plots import accuracy_vs_latency
 

@@ -79,3 +79,12 @@ def test_a_keras_model_is_called_through_one_traced_function_that_does_not_keep_
     del model, fn
     gc.collect()
     assert ref() is None
+
+
+def test_first_right_picks_the_first_correct_image_of_each_class():
+    probs = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    p = Predictions(paths=["a", "b", "c", "d"], y_true=[0, 0, 1, 1], probs=probs, classes=("x", "y"))
+    assert p.first_right() == ([1, 2], ["x (0.80)", "y (0.70)"])
+    wrong = Predictions(paths=["a", "b"], y_true=[0, 1], probs=np.array([[0.2, 0.8], [0.4, 0.6]]),
+                        classes=("x", "y"))
+    assert wrong.first_right(["cat", "dog"]) == ([1], ["dog (0.60)"])  # no right image of class 0: left out

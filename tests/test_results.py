@@ -146,3 +146,39 @@ def test_label_efficiency_records_table_and_plot(tmp_path):
     assert table.loc[50, ("max", "transfer")] == pytest.approx(0.93)
     ax = label_efficiency_plot(points).axes[0]
     assert len(ax.lines) == 2 and ax.get_xscale() == "log"
+
+
+def test_spread_words_say_the_range_on_which_data_and_nothing_when_unmeasured():
+    capped = {"min": 0.9, "max": 0.93, "seeds": [42, 43, 44], "budget": f"24 per class ({results.SMALLER_BUDGET})"}
+    words = results.spread_words(capped)
+    assert words["spread_text"].startswith("on that capped set the validation accuracy runs from 0.900 to 0.930")
+    assert "3 seeds: ±1.5 points" in words["spread_text"]
+    assert words["spread_half_pt"] == pytest.approx(1.5) and words["spread_range"] == "0.90–0.93"
+    full = results.spread_words({**capped, "budget": "the whole split, 12 epochs"})
+    assert full["spread_text"].startswith("on the full data")
+    none = results.spread_words(None)
+    assert none["spread_text"] == "no seed spread was measured for these classes"
+    assert none["spread_range"] == "not measured" and none["spread_half_pt"] != none["spread_half_pt"]  # NaN
+
+
+def test_schedule_words_judge_the_trials_against_the_first_schedules_seeds():
+    """Chapter 6's schedule grew from 6 to 12 epochs: its trials are judged against the 6-epoch seeds, and the
+    two schedules' seeds and test reads are set against each other (the committed records)."""
+    from pathlib import Path
+
+    from helpers.results import PILOTS, recipe_trials, schedule_seeds, schedule_words
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    if not (root / PILOTS).is_file():
+        pytest.skip("the committed pilots are not here")
+    trials, runs = recipe_trials("mobilenetv2", root), schedule_seeds("mobilenetv2", root)
+    first = int(trials[trials.index.str.startswith("earlier schedule")]["phase-3 epochs"].iloc[0])
+    six = runs.loc[runs["phase-3 epochs"] == first, "val accuracy"].tolist()
+    words = schedule_words(trials, runs, None, 12, 0.98, 3067)
+    assert words["trials_longer"] == results.trial_verdicts(trials, results.retrain_tolerance(
+        {"spread": {"values": six}}))["longer"]
+    assert words["schedules"] == results.schedules_compared(runs, first, 12)
+    assert words["schedules_test"].startswith("On the test split")
+    same = schedule_words(trials.loc[~trials.index.str.startswith("earlier schedule")], runs, None, 12, 0.98, 3067)
+    assert same["schedules"] == "only one schedule has several seeds"
+    assert same["trials_lesson"]

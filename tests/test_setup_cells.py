@@ -136,3 +136,12 @@ def test_a_log_line_longer_than_the_page_is_wrapped_not_cut():
     assert fmt.format(warn) == "WARNING: short"
     path = "/a/" + "b" * 90  # a word longer than the page stays whole: it is never broken inside
     assert path in fmt.format(logging.LogRecord("h", logging.INFO, __file__, 1, f"file {path}", None, None))
+
+
+def test_glue_all_glues_each_value_under_the_prefix(monkeypatch):
+    from helpers import book
+
+    seen = {}
+    monkeypatch.setattr(book, "glue", lambda name, value, display=False: seen.__setitem__(name, value))
+    book.glue_all("resnet50", {"p1_val": 0.9, "size": 64})
+    assert seen == {"resnet50_p1_val": 0.9, "resnet50_size": 64}

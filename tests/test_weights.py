@@ -197,3 +197,14 @@ def test_real_resnet50_file_loads_and_a_wrong_family_is_refused():
         warnings.simplefilter("ignore")
         with pytest.raises(WeightsNotFoundError, match="really mobilenetv2"):
             load_base("mobilenetv2", 32, wrong)
+
+
+def test_release_words_tell_the_folded_copy_from_keras_file_and_random():
+    from helpers.weights import KNOWN_SHA256, release_words
+
+    folded_sha = next(k for k, v in KNOWN_SHA256.items() if "folded" in v)
+    folded = {"family": "mobilenetv2", "kind": "imagenet-local-file", "note": KNOWN_SHA256[folded_sha]}
+    assert "folded into the convolutions" in release_words(folded)
+    keras_file = {"family": "mobilenetv2", "kind": "imagenet-download", "note": "MobileNetV2 (Sandler et al. 2018)"}
+    assert release_words(keras_file).startswith("Keras' own ImageNet file")
+    assert release_words({"family": "mobilenetv2", "kind": KIND_RANDOM, "note": ""}) == RANDOM_LABEL

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 PAGE_WIDTH = 80
@@ -56,6 +57,12 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     except ImportError:
         return
     _glue(name, value, display=display)
+
+
+def glue_all(prefix: str, values: Mapping[str, Any]) -> None:
+    """Glue every value of ``values`` as ``<prefix>_<key>``: a chapter's numbers about one model in one call."""
+    for key, value in values.items():
+        glue(f"{prefix}_{key}", value)
 
 
 def _plain(value: Any) -> Any:

@@ -69,6 +69,15 @@ class Predictions:
                              "(Predictions(..., classes=...)); PBC's eight do not fit")
         return CLASSES
 
+    def first_right(self, classes: Sequence[str] | None = None) -> tuple[list[int], list[str]]:
+        """The first correctly classified image of each class (a class with none is left out), and a caption for
+        each: its class and the probability the model gave it."""
+        names = list(classes) if classes is not None else list(self.class_names())
+        right = self.y_pred == self.y_true
+        picks = [int(np.flatnonzero(right & (self.y_true == k))[0])
+                 for k in range(self.probs.shape[1]) if (right & (self.y_true == k)).any()]
+        return picks, [f"{names[self.y_true[i]]} ({self.probs[i].max():.2f})" for i in picks]
+
     def metrics(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
         """:func:`helpers.evaluate.metrics_block` of these predictions."""
         from .evaluate import metrics_block

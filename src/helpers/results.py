@@ -156,6 +156,21 @@ def smaller_budget(budget: str | None) -> bool:
     return SMALLER_BUDGET in str(budget or "")
 
 
+def spread_words(spread: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a chapter says about its recipe's seed spread (glued as ``<family>_<key>``): ``spread_text``, the
+    validation accuracy's range across the seeds in words and on which data; ``spread_half_pt``, half that
+    range in points; ``spread_range``, the range itself."""
+    if spread is None:
+        return {"spread_text": "no seed spread was measured for these classes",
+                "spread_half_pt": float("nan"), "spread_range": "not measured"}
+    lo, hi = float(spread["min"]), float(spread["max"])
+    half_pt = 100 * (hi - lo) / 2
+    where = "on that capped set" if smaller_budget(spread.get("budget")) else "on the full data"
+    return {"spread_text": (f"{where} the validation accuracy runs from {lo:.3f} to {hi:.3f} across the "
+                            f"{len(spread['seeds'])} seeds: ±{half_pt:.1f} points (half the range)"),
+            "spread_half_pt": half_pt, "spread_range": f"{lo:.2f}–{hi:.2f}"}
+
+
 NO_SPREAD = "no spread at this budget"
 """What a table says where a seed spread exists only for a smaller budget than the model's."""
 
@@ -536,6 +551,27 @@ def schedules_compared(runs: pd.DataFrame, shorter: int, longer: int) -> str | N
     side = "beyond" if p < 0.05 else "within"
     return (f"{one(b, longer)}, {one(a, shorter)}: {100 * (b.mean() - a.mean()):+.2f} points, {order}; "
             f"{side} what {min(len(a), len(b))} seeds can tell from noise (Welch's t-test, p = {p:.2f})")
+
+
+def schedule_words(trials: pd.DataFrame, runs: pd.DataFrame, spread: Mapping[str, Any] | None, e2e_epochs: int,
+                   test_accuracy: float, n_test: int) -> dict[str, str]:
+    """What a chapter says about its schedule (glued as ``<family>_<key>``): the trials' verdicts
+    (``trials_longer``, ``trials_larger``, ``trials_lesson``: :func:`trial_verdicts`) against the seed tolerance
+    of the schedule they were tried against (the first schedule's full-data seeds in ``runs`` where the chapter's
+    grew, else ``spread``); and where it grew, the two schedules' seeds and test accuracies set against each other
+    (``schedules``: :func:`schedules_compared`; ``schedules_test``: :func:`schedule_test`)."""
+    earlier = trials[trials.index.str.startswith("earlier schedule")]
+    first = int(earlier["phase-3 epochs"].iloc[0]) if len(earlier) else int(e2e_epochs)
+    values = runs.loc[runs["phase-3 epochs"] == first, "val accuracy"].tolist()
+    base = {"spread": {"values": values}} if len(values) > 1 else {"spread": spread}
+    tolerance = retrain_tolerance(base) if spread or len(values) > 1 else None
+    out = {f"trials_{kind}": text for kind, text in trial_verdicts(trials, tolerance).items()}
+    grew = first != e2e_epochs
+    out["schedules"] = ((schedules_compared(runs, first, e2e_epochs) if grew else None)
+                        or "only one schedule has several seeds")
+    out["schedules_test"] = ((schedule_test(runs, first, e2e_epochs, test_accuracy, n_test) if grew else None)
+                             or "The earlier schedule's run left no test accuracy to compare")
+    return out
 
 
 def two_standard_errors(accuracy: float, n: int) -> float:

@@ -820,6 +820,15 @@ def run_phases(run: TransferRun, data, r: Recipe, *, run_name: str | None = None
     return run
 
 
+PHASE_NAMES = {"phase1": "1: head", "phase2": "2: top block", "phase3": "3: end to end"}
+"""How figures name the phases of the recipe."""
+
+
+def phase_histories(run: TransferRun) -> dict[str, dict[str, list[float]]]:
+    """The Keras history of every phase that ran, in training order, under its name (for ``plots.phase_curves``)."""
+    return {name: run.histories[key] for key, name in PHASE_NAMES.items() if key in run.histories}
+
+
 def phase_numbers(run: TransferRun) -> dict[str, float]:
     """The numbers a chapter quotes about its phases (glued as ``<family>_<key>``): val accuracy after
     phase 1 (``p1_val``), phase 2 (``p2_val``) and phase 3 (``p3_val``), NaN for a phase that did not run;
@@ -932,6 +941,20 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
         log.info("%s at %d px: frozen-feature probe val accuracy %.3f (%.0f img/s)", family, size, acc, n / secs)
         keras.backend.clear_session()
     return pd.DataFrame(rows).set_index("image_size")
+
+
+def comparison_tables(family: str, provenance: Mapping[str, Any], data, r: Recipe, record_path: str | os.PathLike,
+                      *, seed: int = 42, mode: str = "book") -> None:
+    """What chapter 8 sets side by side for every network, measured as chapter 4 measures it and kept in the record
+    at ``record_path``: the frozen features' probe at a few image sizes and the forward speed at a few sizes."""
+    from .bench import speed_table
+    from .results import add_tables
+
+    probe = resolution_probe(family, provenance, data, sizes=r.probe_sizes or r.speed_sizes,
+                             per_class=r.probe_per_class, seed=seed)
+    speed = speed_table(family, r.speed_sizes, len(data.files), n_train=len(data.labels("train")),
+                        first_layer=r.e2e_first_layer, seconds=2 if mode == "book" else 0.5)
+    add_tables(record_path, probe=probe, speed=speed)
 
 
 # ==================================================================================== profiles

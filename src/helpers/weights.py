@@ -238,6 +238,16 @@ def describe(provenance: dict[str, Any]) -> str:
     return page_fill(text)
 
 
+def release_words(provenance: dict[str, Any]) -> str:
+    """Which release of a network's ImageNet weights a run started from, in a reader's words."""
+    if not is_pretrained(provenance):
+        return RANDOM_LABEL
+    if "folded" in str(provenance.get("note", "")):
+        return ("a de-quantised copy of Google's quantised ImageNet model, with batch normalisation folded into "
+                "the convolutions (its batch-norm layers are identities)")
+    return "Keras' own ImageNet file, the one weights='imagenet' downloads"
+
+
 def load_base(family: str, image_size: int, provenance: dict[str, Any], pooling: str | None = "avg"):
     """The convolutional base (``include_top=False``) with the weights named by ``provenance``."""
     app = application(family)
