@@ -365,6 +365,9 @@ def test_every_value_pasted_from_another_chapter_is_glued_there(path):
     bad = [f"{other}::{name}" + ("" if glued is not None else " (no such notebook)")
            for other, name, glued in pasted(path) if other and (glued is None or name not in glued)]
     assert not bad, f"{path.name} pastes values no chapter glued: {bad}"
+    # myst-nb splits a text role at its last colon: without a format, `doc::key` loses its key
+    bare = re.findall(r"\{glue:text\}`([\w.-]+\.ipynb::\w+)`", markdown(load(path)))
+    assert not bare, f"{path.name}: give a pasted value a format (`…::name:s`): {bare}"
 
 
 def residue(path: Path) -> list[str]:

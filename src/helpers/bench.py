@@ -401,3 +401,17 @@ def machine_info() -> dict[str, Any]:
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": usable,
             "load_average_1_5_15min": load, "platform": platform.platform(),
             "python": platform.python_version(), "libraries": library_versions()}
+
+
+def comparison_tables(family: str, provenance: dict[str, Any], data, r, record_path: str | os.PathLike,
+                      *, seed: int = 42, mode: str = "book") -> None:
+    """What chapter 8 sets side by side for every network, measured as chapter 4 measures it and kept in the record
+    at ``record_path``: the frozen features' probe at a few image sizes and the forward speed at a few sizes."""
+    from .results import add_tables
+    from .transfer import resolution_probe
+
+    probe = resolution_probe(family, provenance, data, sizes=r.probe_sizes or r.speed_sizes,
+                             per_class=r.probe_per_class, seed=seed)
+    speed = speed_table(family, r.speed_sizes, len(data.files), n_train=len(data.labels("train")),
+                        first_layer=r.e2e_first_layer, seconds=2 if mode == "book" else 0.5)
+    add_tables(record_path, probe=probe, speed=speed)

@@ -943,20 +943,6 @@ def resolution_probe(family: str, provenance: Mapping[str, Any], data, sizes: Se
     return pd.DataFrame(rows).set_index("image_size")
 
 
-def comparison_tables(family: str, provenance: Mapping[str, Any], data, r: Recipe, record_path: str | os.PathLike,
-                      *, seed: int = 42, mode: str = "book") -> None:
-    """What chapter 8 sets side by side for every network, measured as chapter 4 measures it and kept in the record
-    at ``record_path``: the frozen features' probe at a few image sizes and the forward speed at a few sizes."""
-    from .bench import speed_table
-    from .results import add_tables
-
-    probe = resolution_probe(family, provenance, data, sizes=r.probe_sizes or r.speed_sizes,
-                             per_class=r.probe_per_class, seed=seed)
-    speed = speed_table(family, r.speed_sizes, len(data.files), n_train=len(data.labels("train")),
-                        first_layer=r.e2e_first_layer, seconds=2 if mode == "book" else 0.5)
-    add_tables(record_path, probe=probe, speed=speed)
-
-
 # ==================================================================================== profiles
 PROFILES = ("auto", "cpu", "gpu")
 
