@@ -315,8 +315,8 @@ standing for counts, platform strings, NaN, commit hashes, make targets."""
 
 RESIDUE_PENDING: dict[str, str] = {
     "03_baseline_cnn": "its TTA line prints 'chosen on val: 1 views' and its ablation table the epochs as "
-                       "floats; both are fixed at the chapter's next execution (it retrains the models "
-                       "chapters 4-8 quote, so it is re-executed with them)",
+                       "floats; both are fixed at the chapter's next execution (with chapter 4, which still "
+                       "reads chapter 3's record; chapters 5 and 6 paste its numbers)",
 }
 """Notebook stem → why its committed outputs still show residue; a second test fails once it no longer does."""
 
