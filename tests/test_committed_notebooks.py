@@ -313,11 +313,7 @@ RESIDUE = re.compile("|".join([
 """What a reader of a chapter never sees: singular counts in the plural, empty template sentences, floats
 standing for counts, platform strings, NaN, commit hashes, make targets."""
 
-RESIDUE_PENDING: dict[str, str] = {
-    "03_baseline_cnn": "its TTA line prints 'chosen on val: 1 views' and its ablation table the epochs as "
-                       "floats; both are fixed at the chapter's next execution (with chapter 4, which still "
-                       "reads chapter 3's record; chapters 5 and 6 paste its numbers)",
-}
+RESIDUE_PENDING: dict[str, str] = {}
 """Notebook stem → why its committed outputs still show residue; a second test fails once it no longer does."""
 
 GLUE_ROLE = re.compile(r"\{glue:(?:text|md)\}`(?:([\w.-]+\.ipynb)::)?([A-Za-z0-9_]+)")

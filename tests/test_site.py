@@ -165,11 +165,7 @@ def test_toc_lists_pages():
 # ---------------------------------------------------------------------------------------------
 # One test per page of the book
 # ---------------------------------------------------------------------------------------------
-WIDE_PENDING = {
-    "notebooks/03_baseline_cnn": "two tables wider than the column (the confusion counts with the class names as "
-                                 "columns; the comparison table): narrowed at the chapter's next execution, which "
-                                 "retrains the models chapters 4-8 quote",
-}
+WIDE_PENDING: dict[str, str] = {}
 """Pages whose executed outputs still scroll sideways, with the reason; the test fails once one no longer does."""
 
 
