@@ -61,15 +61,6 @@ def test_class_counts_bar_accepts_dict_and_rejects_bad():
         plots.class_counts_bar({"basophil": -1})
 
 
-def test_class_pie_skips_zero_classes(counts):
-    counts["monocyte"] = 0
-    fig = plots.class_pie(counts)
-    (ax,) = fig.axes
-    assert len(ax.patches) == len(CLASSES) - 1
-    with pytest.raises(ValueError, match="zero"):
-        plots.class_pie(counts * 0)
-
-
 def test_sample_grid_rows_and_columns(images):
     paths, labels = images
     fig = plots.sample_grid(paths, labels, n_per_class=4, seed=1)

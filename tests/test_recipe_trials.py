@@ -155,14 +155,6 @@ def test_a_schedule_grown_after_its_trial_is_judged_against_the_earlier_one(tmp_
     assert trial_verdicts(t, 0.02)["lesson"].startswith("The longer trial does not move")
 
 
-@pytest.mark.parametrize("a, b, words", [(0.9795, 0.9788, "0.07 points above"), (0.95, 0.9804, "3.04 points below"),
-                                         (0.98, 0.98, "level with"), (0.98, float("nan"), "not comparable with")])
-def test_points_versus(a, b, words):
-    from helpers.results import points_versus
-
-    assert points_versus(a, b) == words
-
-
 def test_two_schedules_compared_across_their_seeds(tmp_path):
     from helpers.results import schedule_seeds, schedules_compared
 

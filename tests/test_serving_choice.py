@@ -47,13 +47,13 @@ def test_the_served_configuration_is_built_scored_and_saved(tmp_path):
 
     import numpy as np
     from inference_bench import publish_served
+    from tinybundle import tiny_bundle
 
-    from helpers.compare import smoke_bundle
     from helpers.data import load_split
     from helpers.export import load_bundle, load_predictions
     from helpers.serve import RUNTIME_FILES, bundle_runner
 
-    src = smoke_bundle(load_split(None, max_per_class=4, seed=0, progress=False), tmp_path / "models")
+    src = tiny_bundle(load_split(None, max_per_class=4, seed=0, progress=False), tmp_path / "models")
     serving = {"runtime": "onnx", "views": 1, "target_ms": 10.0}
     out = publish_served({"bundle": str(src)}, serving, {"quick": True, "scratch": str(tmp_path), "repeats": 1})
     assert out["runtime"] == "onnx" and out["views"] == 1 and out["ms_per_image_1core"] > 0

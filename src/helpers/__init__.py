@@ -24,7 +24,7 @@ Small modules with one job each:
 * :mod:`helpers.calibrate`  – expected calibration error and temperature scaling
 * :mod:`helpers.explain`    – Grad-CAM
 * :mod:`helpers.domain`     – BCCD crops and out-of-distribution scores
-* :mod:`helpers.compare`    – the saved models side by side; publish the best
+* :mod:`helpers.compare`    – the saved bundles: find them, their moved images, their latency
 * :mod:`helpers.export`     – model bundles (model + sidecar + saved predictions)
 * :mod:`helpers.predict`    – classify image files (``classify``: the one path of the command line and the app)
 * :mod:`helpers.ood`        – warnings for images unlike the training cells (size, shape, low confidence)

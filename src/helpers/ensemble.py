@@ -10,7 +10,7 @@ those weights, so that the command line and the app serve it like any other bund
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -86,9 +86,3 @@ def predict(model, images, batch_size: int = 32) -> np.ndarray:
     from .predictions import predict_array
 
     return predict_array(model, images, batch_size)
-
-
-def member_table(selection: Mapping, val_scores: Mapping[str, float], sizes: Mapping[str, int]) -> Sequence[dict]:
-    """Rows (member, weight, its own validation score, input size) for the chapter's table."""
-    return [{"member": n, "weight": w, f"val {selection['metric']} alone": val_scores[n], "image size": sizes[n]}
-            for n, w in selection["weights"].items()]

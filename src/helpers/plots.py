@@ -84,23 +84,6 @@ def class_counts_bar(counts: Mapping[str, int] | pd.Series, title: str = "Images
     return fig
 
 
-def class_pie(counts: Mapping[str, int] | pd.Series, title: str = "Share of each class") -> Figure:
-    """Pie chart of the class shares (one wedge per class with a non-zero count)."""
-    s = _as_series(counts)
-    s = s[s > 0]
-    if s.empty:
-        raise ValueError("every class count is zero; nothing to draw")
-    fig = _figure(5, 4)
-    ax = fig.add_subplot()
-    pal = class_palette(list(s.index))
-    ax.pie(s.values, labels=[_name(c) for c in s.index], colors=[pal.get(c, "grey") for c in s.index],
-           autopct="%1.1f%%", startangle=90, counterclock=False, pctdistance=0.78,
-           wedgeprops={"linewidth": 1, "edgecolor": "white"}, textprops={"fontsize": 8})
-    ax.set_title(title)
-    ax.set_aspect("equal")
-    return fig
-
-
 def _open_rgb(path: str, size: int) -> np.ndarray:
     from PIL import Image
 

@@ -659,11 +659,3 @@ def trial_verdicts(trials: pd.DataFrame, seed_tolerance: float | None = None) ->
                        + " and ".join(keeps[k] for k in rest))
     out["lesson"] = ". ".join(lessons) if lessons else "No trial was run"
     return out
-
-
-def points_versus(accuracy: float, other: float) -> str:
-    """``accuracy`` against ``other`` in words: "0.07 points above", "1.20 points below" or "level with"."""
-    d = 100 * (accuracy - other)
-    if np.isnan(d):
-        return "not comparable with"
-    return "level with" if round(abs(d), 2) == 0 else f"{abs(d):.2f} points {'above' if d > 0 else 'below'}"

@@ -167,7 +167,7 @@ def load_scores(record: Mapping[str, Any], directory: str | os.PathLike | None =
 @dataclass(frozen=True)
 class Scored:
     """Every scored model on the same cells: ``val`` and ``test`` aligned item by item
-    (:class:`helpers.compare.Aligned`), each model's logits in that order (``None`` where it has none), and the
+    (:class:`helpers.predictions.Aligned`), each model's logits in that order (``None`` where it has none), and the
     BCCD crops every model scored (``bccd_probs``/``bccd_logits`` empty without BCCD)."""
 
     names: tuple[str, ...]
