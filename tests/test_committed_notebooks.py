@@ -313,9 +313,6 @@ RESIDUE = re.compile("|".join([
 """What a reader of a chapter never sees: singular counts in the plural, empty template sentences, floats
 standing for counts, platform strings, NaN, commit hashes, make targets."""
 
-RESIDUE_PENDING: dict[str, str] = {}
-"""Notebook stem → why its committed outputs still show residue; a second test fails once it no longer does."""
-
 GLUE_ROLE = re.compile(r"\{glue:(?:text|md)\}`(?:([\w.-]+\.ipynb)::)?([A-Za-z0-9_]+)")
 """A glue role in the prose: the notebook it pastes from (another chapter's, or None for its own) and the name."""
 
@@ -374,20 +371,10 @@ def residue(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.skip(reason=RESIDUE_PENDING[p.stem])) if p.stem in RESIDUE_PENDING else p
-    for p in NOTEBOOKS], ids=_nb_id)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_nb_id)
 def test_no_development_residue_on_the_page(path):
     bad = residue(path)
     assert not bad, "development residue a reader would see: " + "; ".join(bad[:8])
-
-
-@pytest.mark.parametrize("stem", sorted(RESIDUE_PENDING))
-def test_a_pending_chapter_still_needs_its_exemption(stem):
-    path = NB_DIR / f"{stem}.ipynb"
-    if not path.exists():
-        pytest.skip(f"{stem} is not among the notebooks checked here")
-    assert residue(path), f"{stem} shows no residue any more: remove it from RESIDUE_PENDING"
 
 
 def test_the_residue_pattern_catches_what_it_should():

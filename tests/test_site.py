@@ -165,10 +165,6 @@ def test_toc_lists_pages():
 # ---------------------------------------------------------------------------------------------
 # One test per page of the book
 # ---------------------------------------------------------------------------------------------
-WIDE_PENDING: dict[str, str] = {}
-"""Pages whose executed outputs still scroll sideways, with the reason; the test fails once one no longer does."""
-
-
 @pytest.mark.parametrize("doc", PAGES)
 def test_page_in_browser(doc: str, built_site: Path, site_url: str, browser_context, screenshot_dir: Path):
     html_file = built_site / f"{doc}.html"
@@ -246,10 +242,7 @@ def test_page_in_browser(doc: str, built_site: Path, site_url: str, browser_cont
         problems.append(f"{mjx_errors} MathJax error(s) (mjx-merror) in the rendered math")
     problems += [f"broken internal link: {b}" for b in broken_internal_links(hrefs, site_url, built_site)]
     problems += [f"a code box scrolls sideways (at 1280 px) on the line {line!r}" for line in sideways]
-    if doc in WIDE_PENDING:  # its tables predate this check: the chapter's next run narrows them
-        problems += [] if wide else [f"no output scrolls sideways any more: remove {doc} from WIDE_PENDING"]
-    else:
-        problems += [f"an output scrolls sideways (at 1280 px): {first!r}" for first in wide]
+    problems += [f"an output scrolls sideways (at 1280 px): {first!r}" for first in wide]
     footer_text = " ".join(footer)
     problems += [f"footer lacks the licence text {t!r}" for t in LICENCE_TEXT if t not in footer_text]
     if is_notebook(doc):
