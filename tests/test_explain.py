@@ -83,7 +83,7 @@ def test_gradcam_nested_backbone():
     x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     g = grad_cam(model, x)
     assert g.heatmaps.shape == (3, 32, 32) and g.layer == "base_out"
-    assert np.allclose(g.probs, np.asarray(model(x)), atol=1e-5)
+    assert np.allclose(g.probs, np.asarray(model(x, training=False)), atol=1e-5)
 
 
 def test_errors_are_clear():
@@ -111,7 +111,7 @@ def test_overlay():
 
 def test_nested_head_logits_and_gradcam():
     """The transfer chapters' layout: image → preprocess → base → head model ending in Dense(softmax)."""
-    from helpers.explain import final_softmax_dense, logits
+    from helpers.explain import final_softmax, logits
 
     L = keras.layers
     b_in = keras.Input((16, 16, 3))
@@ -121,7 +121,7 @@ def test_nested_head_logits_and_gradcam():
                        name="head")
     inp = keras.Input((16, 16, 3))
     model = keras.Model(inp, head(base(L.Rescaling(1 / 255)(inp), training=False)))
-    assert final_softmax_dense(model).name == "probs"
+    assert final_softmax(model).name == "probs"
     x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     z = logits(model, x, batch_size=3).astype("float64")
     p = np.exp(z - z.max(1, keepdims=True))
@@ -147,3 +147,17 @@ def test_min_grid_picks_a_finer_map_inside_a_nested_backbone():
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     g = grad_cam(model, x, min_grid=6)
     assert g.layer == "fine_out" and g.heatmaps.shape == (2, 32, 32)
+
+
+def test_the_book_models_logits_are_their_dense_layers_output():
+    """The book's models end in Dense(n) → Activation("softmax"): the traced logits are that layer's output."""
+    from helpers.explain import final_softmax, logits
+    from helpers.models import build_model
+
+    model = build_model("improved_cnn", 32, widths=(8, 16), seed=3)
+    assert type(final_softmax(model)).__name__ == "Activation"
+    x = np.random.default_rng(1).uniform(0, 255, (5, 32, 32, 3)).astype("float32")
+    direct = keras.Model(model.input, model.get_layer("logits").output)(x, training=False)
+    assert np.allclose(logits(model, x, batch_size=2), np.asarray(direct), atol=1e-5)
+    g = grad_cam(model, x, min_grid=4)
+    assert g.heatmaps.shape == (5, 32, 32) and np.allclose(g.probs, np.asarray(model(x, training=False)), atol=1e-5)

@@ -299,3 +299,34 @@ def test_spread_block_matches_what_reproduce_reads():
     assert b["test"]["accuracy"] == pytest.approx(0.025)  # tools/reproduce.py: spread[split][metric]
     with pytest.raises(ValueError, match="at least two seeds"):
         spread_block([0.9], [1])
+
+
+def test_the_pages_stock_fit_and_the_books_fit_train_the_same_model(data, tmp_path):
+    """Chapter 3 trains its first CNN with Keras' own ``model.fit`` and :func:`chapter_callbacks`; the book's
+    :func:`fit` must make the same calls: same weights, same history, same summary (timings aside)."""
+    from helpers.train import chapter_callbacks, compile_classifier, fit_summary
+
+    def datasets():  # tf.data derives the shuffle's seed from the global seed too
+        keras.utils.set_random_seed(5)
+        tr = make_dataset(data.paths("train"), data.labels("train"), SIZE, 16, shuffle=True, seed=5)
+        return tr, make_dataset(data.paths("val"), data.labels("val"), SIZE, 16)
+
+    tr, va = datasets()
+    page = build_model("devnithw_cnn", SIZE, seed=5)
+    keras.utils.set_random_seed(5)
+    compile_classifier(page, learning_rate=1e-3)
+    callbacks = chapter_callbacks(va, tmp_path / "page", train_ds=tr)
+    history = page.fit(tr, epochs=2, callbacks=callbacks, shuffle=False, verbose=0)
+    by_page = fit_summary(history, callbacks, learning_rate=1e-3, seed=5)
+    assert not (tmp_path / "page").exists()  # a run that ended deletes its backup
+
+    tr, va = datasets()
+    book = build_model("devnithw_cnn", SIZE, seed=5)
+    by_book = fit(book, tr, va, epochs=2, seed=5, checkpoint_dir=tmp_path / "book", verbose=0)
+    timing = ("train_seconds", "checkpoint_dir")
+    assert {k: v for k, v in by_page.items() if k not in timing} == {
+        k: v for k, v in by_book.items() if k not in timing} | {"history": by_page["history"]}
+    keep = ("epoch_seconds", "load_avg")
+    assert {k: v for k, v in by_page["history"].items() if k not in keep} == {
+        k: v for k, v in by_book["history"].items() if k not in keep}
+    assert all(np.array_equal(a, b) for a, b in zip(page.get_weights(), book.get_weights(), strict=True))

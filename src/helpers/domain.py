@@ -160,7 +160,7 @@ def energy(logits, temperature: float = 1.0) -> np.ndarray:
 
     Needs the real logits. With probabilities only, ``log p`` equals the logits up to an unknown
     constant per item, and that constant is exactly what the energy measures: ``energy(log p) = 0``
-    for every item. Use :func:`helpers.explain.logits` to get the logits from a model ending in ``Dense(softmax)``.
+    for every item. Use :func:`helpers.explain.logits` to get the logits from a model ending in a softmax.
     """
     from scipy.special import logsumexp
 

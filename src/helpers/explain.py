@@ -90,40 +90,44 @@ def _contains(model, target) -> bool:
     return target is not None and any(layer is target for _, layer in _walk(model))
 
 
-def _softmax_dense(layer) -> bool:
+def _softmax_layer(layer) -> bool:
     act = getattr(layer, "activation", None)
-    return type(layer).__name__ == "Dense" and getattr(act, "__name__", "") == "softmax"
+    return type(layer).__name__ in ("Dense", "Activation") and getattr(act, "__name__", "") == "softmax"
 
 
-def final_softmax_dense(model):
-    """The model's last layer if it is ``Dense(softmax)`` — also when it sits at the end of a nested head
-    model (transfer models: ``… → head`` with ``head`` ending in ``Dense(softmax)``); else ``None``."""
+def final_softmax(model):
+    """The model's last layer if it is a softmax — ``Activation("softmax")`` after ``Dense(n)`` (the book's
+    models) or ``Dense(softmax)`` — also when it sits at the end of a nested head model (transfer models:
+    ``… → head``); else ``None``."""
     last = model
     while _sublayers(last):
         last = last.layers[-1]
-    return last if last is not model and _softmax_dense(last) else None
+    return last if last is not model and _softmax_layer(last) else None
 
 
 def _trace(model, target=None):
     """``model`` rebuilt on public Keras APIs to also return the target feature map and the final logits.
 
     Returns ``(traced, names)``: a functional model sharing ``model``'s layers and weights whose outputs are
-    named by ``names`` (``"features"`` when ``target`` is given, ``"logits"`` when the model ends in
-    ``Dense(softmax)``, and always ``"probs"``). Functional models are re-wired with
+    named by ``names`` (``"features"`` when ``target`` is given, ``"logits"`` when the model ends in a softmax
+    (:func:`final_softmax`), and always ``"probs"``). Functional models are re-wired with
     ``keras.models.clone_model(clone_function=identity, call_function=...)``: the target's output is
-    captured where it is computed, and the final ``Dense(softmax)`` is called as ``softmax(x @ W + b)`` so that
-    its logits are an output too; nested models on the way (the transfer models' base and head) are traced
+    captured where it is computed, and so is the final softmax's input (a ``Dense(softmax)`` is called as
+    ``softmax(x @ W + b)``); nested models on the way (the transfer models' base and head) are traced
     the same way, Sequential ones layer by layer.
     """
     import keras
 
-    head = final_softmax_dense(model)
+    head = final_softmax(model)
     captured: dict[str, Any] = {}
 
     def call(layer, *args, **kwargs):
         if layer is target:
             captured["features"] = layer(*args, **kwargs)
             return captured["features"]
+        if layer is head and type(layer).__name__ == "Activation":
+            captured["logits"] = args[0]
+            return layer(args[0], **kwargs)
         if layer is head:
             z = keras.ops.matmul(args[0], layer.kernel)
             captured["logits"] = z + layer.bias if layer.use_bias else z
@@ -215,8 +219,8 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
 
 
 def logits_fn(model):
-    """A function ``x -> logits`` (NumPy, ``training=False``) for a model ending in ``Dense(softmax)`` (also
-    inside a nested head), traced once; ``None`` (logged) when it ends otherwise. For a TTA wrapper
+    """A function ``x -> logits`` (NumPy, ``training=False``) for a model ending in a softmax (also inside a
+    nested head; :func:`final_softmax`), traced once; ``None`` (logged) when it ends otherwise. For a TTA wrapper
     (:mod:`helpers.tta`): the single-view model's logits, averaged over the same views."""
     from .layers import dihedral, is_tta, tta_core, tta_views
 
@@ -225,8 +229,8 @@ def logits_fn(model):
         if core is None:
             return None
         return lambda x: np.mean([core(np.asarray(dihedral(x, k))) for k in range(views)], axis=0)
-    if final_softmax_dense(model) is None:
-        log.info("model %s does not end in Dense(softmax): no logits available", model.name)
+    if final_softmax(model) is None:
+        log.info("model %s does not end in a softmax: no logits available", model.name)
         return None
     import tensorflow as tf
 
@@ -246,7 +250,7 @@ def logits(model, images, batch_size: int = 32) -> np.ndarray | None:
     if not out:
         from .layers import tta_core
 
-        return np.zeros((0, final_softmax_dense(tta_core(model)).units), "float32")
+        return np.zeros((0, int(tta_core(model).output_shape[-1])), "float32")
     return np.concatenate(out)
 
 

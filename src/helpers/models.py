@@ -5,8 +5,9 @@
 
 Every builder takes images as the pipeline delivers them (``float32`` in ``[0, 255]``, shape
 ``(H, W, 3)``), rescales them *inside* the model (so a saved model needs no separate
-pre-processing) and ends in an 8-way softmax. Get one by name with :func:`build_model`, which seeds
-Keras globally first when given ``seed`` (so the initial weights repeat). Their augmentation
+pre-processing) and ends in ``Dense(8)`` (the logits, layer ``"logits"``) and a softmax (layer ``"probs"``).
+Get one by name with :func:`build_model`, which seeds Keras globally first when given ``seed`` (so the
+initial weights repeat). Their augmentation
 layers come from :mod:`helpers.augment`.
 """
 from __future__ import annotations
@@ -51,7 +52,8 @@ def devnithw_cnn(image_size=64, n_classes: int = 8):
     x = L.Dropout(0.2, name="dropout")(x)
     x = L.Dense(128, activation="relu", name="dense128")(x)
     x = L.Flatten(name="flatten")(x)
-    outputs = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    x = L.Dense(n_classes, name="logits")(x)  # one score per class
+    outputs = L.Activation("softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="devnithw_cnn")
 
 
@@ -68,7 +70,8 @@ def bloodcells_cnn(image_size=64, n_classes: int = 8, seed: int = 42):
                      name=f"conv{i}")(x)
         x = L.MaxPooling2D(name=f"pool{i}")(x)
     x = L.Flatten(name="flatten")(x)
-    outputs = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    x = L.Dense(n_classes, name="logits")(x)  # one score per class
+    outputs = L.Activation("softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="bloodcells_cnn")
 
 
@@ -103,7 +106,8 @@ def improved_cnn(image_size=64, n_classes: int = 8, seed: int = 42):
         x = L.MaxPooling2D(name=f"pool{stage}")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)
     x = L.Dropout(0.3, name="dropout")(x)
-    outputs = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    x = L.Dense(n_classes, name="logits")(x)  # one score per class
+    outputs = L.Activation("softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="improved_cnn")
 
 
@@ -158,7 +162,8 @@ def improved_cnn_variant(image_size: int | Sequence[int] = 64, n_classes: int = 
     x = L.GlobalAveragePooling2D(name="gap")(x) if global_pool else L.Flatten(name="flatten")(x)
     if dropout:
         x = L.Dropout(float(dropout), name="dropout")(x)
-    out = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    x = L.Dense(n_classes, name="logits")(x)
+    out = L.Activation("softmax", name="probs")(x)
     return keras.Model(inp, out, name="improved_cnn")
 
 

@@ -1,13 +1,9 @@
-"""Training loop conveniences: one :func:`fit` for every chapter, and :func:`evaluate_and_record`.
+"""Training: chapter 3's ``compile`` and callbacks, one :func:`fit` for every chapter, :func:`evaluate_and_record`.
 
-:func:`fit` seeds Keras (``keras.utils.set_random_seed``) at the start of every run, compiles with
-Adam and sparse categorical cross-entropy, stops early on validation accuracy like the source write-ups
-(patience 5, min_delta 0.005, best weights restored) unless a cosine schedule runs to its end,
-computes validation macro-F1 every epoch, times every epoch, prints one short line per epoch, and
-checkpoints every epoch so that an interrupted run can ``resume``: the stock
-``keras.callbacks.BackupAndRestore`` keeps weights, optimizer and epoch counter; early stopping's
-state and best weights (:class:`ResumableEarlyStopping`) and the history (:class:`RunState`) are
-kept next to it.
+Chapter 3 shows :func:`compile_classifier`, :func:`cosine_schedule` and :func:`chapter_callbacks` (validation
+scores, the stock ``EarlyStopping`` and ``BackupAndRestore``) and calls Keras' ``model.fit`` with them. :func:`fit`
+is that same call plus what a record and a resumed run need: it seeds Keras first, adds :class:`RunState`
+(early stopping's state and the history kept beside the backup, a time budget) and returns a summary.
 """
 from __future__ import annotations
 
@@ -25,7 +21,6 @@ import keras
 import numpy as np
 from sklearn.metrics import f1_score
 
-from . import CLASSES
 from .config import output_dir
 from .io import atomic_write_json
 from .predictions import Predictions, predict_dataset, predict_split
@@ -51,56 +46,18 @@ def _macro_f1(y: np.ndarray, p: np.ndarray, n_classes: int) -> float:
     return float(f1_score(y, p.argmax(1), labels=list(range(n_classes)), average="macro", zero_division=0))
 
 
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping whose state (best value, wait, best epoch and weights) survives a resume.
+class ValidationScores(keras.callbacks.Callback):
+    """After every epoch: validation loss, accuracy and macro-F1 from one pass over ``val_ds`` (macro-F1
+    needs every prediction at once, which Keras' batch-wise metrics do not keep), training macro-F1 on a
+    few batches, the learning rate and the epoch's seconds. They go into the epoch's ``logs``, where the
+    callbacks after this one (early stopping) and the ``History`` that ``fit`` returns find them."""
 
-    Stock ``BackupAndRestore`` restores the weights, the optimizer and the epoch counter, but not early
-    stopping: a resumed stock ``EarlyStopping`` starts from scratch and would restore the best weights of the
-    resumed part only. Nor can a stock ``ModelCheckpoint(save_best_only=True)`` keep these best weights: it has
-    no ``min_delta`` and saves every strict improvement (tests/test_train.py shows both). So this subclass
-    writes its best weights (``best.weights.h5``, atomically) when they change and takes its state back on resume.
-    """
-
-    def __init__(self, *a, directory: Path, state: Mapping[str, Any] | None = None, best_weights=None, **kw):
-        super().__init__(*a, **kw)
-        self.directory = directory
-        self._resume_state = dict(state or {})
-        self._resume_weights = best_weights
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._resume_state:
-            self.wait = int(self._resume_state.get("wait", 0))
-            self.best = self._resume_state.get("best")
-            self.best_epoch = int(self._resume_state.get("best_epoch", 0))
-            self.best_weights = self._resume_weights
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.best_epoch == epoch:  # written aside, flushed to disk, then renamed: never a torn file
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f".tmp.{BEST_WEIGHTS}"
-            self.model.save_weights(tmp, overwrite=True)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.directory / BEST_WEIGHTS)
-
-    def state(self) -> dict[str, Any]:
-        best = None if self.best is None else float(self.best)
-        return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
-
-
-class EpochEnd(keras.callbacks.Callback):
-    """Validation loss/accuracy/macro-F1 (one pass over ``val_ds``), train macro-F1 on a few
-    batches, epoch time; writes them into ``logs`` so that later callbacks (early stopping,
-    the learning-rate schedule) can monitor ``val_accuracy``."""
-
-    def __init__(self, val_ds, train_ds, history: dict[str, list], *, train_f1_batches: int = 10,
-                 n_classes: int = len(CLASSES), epochs: int = 0, verbose: int = 1):
+    def __init__(self, val_ds, train_ds=None, *, train_f1_batches: int = 10, epochs: int = 0, verbose: int = 0,
+                 history: dict[str, list] | None = None):
         super().__init__()
-        self.verbose = verbose
-        self.val_ds, self.train_ds = val_ds, train_ds
-        self.history, self.train_f1_batches, self.n_classes, self.epochs = history, train_f1_batches, n_classes, epochs
+        self.val_ds, self.train_ds, self.train_f1_batches = val_ds, train_ds, train_f1_batches
+        self.epochs, self.verbose = epochs, verbose
+        self.history = history if history is not None else {}
         self._t0 = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -108,14 +65,15 @@ class EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        n_classes = int(self.model.output_shape[-1])
         y, p = predict_dataset(self.model, self.val_ds)
         logs["val_loss"] = float(keras.ops.convert_to_numpy(
             keras.losses.sparse_categorical_crossentropy(y, np.clip(p, 1e-7, 1.0))).mean())
         logs["val_accuracy"] = float((p.argmax(1) == y).mean())
-        logs["val_macro_f1"] = _macro_f1(y, p, self.n_classes)
-        if self.train_f1_batches:
+        logs["val_macro_f1"] = _macro_f1(y, p, n_classes)
+        if self.train_f1_batches and self.train_ds is not None:
             yt, pt = predict_dataset(self.model, self.train_ds, self.train_f1_batches)
-            logs["macro_f1"] = _macro_f1(yt, pt, self.n_classes)
+            logs["macro_f1"] = _macro_f1(yt, pt, n_classes)
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["epoch_seconds"] = time.perf_counter() - self._t0
         if hasattr(os, "getloadavg"):  # 1-minute load average: explains slow epochs on a shared machine
@@ -127,6 +85,19 @@ class EpochEnd(keras.callbacks.Callback):
             print(epoch_line(epoch, self.epochs, logs), flush=True)
 
 
+def chapter_callbacks(val_ds, backup_dir, *, patience=5, min_delta=0.005,
+                      train_ds=None, verbose=0):
+    """Validation scores, early stopping on val accuracy, a backup per epoch."""
+    return [
+        ValidationScores(val_ds, train_ds, verbose=verbose),  # → logs
+        keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=patience,
+            min_delta=min_delta, restore_best_weights=True),
+        keras.callbacks.BackupAndRestore(  # a crashed run resumes here
+            backup_dir, double_checkpoint=True),
+    ]
+
+
 def epoch_line(epoch: int, epochs: int, logs: Mapping[str, float], note: str = "") -> str:
     """The one-line summary printed after every epoch (within a page's 80 columns; the training macro-F1
     stays in the history)."""
@@ -136,26 +107,52 @@ def epoch_line(epoch: int, epochs: int, logs: Mapping[str, float], note: str = "
 
 
 class RunState(keras.callbacks.Callback):
-    """After every epoch: ``state.json`` (epoch counter, history, early-stopping state, seconds, the model's
-    weight shapes), written atomically; and the time budget. Weights and optimizer are backed up by the stock
-    ``keras.callbacks.BackupAndRestore`` (in ``backup/``), which runs just before this callback."""
+    """What a resumed run needs besides the stock ``BackupAndRestore`` (weights, optimizer, epoch counter),
+    listed after it: the state of the stock ``EarlyStopping`` (best value, wait, best epoch and its weights,
+    which a resumed stock callback would forget) and the history, in ``state.json`` and ``best.weights.h5``,
+    each written atomically after every epoch; and the time budget.
 
-    def __init__(self, directory: Path, history: dict[str, list], early: ResumableEarlyStopping,
-                 time_budget: float | None, started: float, prior_seconds: float):
+    Nor could a stock ``ModelCheckpoint(save_best_only=True)`` keep early stopping's best weights: it has no
+    ``min_delta`` and saves every strict improvement (tests/test_train.py shows both)."""
+
+    def __init__(self, directory: Path, history: dict[str, list], early, time_budget: float | None,
+                 started: float, prior_seconds: float, resumed: Mapping[str, Any] | None = None,
+                 best_weights=None):
         super().__init__()
         self.dir, self.history, self.early = directory, history, early
         self.time_budget, self.started, self.prior_seconds = time_budget, started, prior_seconds
+        self.resumed, self.best_weights = dict(resumed or {}), best_weights
         self.stopped_by_budget = False
 
+    def on_train_begin(self, logs=None):  # after the early stopping's own on_train_begin, which resets it
+        if self.resumed:
+            self.early.wait = int(self.resumed.get("wait", 0))
+            self.early.best = self.resumed.get("best")
+            self.early.best_epoch = int(self.resumed.get("best_epoch", 0))
+            self.early.best_weights = self.best_weights
+
     def on_epoch_end(self, epoch, logs=None):
+        if self.early.best_epoch == epoch:  # written aside, flushed to disk, then renamed: never a torn file
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.dir / f".tmp.{BEST_WEIGHTS}"
+            self.model.save_weights(tmp, overwrite=True)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.dir / BEST_WEIGHTS)
         elapsed = self.prior_seconds + time.perf_counter() - self.started
         atomic_write_json(self.dir / "state.json", {"epoch": epoch + 1, "history": self.history,
-                                                    "early_stopping": self.early.state(),
+                                                    "early_stopping": early_state(self.early),
                                                     "train_seconds": elapsed, "weights": _shapes(self.model)})
         if self.time_budget is not None and elapsed >= self.time_budget and not self.model.stop_training:
             log.info("time budget of %.0f s used up after epoch %d: stopping", self.time_budget, epoch + 1)
             self.stopped_by_budget = True
             self.model.stop_training = True
+
+
+def early_state(early) -> dict[str, Any]:
+    """A stock ``EarlyStopping``'s state: best value, epochs waited, best epoch (0-based)."""
+    best = None if early.best is None else float(early.best)
+    return {"wait": int(early.wait), "best": best, "best_epoch": int(early.best_epoch)}
 
 
 def _shapes(model) -> list[list[int]]:
@@ -279,19 +276,17 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     elif not resume and ckdir.exists():
         shutil.rmtree(ckdir)
 
-    early = ResumableEarlyStopping(monitor="val_accuracy", mode="max", min_delta=min_delta,
-                                   patience=patience if patience is not None else 10 ** 9,
-                                   restore_best_weights=True, directory=ckdir, state=es_state,
-                                   best_weights=best_weights)
+    callbacks = chapter_callbacks(val_ds, ckdir / BACKUP, patience=patience if patience is not None else 10 ** 9,
+                                  min_delta=min_delta, train_ds=train_ds, verbose=verbose)
+    scores, early, backup = callbacks
+    backup.delete_checkpoint = False  # kept after the run: a finished run is reused, not trained again
+    scores.history, scores.epochs, scores.train_f1_batches = history, epochs, train_f1_batches
     started = time.perf_counter()
-    ckpt = RunState(ckdir, history, early, time_budget, started, prior_seconds)
-    backup = keras.callbacks.BackupAndRestore(ckdir / BACKUP, delete_checkpoint=False, double_checkpoint=True)
-    callbacks: list = [EpochEnd(val_ds, train_ds, history, train_f1_batches=train_f1_batches, epochs=epochs,
-                                n_classes=int(model.output_shape[-1]), verbose=verbose)]
-    if schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
-                                                           patience=2, min_delta=min_delta / 5, verbose=0))
-    callbacks += [early, backup, ckpt]
+    ckpt = RunState(ckdir, history, early, time_budget, started, prior_seconds, es_state, best_weights)
+    if schedule == "plateau":  # halve the rate when val accuracy stalls: after the scores, before early stopping
+        callbacks.insert(1, keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
+                                                              patience=2, min_delta=min_delta / 5, verbose=0))
+    callbacks.append(ckpt)
     if verbose and initial_epoch:  # show the epochs that the checkpoint already holds
         for e in range(initial_epoch):
             print(epoch_line(e, epochs, {k: v[e] for k, v in history.items() if len(v) > e}, " (from checkpoint)"))
@@ -303,31 +298,49 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
     elif best_weights is not None:
         model.set_weights(best_weights)
     train_seconds = prior_seconds + time.perf_counter() - started
-    n_run = len(history.get("val_accuracy", []))
     stopped = finished or ("time_budget" if ckpt.stopped_by_budget else
                            "early_stopping" if early.stopped_epoch > 0 else "max_epochs")
     if (ckdir / "state.json").is_file():  # mark the run finished, so a resume does not train it further
         state = json.loads((ckdir / "state.json").read_text())
         atomic_write_json(ckdir / "state.json", {**state, "stopped": stopped})
+    es = early_state(early) if ran else (es_state or {})
+    out = _summary(history, es, float(train_seconds), epochs, stopped, resumed_from_epoch=initial_epoch,
+                   schedule=schedule, learning_rate=float(learning_rate), warmup_epochs=warmup_epochs,
+                   weight_decay=weight_decay, seed=seed, patience=patience, min_delta=min_delta,
+                   time_budget=time_budget, steps_per_epoch=steps, checkpoint_dir=str(ckdir))
+    if verbose:
+        va, best_epoch = history.get("val_accuracy", []), out["best_epoch"]
+        best_va = va[best_epoch - 1] if va and best_epoch else math.nan
+        why = {"early_stopping": ", stopped early", "time_budget": ", stopped by the time budget"}.get(stopped, "")
+        print(f"{out['epochs_run']} epochs in {train_seconds / 60:.1f} min{why}; weights of epoch {best_epoch} "
+              f"restored (val accuracy {best_va:.4f})", flush=True)
+    return out
+
+
+def _summary(history: dict[str, list], es: Mapping[str, Any], train_seconds: float, epochs: int, stopped: str,
+             **settings: Any) -> dict[str, Any]:
     va = history.get("val_accuracy", [])
     # the epoch whose weights early stopping restored: the last one that beat the best by min_delta
-    es = early.state() if ran else (es_state or {})
     if es.get("best") is not None:
         best_epoch = int(es["best_epoch"]) + 1
     else:
         best_epoch = int(np.argmax(va)) + 1 if va else 0
-    if verbose:
-        best_va = va[best_epoch - 1] if va and best_epoch else math.nan
-        why = {"early_stopping": ", stopped early", "time_budget": ", stopped by the time budget"}.get(stopped, "")
-        print(f"{n_run} epochs in {train_seconds / 60:.1f} min{why}; weights of epoch {best_epoch} restored "
-              f"(val accuracy {best_va:.4f})", flush=True)
-    return {"history": history, "train_seconds": float(train_seconds), "epochs_run": n_run,
-            "max_epochs": epochs, "best_epoch": best_epoch, "stopped": stopped,
-            "resumed_from_epoch": initial_epoch, "schedule": schedule, "learning_rate": float(learning_rate),
-            "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, "seed": seed,
-            "budget_fired": stopped == "time_budget",
-            "patience": patience, "min_delta": min_delta, "time_budget": time_budget,
-            "steps_per_epoch": steps, "checkpoint_dir": str(ckdir)}
+    defaults = {"resumed_from_epoch": 0, "schedule": None, "warmup_epochs": 0, "weight_decay": None,
+                "time_budget": None, "checkpoint_dir": None}
+    return {"history": history, "train_seconds": train_seconds, "epochs_run": len(va), "max_epochs": epochs,
+            "best_epoch": best_epoch, "stopped": stopped, "budget_fired": stopped == "time_budget",
+            **defaults, **settings}
+
+
+def fit_summary(history, callbacks, *, learning_rate: float, seed: int | None) -> dict[str, Any]:
+    """The summary :func:`fit` returns, for a run of Keras' ``model.fit`` with :func:`chapter_callbacks`
+    (``history``: the ``History`` it returned), as :func:`evaluate_and_record` takes it."""
+    early = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
+    h = {k: [float(v) for v in history.history[k]] for k in HISTORY_KEYS if k in history.history}
+    stopped = "early_stopping" if early.stopped_epoch > 0 else "max_epochs"
+    return _summary(h, early_state(early), float(sum(h.get("epoch_seconds", []))), int(history.params["epochs"]),
+                    stopped, learning_rate=float(learning_rate), seed=seed, patience=int(early.patience),
+                    min_delta=float(early.min_delta), steps_per_epoch=history.params.get("steps"))
 
 
 def split_predictions(model, data, image_size: int, *, batch_size: int = 64, test: bool = True, val_ds=None,
