@@ -44,7 +44,7 @@ def _synthetic(n: int, shape: tuple[int, ...], seed: int = 0, low: float = 0.0, 
 def _fit_runner(model, x, y, batch_size: int, lr: float) -> dict[str, Any]:
     """Train as the chapters do (:func:`helpers.bench.training_epoch`: Adam, sparse CE, here with accuracy);
     ``run`` = one pass over x."""
-    epoch = training_epoch(model, x, y, batch_size=batch_size, learning_rate=lr, metrics=["accuracy"])
+    epoch = training_epoch(model, x, y, batch_size=batch_size, learning_rate=lr)
     return {"run": lambda req: {"n": epoch()}}
 
 

@@ -46,7 +46,8 @@ def measure(size: int, per_class: int) -> dict[str, Any]:
 
     from helpers.data import load_split
     from helpers.pipeline import make_dataset
-    from helpers.transfer import extract, recipe, start_run
+    from helpers.profiles import recipe
+    from helpers.transfer_run import extract, start_run
     from helpers.weights import resolve_weights
 
     r = recipe(FAMILY, "gpu", "book", image_size=size)

@@ -54,7 +54,7 @@ def run_one(name: str, max_minutes: float | None = None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from helpers.bench import cpu_model
     from helpers.data import load_split
-    from helpers.transfer import extract, phase1, phase3, start_run
+    from helpers.transfer_run import extract, phase1, phase3, start_run
     from helpers.weights import resolve_weights
 
     c = CANDIDATES[name]
@@ -85,12 +85,13 @@ def run_one(name: str, max_minutes: float | None = None) -> dict:
 
 
 def run_recipe(c: dict, max_minutes: float | None = None) -> dict:
-    """A chapter's own cpu recipe (``helpers.transfer.recipe`` with ``c["recipe"]``'s changes) through
+    """A chapter's own cpu recipe (``helpers.profiles.recipe`` with ``c["recipe"]``'s changes) through
     ``run_phases``, the head's hyper-parameters those its chapter tuned (``results/transfer_<family>.json``)."""
     from helpers.bench import cpu_model
     from helpers.data import load_split
+    from helpers.profiles import recipe
     from helpers.results import tuned_head
-    from helpers.transfer import extract, recipe, run_phases, start_run
+    from helpers.transfer_run import extract, run_phases, start_run
     from helpers.weights import resolve_weights
 
     family = c["family"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.transfer import _scope, extract, phase1, phase2, phase3, recipe, record_fields, start_run, val_predictions
+from helpers.profiles import build_scope, recipe
+from helpers.transfer_run import extract, phase1, phase2, phase3, record_fields, start_run, val_predictions
 from helpers.weights import resolve_weights
 
 # ResNet50 at 32 px: the cut (conv5_block2_out) gives 1×1×2048 activations. A random ResNet50's features are of
@@ -32,7 +33,7 @@ def _start(prov, profile: str, **kw):
 def test_the_gpu_recipe_keeps_pooled_features_and_asks_for_float16_on_a_gpu(monkeypatch):
     import keras
 
-    import helpers.transfer as t
+    import helpers.profiles as t
 
     monkeypatch.setattr(t, "gpus", lambda: [])
     gpu, cpu = recipe("vgg19", "gpu"), recipe("mobilenetv2", "cpu")
@@ -43,7 +44,7 @@ def test_the_gpu_recipe_keeps_pooled_features_and_asks_for_float16_on_a_gpu(monk
     monkeypatch.setattr(t, "gpus", lambda: ["GPU:0"])
     assert recipe("resnet50", "gpu").precision == "mixed_float16" and recipe("resnet50", "gpu").pooled_only
     assert recipe("resnet50", "cpu").precision == "float32"
-    with pytest.raises(KeyError), _scope(None, "mixed_float16"):
+    with pytest.raises(KeyError), build_scope(None, "mixed_float16"):
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
         raise KeyError("an error while a model is built")
     assert keras.mixed_precision.global_policy().name == "float32"  # restored, even after an error
@@ -97,7 +98,7 @@ def test_mixed_precision_forced_on_the_cpu_at_tiny_size(data, prov, tmp_path, mo
     """mixed_float16: the layers compute in float16, the softmax in float32, the loss is scaled; restored after."""
     import keras
 
-    from helpers.transfer import evaluate
+    from helpers.transfer_run import evaluate
 
     monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
     run = _start(prov, "gpu", precision="mixed_float16")

@@ -28,8 +28,9 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from PIL import Image
 
 from helpers import CLASSES
-from helpers.transfer import (distribution_strategy, evaluate, extract, phase1, phase2, phase3, recipe, record_fields,
-                              start_run, train_head)
+from helpers.profiles import distribution_strategy, recipe
+from helpers.transfer import train_head
+from helpers.transfer_run import evaluate, extract, phase1, phase2, phase3, record_fields, start_run
 from helpers.weights import resolve_weights
 
 tmp = os.environ["BLOODCELLS_OUTPUT_DIR"]

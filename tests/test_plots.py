@@ -239,7 +239,7 @@ def test_phase_curves_puts_the_phases_end_to_end():
 def test_phase_histories_name_the_phases_that_ran_in_training_order():
     from types import SimpleNamespace
 
-    from helpers.transfer import phase_histories
+    from helpers.transfer_run import phase_histories
 
     run = SimpleNamespace(histories={"phase3": {"loss": [1.0]}, "phase1": {"loss": [2.0]}, "tuner": {"x": [0]}})
     assert phase_histories(run) == {"1: head": {"loss": [2.0]}, "3: end to end": {"loss": [1.0]}}

@@ -5,23 +5,20 @@ import numpy as np
 import pytest
 
 from helpers import CLASSES
-from helpers.transfer import (
+from helpers.transfer import make_head, preprocessing_layer, split_model, unfreeze_from
+from helpers.transfer_run import (
     deployable,
     evaluate,
     extract,
-    make_head,
     phase1,
     phase2,
     phase3,
     phase_table,
-    preprocessing_layer,
     save,
-    split_model,
     start_run,
     stratified_subset,
     train_seconds,
     tune,
-    unfreeze_from,
     val_predictions,
 )
 from helpers.weights import resolve_weights
@@ -149,7 +146,7 @@ def test_two_phases_record_and_saved_model(small_data, random_provenance, tmp_pa
 
 
 def test_resolution_probe_reports_accuracy_per_size(small_data, random_provenance):
-    from helpers.transfer import resolution_probe
+    from helpers.transfer_run import resolution_probe
 
     table = resolution_probe("mobilenetv2", random_provenance, small_data, sizes=(32,), per_class=2)
     assert list(table.index) == [32]

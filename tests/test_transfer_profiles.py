@@ -4,20 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.transfer import (
-    CPU_RECIPES,
-    GPU_RECIPES,
-    Recipe,
-    distribution_strategy,
-    literature_table,
-    recipe,
-    resolve_profile,
-)
+from helpers.literature import literature_table
+from helpers.profiles import CPU_RECIPES, GPU_RECIPES, Recipe, distribution_strategy, recipe, resolve_profile
 from helpers.weights import resolve_weights
 
 
 def test_auto_is_cpu_without_a_gpu_and_bad_names_fail(monkeypatch):
-    import helpers.transfer as t
+    import helpers.profiles as t
 
     monkeypatch.setattr(t, "gpus", lambda: [])
     assert resolve_profile("auto") == "cpu"
@@ -82,7 +75,7 @@ def test_default_strategy_without_gpus():
 def test_gpu_path_at_tiny_size_under_mirrored_strategy_on_the_cpu(tmp_path, monkeypatch):
     """The gpu profile's phases (1 then 3, no phase 2) run end to end under MirroredStrategy."""
     from helpers.data import load_split
-    from helpers.transfer import evaluate, extract, phase1, phase3, save, start_run
+    from helpers.transfer_run import evaluate, extract, phase1, phase3, save, start_run
 
     monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
     data = load_split(max_per_class=2, progress=False)
@@ -114,7 +107,7 @@ def test_literature_table_holds_the_sources_rows():
 def test_run_phases_and_seed_spread_at_tiny_size(tmp_path, monkeypatch):
     """Chapters 5 and 6 train with run_phases; seed_spread repeats it per seed with checkpoints of its own."""
     from helpers.data import load_split
-    from helpers.transfer import extract, phase_numbers, run_phases, seed_spread, start_run
+    from helpers.transfer_run import extract, phase_numbers, run_phases, seed_spread, start_run
 
     monkeypatch.setenv("BLOODCELLS_OUTPUT_DIR", str(tmp_path))
     data = load_split(max_per_class=3, progress=False)
@@ -141,7 +134,7 @@ def test_run_phases_and_seed_spread_at_tiny_size(tmp_path, monkeypatch):
 
 
 def test_phase_numbers_say_nan_for_a_phase_that_did_not_run():
-    from helpers.transfer import TransferRun, phase_numbers
+    from helpers.transfer_run import TransferRun, phase_numbers
 
     run = TransferRun.__new__(TransferRun)
     run.phase_val, run.times, run.speeds, run.end_to_end = {"phase 1: frozen base + head": 0.8}, {}, {}, {}

@@ -17,7 +17,7 @@ def test_each_candidate_names_a_layer_of_its_base(name):
 
     c = tr.CANDIDATES[name]
     if "recipe" in c:  # a chapter's own recipe, phase 3 twice as long as the schedule it was tried against
-        from helpers.transfer import recipe
+        from helpers.profiles import recipe
 
         r, chapter = recipe(c["family"], "cpu", "book", **c["recipe"]), recipe(c["family"], "cpu", "book")
         assert r.e2e_epochs == 2 * c["tried_against"] and r.e2e_lr == chapter.e2e_lr

@@ -47,8 +47,8 @@ def test_the_committed_spreads_are_the_recipes_at_a_stated_budget(family):
 
 def test_the_committed_full_data_spread_is_chapter_6s_own_schedule():
     """Chapter 6 reads the spread of its own recipe on the whole split: every seed ran the recipe's schedule."""
+    from helpers.profiles import recipe
     from helpers.results import full_seed_name, spread_name
-    from helpers.transfer import recipe
 
     r = recipe("mobilenetv2", "cpu", "book")
     rec = json.loads((ROOT / "results" / SPREAD_FOLDER / spread_name("mobilenetv2", full=True)).read_text())

@@ -3,7 +3,7 @@
     python tools/transfer_spread.py [--families vgg19 resnet50 mobilenetv2]
     make transfer-spread                                    # resumable, one record per family
 
-Each family's cpu recipe (``helpers.transfer.recipe``) is run from its spread seeds on a capped copy of the
+Each family's cpu recipe (``helpers.profiles.recipe``) is run from its spread seeds on a capped copy of the
 split (``spread_per_class`` images per class of each split: minutes, not the chapter's hour), the head's
 hyper-parameters fixed to those its chapter tuned (read from ``results/transfer_<family>.json``; the profile's
 defaults before the chapter has run). Scored on the validation split only.
@@ -37,8 +37,9 @@ FAMILIES = ("vgg19", "resnet50", "mobilenetv2")
 def measure(family: str, directory: Path, *, mode: str = "book", per_class: int | None = None) -> Path:
     """Run ``seed_spread`` for ``family`` and write its record (atomically) to ``directory``."""
     from helpers.data import load_split
+    from helpers.profiles import recipe
     from helpers.results import spread_record, tuned_head
-    from helpers.transfer import recipe, seed_spread
+    from helpers.transfer_run import seed_spread
     from helpers.weights import resolve_weights
 
     r = recipe(family, "cpu", mode, **({"spread_per_class": per_class} if per_class else {}))
@@ -56,9 +57,10 @@ def measure_full(family: str, directory: Path, seeds, *, mode: str = "book") -> 
     spread of every seed measured so far. Returns the spread record's path; None (logged) with fewer than two seeds."""
     from helpers.data import load_split
     from helpers.io import atomic_write_json
+    from helpers.profiles import recipe
     from helpers.results import SCHEMA_VERSION, full_seed_path, record_provenance, spread_record, tuned_head
     from helpers.train import spread_block
-    from helpers.transfer import recipe, seed_run, spread_budget
+    from helpers.transfer_run import seed_run, spread_budget
     from helpers.weights import resolve_weights
 
     r = recipe(family, "cpu", mode)

@@ -13,12 +13,16 @@ Small modules with one job each:
 * :mod:`helpers.augment`    – every augmenter (pipeline and in-model) and class weights
 * :mod:`helpers.layers`     – the book's custom Keras layers, registered on import (saved models need them)
 * :mod:`helpers.models`     – the seed CNNs and the improved baseline
-* :mod:`helpers.train`      – one ``fit`` for every chapter; evaluate once and record
+* :mod:`helpers.train`      – chapter 3's ``compile`` and callbacks, one ``fit`` for every chapter; evaluate once
+  and record
 * :mod:`helpers.predictions` – one value for a model's answers on a split (``Predictions``) and ``predict``
 * :mod:`helpers.runs`       – ``save_run``: the one writer of a trained model's record and bundle
 * :mod:`helpers.weights`    – ImageNet weights: local file, Keras cache or download, with provenance
 * :mod:`helpers.features`   – the frozen lower part's activations, run once per split and cached
-* :mod:`helpers.transfer`   – transfer learning: one function per phase (head, top, end-to-end), one run's steps
+* :mod:`helpers.transfer`   – transfer learning's Keras parts: head, freezing, one function per phase
+* :mod:`helpers.transfer_run` – one transfer run cell by cell (``TransferRun``), its seed spread, the size probe
+* :mod:`helpers.profiles`   – the transfer recipes per profile (cpu, gpu) and family; distribution strategy
+* :mod:`helpers.literature` – published results on the PBC data, for the chapters' comparisons
 * :mod:`helpers.tta`        – test-time augmentation over the symmetries of a cell image
 * :mod:`helpers.evaluate`   – metrics, bootstrap intervals, ROC, McNemar, errors by sub-type
 * :mod:`helpers.calibrate`  – expected calibration error and temperature scaling

@@ -252,23 +252,23 @@ def pipeline_measurements(paths: Sequence[str], image_size: int = 64, *, batch_s
 # --------------------------------------------------------------------------------------------
 # How fast a model consumes images
 # --------------------------------------------------------------------------------------------
-def training_epoch(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 32, learning_rate: float = 1e-3,
-                   metrics: Sequence[str] = ()) -> Callable[[], int]:
-    """Compile ``model`` as the chapters train it (Adam, sparse categorical cross-entropy) and return a
+def training_epoch(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 32,
+                   learning_rate: float = 1e-3) -> Callable[[], int]:
+    """Compile ``model`` as the chapters train it (:func:`helpers.train.compile_classifier`) and return a
     function that trains it for one epoch over the in-memory ``(x, y)`` and returns the image count.
 
     The batches are cached in memory, so a call costs the model's training steps and no input
     pipeline. This is the one training-speed probe: chapter 2 (:func:`training_measurements`),
     chapters 4–6 (:func:`measure_train`) and the benchmark workers time calls of it.
     """
-    import keras
     import tensorflow as tf
+
+    from .train import compile_classifier
 
     n = int(len(x))
     if n == 0:
         raise ValueError("a training epoch needs at least one image")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=list(metrics) or None)
+    compile_classifier(model, learning_rate)
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, "float32"), np.asarray(y, "int32")))
     ds = ds.batch(int(batch_size)).cache().prefetch(AUTOTUNE)
 
@@ -408,7 +408,7 @@ def comparison_tables(family: str, provenance: dict[str, Any], data, r, record_p
     """What chapter 8 sets side by side for every network, measured as chapter 4 measures it and kept in the record
     at ``record_path``: the frozen features' probe at a few image sizes and the forward speed at a few sizes."""
     from .results import add_tables
-    from .transfer import resolution_probe
+    from .transfer_run import resolution_probe
 
     probe = resolution_probe(family, provenance, data, sizes=r.probe_sizes or r.speed_sizes,
                              per_class=r.probe_per_class, seed=seed)

@@ -6,7 +6,7 @@ activations (``float16``). :func:`activations` computes them, or reloads them fr
 ``outputs/features/<family>_<size>_<key>_<split>.npy`` when a run with the same family, image size,
 cut, weights and files computed them before; the seconds the computation took are stored beside the
 array (``.json``), so a reloaded cache reports the cost of computing it, not of reading it.
-``split_layer`` names what is cached: :func:`helpers.transfer.extract` passes the whole base and ``"pooled"``
+``split_layer`` names what is cached: :func:`helpers.transfer_run.extract` passes the whole base and ``"pooled"``
 for a run that keeps only the pooled features (the gpu profile), a cache of its own.
 """
 from __future__ import annotations

@@ -708,7 +708,7 @@ def phase_paths_plot(paths: Mapping[str, pd.DataFrame], title: str = "What each 
 def size_tables_plot(probes: Mapping[str, pd.DataFrame], speeds: Mapping[str, pd.DataFrame],
                      title: str = "The frozen features and the forward pass, by image size") -> Figure:
     """Two panels across the networks, one line each, against the image size: the frozen features' probe
-    accuracy (:func:`helpers.transfer.resolution_probe`'s ``probe val accuracy``) and the forward speed
+    accuracy (:func:`helpers.transfer_run.resolution_probe`'s ``probe val accuracy``) and the forward speed
     (:func:`helpers.bench.speed_table`'s ``img/s``, log scale), as each chapter's record keeps them
     (:func:`helpers.results.record_table`)."""
     if not probes and not speeds:

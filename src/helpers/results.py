@@ -607,8 +607,8 @@ def update_record(record_path: str | os.PathLike, **blocks: Any) -> dict[str, An
 
 
 def add_tables(record_path: str | os.PathLike, **tables: pd.DataFrame) -> dict[str, Any]:
-    """Write each of ``tables`` (indexed by image size, e.g. :func:`helpers.transfer.resolution_probe`'s and
-    :func:`helpers.transfer.speed_table`'s) into the record at ``record_path`` under its name, as columns of
+    """Write each of ``tables`` (indexed by image size, e.g. :func:`helpers.transfer_run.resolution_probe`'s and
+    :func:`helpers.bench.speed_table`'s) into the record at ``record_path`` under its name, as columns of
     lists; atomically. Returns the record. :func:`record_table` reads one back."""
     blocks = {}
     for name, table in tables.items():
