@@ -135,7 +135,7 @@ def setups(quick: bool) -> list[dict[str, Any]]:
         f = nb / f"{stem}.ipynb"
         p = notebook_assignments(f) if f.is_file() else {}
         # a chapter parameter left at None takes the cpu profile's value (helpers.profiles.recipe)
-        r = __import__("helpers.transfer", fromlist=["recipe"]).recipe(family, "cpu").as_dict()
+        r = __import__("helpers.profiles", fromlist=["recipe"]).recipe(family, "cpu").as_dict()
         p = {**{k.upper(): v for k, v in r.items()}, **{k: v for k, v in p.items() if v is not None}}
         size = 32 if quick else int(p.get("IMAGE_SIZE", 96))
         split = p.get("SPLIT_LAYER") or __import__("helpers.transfer", fromlist=["SPLIT_LAYERS"]).SPLIT_LAYERS[family]
