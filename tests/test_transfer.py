@@ -73,7 +73,7 @@ def test_stratified_subset_caps_every_class():
 
 def test_head_shapes():
     head = make_head(16, units=0, dropout=0.1)
-    assert head.output.shape[-1] == len(CLASSES) and len(head.layers) == 3
+    assert head.output.shape[-1] == len(CLASSES) and len(head.layers) == 4  # input, dropout, logits, softmax
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_two_phases_record_and_saved_model(small_data, random_provenance, tmp_pa
     np.testing.assert_array_equal(tl.top.get_layer("Conv_1").get_weights()[0], kernel_before)  # frozen in phase 1
     phase2(tl, epochs=1, lr=1e-2)
     trained = set(tl.finetuned_weights)
-    assert {"Conv_1/kernel", "block_16_project/kernel", "probs/kernel"} <= trained  # the top is trained in phase 2
+    assert {"Conv_1/kernel", "block_16_project/kernel", "logits/kernel"} <= trained  # the top is trained in phase 2
     assert not any("_bn/" in p or "BN/" in p for p in trained)  # … but never its batch-norm layers
     assert len(phase_table(tl)) == 3
 
@@ -285,7 +285,7 @@ def test_phase_functions_work_on_plain_arrays_without_a_run(tmp_path):
     y = np.arange(16) % len(CLASSES)
     pooled = np.asarray(top.predict(X.astype("float32"), verbose=0))
     head = train_head(pooled, y, pooled, y, units=0, epochs=1, batch_size=8, seed=0)
-    assert head.seconds > 0 and len(head.history["loss"]) == 1 and "probs/kernel" in head.trained
+    assert head.seconds > 0 and len(head.history["loss"]) == 1 and "logits/kernel" in head.trained
     phase2 = fine_tune_top(top, head.model, X, y, X, y, epochs=1, batch_size=8)
     assert "Conv_1/kernel" in phase2.trained and "val_accuracy_before" in phase2.history
     assert not top.trainable                                                       # frozen again

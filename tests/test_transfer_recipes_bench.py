@@ -51,3 +51,12 @@ def test_it_needs_the_data_configured(monkeypatch, tmp_path, capsys):
 def test_minutes_accumulate_from_the_head_over_the_epochs():
     assert tr.minutes_after_epochs(4.0, [60.0, 120.0, 30.0]) == [5.0, 7.0, 7.5]
     assert tr.minutes_after_epochs(1.0, []) == []
+
+
+def test_the_training_benchmark_reads_each_chapters_settings():
+    """``make bench``'s training section builds one spec per model from the chapters' parameters and the cpu
+    recipes (a renamed recipe module once broke it only there)."""
+    import training_bench
+
+    specs = training_bench.setups(quick=True)
+    assert len(specs) >= 6 and all(isinstance(s, dict) for s in specs)
