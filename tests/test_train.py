@@ -220,7 +220,7 @@ def test_comparison_table_shows_total_params_and_skips_timings(tmp_path):
 
 
 def test_what_the_stock_callbacks_cannot_keep():
-    """Why train.ResumableEarlyStopping exists next to the stock BackupAndRestore (see its docstring)."""
+    """Why train.RunState keeps early stopping's state next to the stock BackupAndRestore (see its docstring)."""
     import inspect
 
     stock = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True)

@@ -413,7 +413,7 @@ def fine_tune_end_to_end(model, base, data, *, image_size: int, epochs: int = 6,
     wrapper = keras.Model(inp, model(x), name=name)
     train_ds = make_dataset(data.paths("train"), data.labels("train"), image_size, batch_size, shuffle=True,
                             seed=seed)
-    if _replicas(wrapper) > 1:  # validation runs outside the strategy already (helpers.train.EpochEnd)
+    if _replicas(wrapper) > 1:  # validation runs outside the strategy already (helpers.train.ValidationScores)
         train_ds = _even_batches(train_ds, len(data.paths("train")), batch_size, _replicas(wrapper))
     val_ds = make_dataset(data.paths("val"), data.labels("val"), image_size, 64)
     log.info("phase 3: %d weight tensors train from %s, lr %g%s", n, first_layer or "the input", lr,
