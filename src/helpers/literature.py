@@ -1,4 +1,4 @@
-"""Published results on the PBC and BloodMNIST data (the works the bibliography cites), for the chapters' comparisons."""
+"""Published results on the PBC and BloodMNIST data (works the bibliography cites), for the chapters' comparisons."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
