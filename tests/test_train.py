@@ -253,6 +253,10 @@ def test_a_cosine_run_trains_to_the_end_of_its_schedule(datasets, tmp_path):
     res = fit(_small(), *datasets, epochs=4, schedule="cosine", patience=1, min_delta=2.0,
               checkpoint_dir=tmp_path / "ck2", verbose=0)
     assert res["stopped"] == "early_stopping" and res["patience"] == 1
+    # patience running out on the last planned epoch stops nothing: the run went its full length
+    res = fit(_small(), *datasets, epochs=2, patience=1, min_delta=2.0, checkpoint_dir=tmp_path / "ck3",
+              verbose=0)
+    assert res["epochs_run"] == 2 and res["stopped"] == "max_epochs" and res["best_epoch"] == 1
 
 
 def test_warm_up_rises_then_the_cosine_decays(datasets, tmp_path):

@@ -155,6 +155,12 @@ def early_state(early) -> dict[str, Any]:
     return {"wait": int(early.wait), "best": best, "best_epoch": int(early.best_epoch)}
 
 
+def stopped_by(early, epochs_run: int, epochs: int) -> str:
+    """``"early_stopping"`` when early stopping cut the run short, else ``"max_epochs"``. (Keras also sets
+    ``stopped_epoch`` when patience runs out on the last planned epoch, where it stops nothing.)"""
+    return "early_stopping" if early.stopped_epoch > 0 and epochs_run < epochs else "max_epochs"
+
+
 def _shapes(model) -> list[list[int]]:
     return [list(map(int, w.shape)) for w in model.weights]
 
@@ -299,7 +305,7 @@ def fit(model, train_ds, val_ds, epochs: int = 20, *, learning_rate: float = 1e-
         model.set_weights(best_weights)
     train_seconds = prior_seconds + time.perf_counter() - started
     stopped = finished or ("time_budget" if ckpt.stopped_by_budget else
-                           "early_stopping" if early.stopped_epoch > 0 else "max_epochs")
+                           stopped_by(early, len(history.get("val_accuracy", [])), epochs))
     if (ckdir / "state.json").is_file():  # mark the run finished, so a resume does not train it further
         state = json.loads((ckdir / "state.json").read_text())
         atomic_write_json(ckdir / "state.json", {**state, "stopped": stopped})
@@ -337,7 +343,7 @@ def fit_summary(history, callbacks, *, learning_rate: float, seed: int | None) -
     (``history``: the ``History`` it returned), as :func:`evaluate_and_record` takes it."""
     early = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
     h = {k: [float(v) for v in history.history[k]] for k in HISTORY_KEYS if k in history.history}
-    stopped = "early_stopping" if early.stopped_epoch > 0 else "max_epochs"
+    stopped = stopped_by(early, len(h.get("val_accuracy", [])), int(history.params["epochs"]))
     return _summary(h, early_state(early), float(sum(h.get("epoch_seconds", []))), int(history.params["epochs"]),
                     stopped, learning_rate=float(learning_rate), seed=seed, patience=int(early.patience),
                     min_delta=float(early.min_delta), steps_per_epoch=history.params.get("steps"))
